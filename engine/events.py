@@ -1,0 +1,163 @@
+"""The event schema: one JSON object per line in ``<run>/events.jsonl``. Torch-free.
+
+The engine appends (rank 0 only), flushing every line; the TUI and ``tunewiz runs`` read.
+Every event has ``v`` (schema version), ``t`` (unix time) and ``type``. Types may be
+added, never renamed. The reader skips torn or malformed lines and unknown types, and
+reads incrementally from a byte offset so following a 100k-step run stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+VERSION = 1
+
+# type -> fields every event of that type carries (besides v, t, type).
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "start": ("name", "config", "world_size", "total_steps", "model", "params", "trainable_params"),
+    "step": ("step", "total", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "mem_gib", "eta_s"),
+    "eval": ("step", "samples"),
+    "checkpoint": ("step", "path"),
+    "progress": ("phase", "done", "total"),
+    "log": ("level", "msg"),
+    "error": ("kind", "msg", "hint"),
+    "done": ("status", "path"),
+}
+ERROR_KINDS = ("data", "model", "oom", "config", "distributed", "internal")
+DONE_STATUSES = ("completed", "stopped", "failed")
+
+
+def make_event(type_: str, **fields_: Any) -> dict:
+    if type_ not in SCHEMA:
+        raise ValueError(f"unknown event type {type_!r}")
+    missing = [k for k in SCHEMA[type_] if k not in fields_]
+    if missing:
+        raise ValueError(f"{type_} event lacks {', '.join(missing)}")
+    return {"v": VERSION, "t": time.time(), "type": type_, **fields_}
+
+
+class EventWriter:
+    """Appends events to a file, one flushed line each (readers may be live)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def emit(self, type_: str, **fields_: Any) -> dict:
+        ev = make_event(type_, **fields_)
+        self._f.write(json.dumps(ev, ensure_ascii=False, default=str) + "\n")
+        self._f.flush()
+        return ev
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class NullWriter:
+    """Writer for ranks other than 0 and for library calls with no run: drops events."""
+
+    def emit(self, type_: str, **fields_: Any) -> dict:
+        return make_event(type_, **fields_)
+
+    def close(self) -> None:
+        pass
+
+
+class EventReader:
+    """Reads new complete lines from an offset; a partial last line waits for its newline."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0
+
+    def read_new(self, max_bytes: int = 64 << 20) -> list[dict]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(max_bytes)
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        return [ev for ev in map(parse_line, chunk[: end + 1].splitlines()) if ev is not None]
+
+
+def parse_line(line: bytes | str) -> dict | None:
+    try:
+        ev = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(ev, dict) or not isinstance(ev.get("type"), str):
+        return None
+    return ev
+
+
+def read_events(path: str | Path) -> list[dict]:
+    reader = EventReader(path)
+    out: list[dict] = []
+    while batch := reader.read_new():
+        out.extend(batch)
+    return out
+
+
+@dataclass
+class RunSummary:
+    """What a list of runs shows, folded from events: status, progress, last loss."""
+
+    name: str = ""
+    status: str = "starting"      # starting | running | completed | stopped | failed
+    step: int = 0
+    total: int = 0
+    epoch: float = 0.0
+    loss: float | None = None
+    eta_s: float | None = None
+    started: float | None = None
+    error: dict | None = None
+    final_path: str | None = None
+    evals: list[dict] = field(default_factory=list)
+
+    def apply(self, ev: dict) -> None:
+        kind = ev.get("type")
+        if kind == "start":
+            self.name = ev.get("name", self.name)
+            self.total = ev.get("total_steps", self.total) or 0
+            self.started = self.started or ev.get("t")
+            self.status = "running"
+        elif kind == "step":
+            self.step, self.total = ev.get("step", self.step), ev.get("total", self.total)
+            self.loss, self.eta_s, self.epoch = ev.get("loss"), ev.get("eta_s"), ev.get("epoch", self.epoch)
+            self.status = "running"
+        elif kind == "eval":
+            self.evals.append(ev)
+        elif kind == "error":
+            self.error = ev
+        elif kind == "done":
+            self.status = ev.get("status", "failed")
+            self.final_path = ev.get("path")
+
+
+def summarize(events: Iterator[dict] | list[dict]) -> RunSummary:
+    s = RunSummary()
+    for ev in events:
+        s.apply(ev)
+    return s
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
