@@ -1,0 +1,178 @@
+"""Finding, checking and loading base models; wrapping them for full / LoRA / QLoRA.
+
+Path checks (``resolve_model_path``, ``inspect_model``) read only config.json, so they are
+cheap and torch-free; torch / transformers / peft / bitsandbytes load lazily inside the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelError
+
+
+def resolve_model_path(path: str) -> Path:
+    """"demo" -> the bundled demo model (prepared once); else a local HF folder."""
+    if path == "demo":
+        from .demo import demo_model_path
+
+        return demo_model_path()
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise ModelError(f"model path {path} does not exist",
+                         'give a local Hugging Face model folder, or "demo" for the bundled model')
+    if not (p / "config.json").is_file():
+        raise ModelError(f"{path} has no config.json: not a Hugging Face model folder",
+                         "point model.path at the folder that holds config.json and the weights")
+    return p
+
+
+@dataclass
+class ModelFacts:
+    """What config.json says about a model, without loading it."""
+
+    path: Path
+    architecture: str
+    model_type: str
+    needs_remote_code: bool
+    is_causal_lm: bool
+    torch_dtype: str
+    config: dict
+
+
+def inspect_model(path: Path) -> ModelFacts:
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path / 'config.json'}: cannot read ({e})", "check the model folder") from None
+    archs = cfg.get("architectures") or []
+    auto_map = cfg.get("auto_map") or {}
+    needs_remote = "AutoModelForCausalLM" in auto_map or (bool(auto_map) and not _known_type(cfg.get("model_type")))
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in archs) \
+        or "AutoModelForCausalLM" in auto_map
+    return ModelFacts(path=path, architecture=archs[0] if archs else "?", model_type=cfg.get("model_type", "?"),
+                      needs_remote_code=needs_remote, is_causal_lm=causal,
+                      torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "?"), config=cfg)
+
+
+def _known_type(model_type: str | None) -> bool:
+    if not model_type:
+        return False
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    except ImportError:
+        return False
+    return model_type in CONFIG_MAPPING_NAMES
+
+
+def check_model(path: Path, trust_remote_code: bool) -> ModelFacts:
+    """Refuse models the run cannot use, with the fix in the hint."""
+    facts = inspect_model(path)
+    if facts.needs_remote_code and not trust_remote_code:
+        raise ModelError(f"{path} needs trust_remote_code (it ships its own model code)",
+                         "set model.trust_remote_code: true only if you trust the code in that folder")
+    if not facts.is_causal_lm:
+        raise ModelError(f"{path} is not a causal language model (architectures: {facts.architecture})",
+                         "choose a chat or base LLM folder (…ForCausalLM)")
+    return facts
+
+
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as e:  # transformers raises many types for a broken folder
+        raise ModelError(f"{path}: cannot load the tokenizer ({str(e).splitlines()[0]})",
+                         "the folder needs tokenizer files (tokenizer.json or tokenizer.model)") from None
+    if tok.pad_token_id is None:
+        # Padding positions are masked out of the loss and attention, so any id works.
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def pick_dtype(requested: str, device: str):
+    """auto: bf16 on GPUs that support it, fp16 on older ones, fp32 on the CPU."""
+    import torch
+
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if requested != "auto":
+        return table[requested]
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True):
+    """The base model for cfg.method, on device. QLoRA loads 4/8-bit with bitsandbytes."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = dict(trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
+    attn = cfg.train.attention
+    kwargs["attn_implementation"] = "sdpa" if attn == "auto" else attn
+    if cfg.method == "qlora":
+        if not device.startswith("cuda"):
+            raise ModelError("QLoRA needs a CUDA GPU and none is available",
+                             "use method: lora on this machine (same quality, more memory)")
+        kwargs["quantization_config"] = quant_config(cfg.quant, dtype)
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ValueError as e:
+        raise ModelError(f"{path}: cannot load as a causal LM ({str(e).splitlines()[0]})",
+                         "choose a chat or base LLM folder") from None
+    if cfg.method != "qlora":
+        model.to(device)
+    if for_training:
+        model.config.use_cache = False
+    return model
+
+
+def quant_config(quant, compute_dtype):
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelError("QLoRA needs the bitsandbytes package", "pip install bitsandbytes") from None
+    from transformers import BitsAndBytesConfig
+
+    if quant.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant.type,
+                              bnb_4bit_use_double_quant=quant.double_quant, bnb_4bit_compute_dtype=compute_dtype)
+
+
+def wrap_for_method(model, cfg):
+    """full: train everything. lora / qlora: a peft LoRA adapter on the frozen base."""
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if cfg.method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.train.gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif cfg.train.gradient_checkpointing:
+        # Inputs of a frozen embedding carry no grad; checkpointed blocks need one.
+        model.enable_input_require_grads()
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target, task_type="CAUSAL_LM", bias="none")
+    return get_peft_model(model, lora)
+
+
+def count_params(model) -> tuple[int, int]:
+    total = trainable = 0
+    for p in model.parameters():
+        n = p.numel()
+        # 4-bit weights pack two values per byte element.
+        if p.__class__.__name__ == "Params4bit":
+            n *= 2
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return total, trainable

@@ -1,0 +1,51 @@
+"""`tunewiz presets list | copy`: the ready recipes under presets/. Torch-free."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .config import load_config
+from .errors import ConfigError
+
+
+
+def preset_dir() -> Path:
+    import tunewiz.presets
+
+    return Path(tunewiz.presets.__file__).resolve().parent
+
+
+def list_presets(pattern: str | None = None) -> list[Path]:
+    return [p for p in sorted(preset_dir().glob("*.yaml")) if not pattern or pattern in p.stem]
+
+
+def describe(path: Path) -> str:
+    """The preset's first comment line after the command line: what it is for."""
+    lines = [ln[1:].strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("#")]
+    return lines[1] if len(lines) > 1 else ""
+
+
+def cmd_presets(args) -> int:
+    if args.action == "list":
+        presets = list_presets(args.pattern)
+        if not presets:
+            print(f"no preset matches {args.pattern!r}")
+            return 0
+        width = max(len(p.stem) for p in presets)
+        for p in presets:
+            cfg = load_config(p)
+            print(f"{p.stem.ljust(width)}  {cfg.method:5} {cfg.stage:8} {describe(p)}")
+        return 0
+    matches = [p for p in list_presets() if p.stem == args.name]
+    if not matches:
+        known = ", ".join(p.stem for p in list_presets())
+        raise ConfigError(f"no preset named {args.name!r}", f"known presets: {known}")
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / matches[0].name
+    if dest.exists():
+        raise ConfigError(f"{dest} already exists", "choose another destination; tunewiz never overwrites it")
+    shutil.copyfile(matches[0], dest)
+    print(f"copied {matches[0].stem} to {dest}; edit it, then `tunewiz train {dest}`")
+    return 0

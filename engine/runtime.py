@@ -1,0 +1,50 @@
+"""Where this process runs: device, rank and world size, read from torchrun's environment.
+
+One process on one device is the world of size 1; under torchrun every rank builds the
+same Runtime from RANK / WORLD_SIZE / LOCAL_RANK, and only rank 0 writes events.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass
+class Runtime:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: str = "cpu"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @classmethod
+    def from_env(cls) -> "Runtime":
+        import torch
+
+        rank = int(os.environ.get("RANK", 0))
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+            device = f"cuda:{local_rank}"
+        else:
+            device = "cpu"
+        return cls(rank=rank, local_rank=local_rank, world_size=world, device=device)
+
+    def peak_memory_gib(self) -> float:
+        """Peak accelerator memory, or the process's peak resident memory on the CPU."""
+        import torch
+
+        if self.device.startswith("cuda"):
+            return torch.cuda.max_memory_allocated() / 2**30
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

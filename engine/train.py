@@ -1,0 +1,286 @@
+"""The training recipe: setup -> train -> save_checkpoint -> cleanup, in one readable file.
+
+The hot loop does no Python work per token: sequences are tokenized and packed once in
+setup, a step's micro-batches and its trained-token count come from a precomputed plan,
+and the only host sync per optimizer step is reading the loss and grad norm for the
+``step`` event.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import checkpoint, rundir
+from .batches import BatchPlan
+from .config import Config, load_config, to_dict
+from .errors import DataError
+from .events import EventWriter, NullWriter
+from .runtime import Runtime
+
+
+class Recipe:
+    def __init__(self, cfg: Config, run: Path, rt: Runtime, events):
+        self.cfg, self.run, self.rt, self.events = cfg, run, rt, events
+        self.step = 0
+        self.stop_requested = False
+        self._last_saved = -1
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, resume: bool) -> None:
+        import torch
+        from transformers import get_cosine_schedule_with_warmup
+
+        from .dataset import build_dataset
+        from .encode import Encoder
+        from .models import (check_model, count_params, load_model, load_tokenizer, pick_dtype,
+                             resolve_model_path, wrap_for_method)
+
+        cfg, rt = self.cfg, self.rt
+        torch.manual_seed(cfg.train.seed)
+        self.progress("load", 0, 3)
+        path = resolve_model_path(cfg.model.path)
+        check_model(path, cfg.model.trust_remote_code)
+        if cfg.method == "qlora" and not rt.device.startswith("cuda"):
+            from .errors import ModelError
+            raise ModelError("QLoRA needs a CUDA GPU and none is available",
+                             "use method: lora on this machine (same quality, more memory)")
+        self.tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
+        self.progress("load", 1, 3)
+
+        self.seqs, self.data_stats = build_dataset(
+            cfg.data, cfg.stage, self.tokenizer, progress=lambda d, t: self.progress("tokenize", d, t))
+        if not self.seqs:
+            raise DataError("the dataset is empty after filtering", "check data.files and data.format")
+        self.encoder = Encoder(self.tokenizer, template=cfg.data.template, system=cfg.data.system,
+                               stage=cfg.stage, max_length=cfg.data.max_length)
+        # Trained-token count per sequence (labels shift by one inside the model's loss).
+        self.n_trained = [sum(1 for x in s["labels"][1:] if x != -100) for s in self.seqs]
+
+        self.dtype = pick_dtype(cfg.train.dtype, rt.device)
+        model = load_model(cfg, path, rt.device, self.dtype)
+        self.model = wrap_for_method(model, cfg)
+        self.params, self.trainable = count_params(self.model)
+        self.progress("load", 2, 3)
+
+        self.plan = BatchPlan(len(self.seqs), cfg.train.batch_size, cfg.train.grad_accum, rt.world_size,
+                              cfg.train.seed)
+        self.total = self.plan.total_steps(cfg.train.epochs, cfg.train.max_steps)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        fused = rt.device.startswith("cuda")
+        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                                           betas=(0.9, 0.999), fused=fused)
+        warmup = math.ceil(self.total * cfg.train.warmup_ratio)
+        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, warmup, self.total)
+        self.resumed_from = None
+        if resume:
+            ckpts = rundir.checkpoints(self.run)
+            if ckpts:
+                state = checkpoint.restore(ckpts[-1], self.model, self.optimizer, self.scheduler, cfg.method)
+                self.step = self._last_saved = state["step"]
+                self.resumed_from = str(ckpts[-1])
+        self.progress("load", 3, 3)
+        self.events.emit(
+            "start", name=cfg.name, config=to_dict(cfg), world_size=rt.world_size, total_steps=self.total,
+            model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
+            dtype=str(self.dtype).replace("torch.", ""), data=self.data_stats,
+            truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step)
+        self.log(f"{self.params / 1e6:.1f}M params, {self.trainable / 1e6:.2f}M trainable, "
+                 f"{len(self.seqs)} sequences, {self.total} steps on {rt.device}"
+                 + (f", resumed at step {self.step}" if self.resumed_from else ""))
+
+    # ------------------------------------------------------------------ train
+    def train(self) -> str:
+        """Runs until done or stopped; returns the done status."""
+        import torch
+
+        cfg, rt, model = self.cfg, self.rt, self.model
+        if self.step == 0:
+            self.evaluate()
+        model.train()
+        started, start_step = time.time(), self.step
+        while self.step < self.total:
+            if self.stop_requested:
+                break
+            t0 = time.time()
+            batches = self.plan.step_batches(self.step)
+            window = sum(self.n_trained[i] for rank in batches for mb in rank for i in mb)
+            window = max(window, 1)
+            loss_sum = torch.zeros((), device=rt.device)
+            tokens = 0
+            for idxs in batches[rt.rank]:
+                batch = self.collate(idxs)
+                tokens += int(batch["n_tokens"])
+                with self.autocast():
+                    out = model(input_ids=batch["input_ids"], labels=batch["labels"],
+                                position_ids=batch["position_ids"], attention_mask=batch.get("attention_mask"),
+                                num_items_in_batch=window)
+                # The model divides the summed loss by the whole step's trained tokens;
+                # gradient averaging across ranks divides by world size, so undo that.
+                (out.loss * rt.world_size).backward()
+                loss_sum += out.loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], cfg.train.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            self.report_step(loss_sum, grad_norm, tokens, time.time() - t0, started, start_step)
+            if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < self.total:
+                self.evaluate()
+            if self.step % cfg.train.save_every == 0 and self.step < self.total:
+                self.save_checkpoint()
+        stopped = self.step < self.total
+        if not stopped:
+            self.evaluate()
+        if self._last_saved != self.step:
+            self.save_checkpoint()
+        return "stopped" if stopped else "completed"
+
+    def collate(self, idxs: list[int]) -> dict:
+        from .packing import collate
+
+        batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id)
+        out = {k: v.to(self.rt.device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
+        out["n_tokens"] = sum(len(self.seqs[i]["input_ids"]) for i in idxs)
+        return out
+
+    def autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.rt.device.startswith("cuda") and self.dtype != torch.float32 and self.cfg.method != "full":
+            return torch.autocast("cuda", dtype=self.dtype)
+        return contextlib.nullcontext()
+
+    def report_step(self, loss_sum, grad_norm, tokens, dt, started, start_step) -> None:
+        loss = float(loss_sum)  # the one host sync per optimizer step
+        done = self.step - start_step
+        per_step = (time.time() - started) / max(done, 1)
+        ev = dict(step=self.step, total=self.total, epoch=round(self.plan.epoch_of(self.step), 4),
+                  loss=round(loss, 6), lr=self.scheduler.get_last_lr()[0], grad_norm=round(float(grad_norm), 6),
+                  tokens_per_s=round(tokens * self.rt.world_size / max(dt, 1e-9), 1),
+                  mem_gib=round(self.rt.peak_memory_gib(), 3), eta_s=round(per_step * (self.total - self.step), 1))
+        self.events.emit("step", **ev)
+        if self.rt.is_main:
+            print(f"step {self.step}/{self.total} loss {loss:.4f} lr {ev['lr']:.2e} "
+                  f"grad_norm {ev['grad_norm']:.3f} {ev['tokens_per_s']:.0f} tok/s eta {ev['eta_s']:.0f}s", flush=True)
+
+    # ------------------------------------------------------------------ eval
+    def evaluate(self) -> None:
+        if not self.cfg.eval.inputs or not self.rt.is_main:
+            return
+        from .generate import stream_reply
+
+        model = self.model
+        was_training = model.training
+        model.eval()
+        samples = []
+        for prompt in self.cfg.eval.inputs:
+            if self.cfg.stage == "pretrain":
+                ids = self.tokenizer(prompt).input_ids
+            else:
+                ids = self.encoder.prompt_ids([{"role": "user", "content": prompt}])
+            text = "".join(stream_reply(model, self.tokenizer, ids, self.cfg.eval.max_new_tokens,
+                                        stop_token_ids=self.encoder.stop_token_ids,
+                                        stop_words=self.encoder.stop_words))
+            samples.append({"input": prompt, "output": text})
+        if was_training:
+            model.train()
+        self.events.emit("eval", step=self.step, samples=samples)
+        out = self.run / "eval" / f"step-{self.step}.txt"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text("".join(f"### {s['input']}\n{s['output']}\n\n" for s in samples), encoding="utf-8")
+
+    # ------------------------------------------------------------------ checkpoint
+    def save_checkpoint(self) -> None:
+        if not self.rt.is_main:
+            return
+        path = checkpoint.save(self.run, self.step, self.model, self.optimizer, self.scheduler,
+                               {"total": self.total, "method": self.cfg.method,
+                                "epoch": self.plan.epoch_of(self.step)},
+                               keep=self.cfg.train.save_total_limit)
+        self._last_saved = self.step
+        self.events.emit("checkpoint", step=self.step, path=str(path))
+
+    # ------------------------------------------------------------------ helpers
+    def progress(self, phase: str, done: int, total: int) -> None:
+        self.events.emit("progress", phase=phase, done=done, total=total)
+
+    def log(self, msg: str, level: str = "info") -> None:
+        self.events.emit("log", level=level, msg=msg)
+        if self.rt.is_main:
+            print(msg, flush=True)
+
+
+def run_training(run: Path, resume: bool = False) -> int:
+    """Train the run in ``run`` (its config.yaml), writing events; returns an exit code."""
+    run = Path(run)
+    rt = Runtime.from_env()
+    events = EventWriter(run / rundir.EVENTS) if rt.is_main else NullWriter()
+    if rt.is_main:
+        rundir.mark_running(run)
+    recipe = None
+    status, code, final = "failed", 1, None
+    try:
+        cfg = load_config(run / rundir.CONFIG)
+        recipe = Recipe(cfg, run, rt, events)
+        _install_stop_handlers(recipe)
+        recipe.setup(resume)
+        status = recipe.train()
+        code = 0
+        final = str(rundir.checkpoints(run)[-1]) if rundir.checkpoints(run) else None
+    except BaseException as e:  # noqa: BLE001 - every failure must end as an error event
+        code = report_failure(e, events, run)
+    finally:
+        events.emit("done", status=status, path=final)
+        if rt.is_main:
+            rundir.write_state(run, status=status, updated=time.time())
+        events.close()
+    return code
+
+
+def report_failure(e: BaseException, events, run: Path) -> int:
+    """Turn an exception into an error event and an exit code (1: user error, 3: bug)."""
+    import traceback
+
+    from .errors import OOMError, TunewizError
+
+    if _is_oom(e):
+        e = OOMError("out of GPU memory",
+                     "try a smaller train.batch_size or data.max_length, train.gradient_checkpointing: true, "
+                     "method: qlora, or a higher layout.deepspeed stage / offload; then `tunewiz train RUN --resume`")
+    if isinstance(e, TunewizError):
+        events.emit("error", kind=e.kind, msg=e.msg, hint=e.hint)
+        print(f"tunewiz: error: {e.one_line()}", file=sys.stderr, flush=True)
+        return 1
+    if isinstance(e, KeyboardInterrupt):
+        events.emit("error", kind="internal", msg="interrupted", hint="resume with `tunewiz train RUN --resume`")
+        return 130
+    traceback.print_exc()
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    events.emit("error", kind="internal", msg=f"{type(e).__name__}: {first}",
+                hint=f"this is a bug; the traceback is in {run / rundir.LOGS}")
+    return 3
+
+
+def _is_oom(e: BaseException) -> bool:
+    name = type(e).__name__
+    return name == "OutOfMemoryError" or (isinstance(e, RuntimeError) and "out of memory" in str(e))
+
+
+def _install_stop_handlers(recipe: Recipe) -> None:
+    """SIGTERM / first Ctrl-C: finish the step, checkpoint, exit cleanly. Second Ctrl-C: abort."""
+    def graceful(signum, frame):
+        if recipe.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        recipe.stop_requested = True
+        if recipe.rt.is_main:
+            print("stop requested: checkpointing after this step", file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGTERM, graceful)
+    signal.signal(signal.SIGINT, graceful)
