@@ -1,0 +1,40 @@
+"""The CLI surface: help is fast and torch-free, the command map and parser agree."""
+
+import subprocess
+import sys
+import time
+
+from tunewiz.cli import COMMANDS, build_parser
+
+
+def test_command_map_and_parser_agree():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(COMMANDS)
+
+
+def test_help_imports_no_torch_and_is_fast():
+    code = ("import sys, time; t=time.time(); from tunewiz.cli import main\n"
+            "try:\n main(['--help'])\nexcept SystemExit: pass\n"
+            "bad=[m for m in ('torch','transformers','peft') if m in sys.modules]\n"
+            "print('BAD', bad, file=sys.stderr) if bad else None; sys.exit(1 if bad else 0)")
+    t = time.time()
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    elapsed = time.time() - t
+    assert r.returncode == 0, r.stderr
+    assert "open the wizard" in r.stdout or "wizard" in r.stdout
+    assert elapsed < 1.0, f"tunewiz --help took {elapsed:.2f}s"
+
+
+def test_usage_error_exits_2(cli):
+    r = cli("train")
+    assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_presets_copy_never_overwrites(cli, tmp_path):
+    r = cli("presets", "copy", "sft-lora", str(tmp_path / "a.yaml"))
+    assert r.returncode == 0, r.stderr
+    r = cli("presets", "copy", "sft-lora", str(tmp_path / "a.yaml"))
+    assert r.returncode == 1 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    r = cli("presets", "copy", "nope", str(tmp_path / "b.yaml"))
+    assert r.returncode == 1 and "known presets" in r.stderr
