@@ -1,0 +1,37 @@
+"""Helpers for the TUI tests: the screen as plain text (what a user reads), and waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+
+from rich.console import Console
+
+
+def screen_text(app) -> str:
+    """The current screen rendered as text, the way capture-pane would show it."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system="truecolor", record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+
+
+async def wait_for(pilot, predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Pump the app until predicate() is true; fail with the screen text otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await pilot.pause(interval)
+        if predicate():
+            return
+    raise AssertionError(f"timed out waiting; the screen shows:\n{screen_text(pilot.app)}")
+
+
+async def wait_for_text(pilot, text: str, timeout: float = 10.0) -> str:
+    await wait_for(pilot, lambda: text in screen_text(pilot.app), timeout)
+    return screen_text(pilot.app)
+
+
+def sleep(seconds: float):
+    return asyncio.sleep(seconds)

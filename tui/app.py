@@ -1,0 +1,91 @@
+"""The tunewiz Textual app: Home, the wizard, the run monitor, convert & merge, chat.
+
+Screens sit on one stack (Home at the bottom) rather than in MODES: every flow here is
+"go in, come back with q/escape", which a stack expresses directly and keeps the keys
+the same on every screen. Heavy screens (monitor charts, chat) are imported when opened,
+so the first screen shows in well under a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from .services.engine_cli import EngineCli
+
+
+class TunewizApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "tunewiz"
+    SUB_TITLE = "fine-tune LLMs from the terminal"
+    BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True)]
+
+    def __init__(self, output_dir: str | Path = "work_dirs", engine: EngineCli | None = None,
+                 attach: Path | None = None, open_wizard: bool = False,
+                 wizard_defaults: dict | None = None, cursor_blink: bool = True):
+        super().__init__()
+        self.output_dir = Path(output_dir)
+        self.engine = engine or EngineCli(output_dir=str(output_dir))
+        self.attach_to = attach
+        self.open_wizard = open_wizard
+        self.wizard_defaults = wizard_defaults or {}
+        # Snapshot tests turn blinking off so two screenshots of one state are identical.
+        self.cursor_blink = cursor_blink
+
+    def on_mount(self) -> None:
+        from .screens.home import HomeScreen
+
+        self.push_screen(HomeScreen())
+        if self.attach_to is not None:
+            self.open_monitor(self.attach_to)
+        elif self.open_wizard:
+            self.start_wizard()
+
+    def start_wizard(self) -> None:
+        from .screens.wizard.flow import run_wizard
+
+        run_wizard(self, self.wizard_defaults)
+
+    def open_monitor(self, run: Path) -> None:
+        from .screens.monitor import MonitorScreen
+
+        self.push_screen(MonitorScreen(Path(run)))
+
+    def open_convert(self, run: Path) -> None:
+        from .screens.convert_merge import ConvertMergeScreen
+
+        self.push_screen(ConvertMergeScreen(Path(run)))
+
+    def open_chat(self, run: Path | None = None, side_by_side: bool = False) -> None:
+        from .screens.chat import ChatScreen
+
+        self.push_screen(ChatScreen(run=run, side_by_side=side_by_side))
+
+    def on_descendant_focus(self, event) -> None:
+        # Only a focused widget blinks, so focus is the moment to switch blinking off.
+        if not self.cursor_blink and hasattr(event.widget, "cursor_blink"):
+            event.widget.cursor_blink = False
+
+
+def cmd_app(args) -> int:
+    """`tunewiz`: Home, or straight into the wizard when there is no run yet."""
+    from tunewiz.engine.rundir import list_runs
+
+    output_dir = Path(args.output_dir)
+    TunewizApp(output_dir, open_wizard=not list_runs(output_dir)).run()
+    return 0
+
+
+def cmd_attach(args) -> int:
+    """`tunewiz attach [RUN]`: the monitor for a run (the newest by default)."""
+    from tunewiz.engine.errors import TunewizError
+    from tunewiz.engine.rundir import resolve_run
+
+    run = resolve_run(args.run, args.output_dir)
+    if run is None:
+        what = f"no run matches {args.run!r}" if args.run else f"no runs in {args.output_dir}"
+        raise TunewizError(what, "see `tunewiz runs`, or start one with `tunewiz`")
+    TunewizApp(args.output_dir, attach=run).run()
+    return 0

@@ -1,0 +1,125 @@
+"""Home: the runs in the output directory, and the ways in (new run, attach, chat)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..formatting import clock, duration, loss, status_markup
+
+
+@dataclass
+class RunRow:
+    path: Path
+    name: str
+    status: str
+    step: int
+    total: int
+    loss: float | None
+    started: float | None
+    eta_s: float | None
+
+
+class RunsLoaded(Message):
+    def __init__(self, rows: list[RunRow]):
+        super().__init__()
+        self.rows = rows
+
+
+def load_rows(output_dir: Path) -> list[RunRow]:
+    from tunewiz.engine.rundir import list_runs, run_info
+
+    rows = []
+    for run in list_runs(output_dir):
+        info = run_info(run)
+        s = info.summary
+        rows.append(RunRow(run, run.name, s.status, s.step, s.total, s.loss, s.started,
+                           s.eta_s if s.status == "running" else None))
+    return rows
+
+
+class HomeScreen(Screen):
+    BINDINGS = [
+        Binding("n", "new_run", "new run"),
+        Binding("enter,a", "attach", "attach"),
+        Binding("m", "merge", "convert & merge"),
+        Binding("c", "chat", "chat"),
+        Binding("v", "compare", "side by side"),
+        Binding("r", "refresh", "refresh", show=False),
+        Binding("q", "app.quit", "quit"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="home-title")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static("n new run · enter attach · m convert & merge · c chat · v base vs tuned",
+                     id="home-hint")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("run", "status", "step", "loss", "started", "ETA")
+        self.action_refresh()
+        # Runs progress while Home is open; a slow refresh keeps the table honest.
+        self.set_interval(5, self.action_refresh)
+
+    def on_screen_resume(self) -> None:
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        self.load_runs()
+
+    @work(thread=True, exclusive=True, group="home-runs")
+    def load_runs(self) -> None:
+        self.post_message(RunsLoaded(load_rows(self.app.output_dir)))
+
+    def on_runs_loaded(self, message: RunsLoaded) -> None:
+        table = self.query_one(DataTable)
+        selected = self.selected_run()
+        table.clear()
+        for row in message.rows:
+            table.add_row(row.name, status_markup(row.status),
+                          f"{row.step}/{row.total}" if row.total else "–",
+                          loss(row.loss), clock(row.started), duration(row.eta_s), key=str(row.path))
+        title = self.query_one("#home-title", Static)
+        if message.rows:
+            title.update(f"Runs in [b]{self.app.output_dir}[/]")
+            if selected is not None and str(selected) in {str(r.path) for r in message.rows}:
+                table.move_cursor(row=table.get_row_index(str(selected)))
+        else:
+            title.update(f"No runs in [b]{self.app.output_dir}[/] yet: press [b]n[/] to start one.")
+
+    def selected_run(self) -> Path | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return Path(key.value) if key.value else None
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_attach()
+
+    def action_new_run(self) -> None:
+        self.app.start_wizard()
+
+    def action_attach(self) -> None:
+        if (run := self.selected_run()) is not None:
+            self.app.open_monitor(run)
+
+    def action_merge(self) -> None:
+        if (run := self.selected_run()) is not None:
+            self.app.open_convert(run)
+
+    def action_chat(self) -> None:
+        self.app.open_chat(self.selected_run())
+
+    def action_compare(self) -> None:
+        self.app.open_chat(self.selected_run(), side_by_side=True)

@@ -1,0 +1,185 @@
+"""The run monitor: progress, loss and lr, throughput and memory, eval answers, log tail.
+
+A thread worker follows events.jsonl from a byte offset and posts ``RunProgressed``; those
+messages replace each other in the queue (``can_replace``), so a burst of 10k events becomes
+one repaint. The chart redraws at most once a second. Leaving never stops the run.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
+from textual.worker import get_current_worker
+
+from ..formatting import duration, loss, status_markup
+from ..services.engine_cli import EngineCommandFailed
+from ..services.run_follower import RunFollower, RunView
+from ..widgets.monitor.charts import LossChart, MetricStrip
+from ..widgets.monitor.eval_timeline import EvalTimeline
+
+POLL_S = 0.25
+
+
+class RunProgressed(Message):
+    """Something new in the run; carries no data (the view is read under the follower's lock)."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunProgressed)
+
+
+class StopRequested(Message):
+    def __init__(self, problem: str = ""):
+        super().__init__()
+        self.problem = problem
+
+
+def outcome_text(view: RunView) -> str:
+    s = view.summary
+    if s.status == "completed":
+        where = f" → {s.final_path}" if s.final_path else ""
+        return f"[b cyan]Training completed[/] at step {s.step}{where}.  [b]m[/] convert & merge · [b]c[/] chat"
+    if s.status == "stopped":
+        return f"[b yellow]Stopped[/] at step {s.step} (checkpoint saved).  [b]m[/] convert & merge what was trained"
+    err = s.error or {}
+    hint = f"\n[b]hint:[/] {err['hint']}" if err.get("hint") else ""
+    return f"[b red]Failed[/] ({err.get('kind', 'unknown')}): {err.get('msg', 'no error message')}{hint}"
+
+
+class MonitorScreen(Screen):
+    BINDINGS = [
+        Binding("s", "stop", "stop (checkpoint)"),
+        Binding("q,escape", "leave", "leave (keeps training)"),
+        Binding("m", "merge", "convert & merge"),
+        Binding("c", "chat", "chat"),
+    ]
+
+    def __init__(self, run: Path):
+        super().__init__()
+        self.run = run
+        self.follower = RunFollower(run)
+        self.drawn_version = -1
+        self.chart_version = -1
+        self.logs_shown = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="mon-title")
+        with Horizontal(id="mon-progress"):
+            yield ProgressBar(total=None, show_eta=False, id="mon-bar")
+            yield Static(id="mon-numbers")
+        yield Static(id="mon-outcome")
+        with Horizontal(id="mon-main"):
+            with Vertical(id="mon-left"):
+                yield LossChart(id="mon-chart")
+                yield MetricStrip("tok/s", "tok/s", id="mon-tokens")
+                yield MetricStrip("mem", "GiB", id="mon-mem")
+            yield EvalTimeline(id="mon-evals")
+        yield RichLog(id="mon-log", max_lines=200, wrap=False, markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#mon-title", Static).update(f"[b]{self.run.name}[/]  starting…")
+        self.query_one("#mon-outcome").display = False
+        self.follow()
+        self.set_interval(1.0, self.redraw_chart)
+
+    @work(thread=True, exclusive=True, group="follow")
+    def follow(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            if self.follower.poll():
+                self.post_message(RunProgressed())
+            if self.follower.view.finished:
+                return
+            time.sleep(POLL_S)
+
+    def on_run_progressed(self, _: RunProgressed) -> None:
+        with self.follower.lock:
+            view = self.follower.view
+            if view.version == self.drawn_version:
+                return
+            self.drawn_version = view.version
+            self.draw(view)
+        if view.finished:
+            self.redraw_chart()
+
+    def draw(self, view: RunView) -> None:
+        s = view.summary
+        title = f"[b]{self.run.name}[/]  {status_markup(s.status)}"
+        if view.start:
+            model = view.start.get("model") or ""
+            title += f"  [dim]{model} · world {view.start.get('world_size', 1)}[/]"
+        self.query_one("#mon-title", Static).update(title)
+        bar = self.query_one("#mon-bar", ProgressBar)
+        if view.progress and not view.steps:
+            p = view.progress
+            bar.update(total=p.get("total") or None, progress=p.get("done") or 0)
+            numbers = f"{p.get('phase')} {p.get('done')}/{p.get('total')}"
+        else:
+            bar.update(total=s.total or None, progress=s.step)
+            eta = duration(s.eta_s) if s.status == "running" else "–"
+            numbers = f"step {s.step}/{s.total or '?'} · epoch {s.epoch:.2f} · ETA {eta} · loss {loss(s.loss)}"
+        self.query_one("#mon-numbers", Static).update(numbers)
+        self.query_one("#mon-tokens", MetricStrip).show(view.tokens_per_s)
+        self.query_one("#mon-mem", MetricStrip).show(view.mem_gib)
+        self.query_one("#mon-evals", EvalTimeline).show(view.summary.evals)
+        log = self.query_one("#mon-log", RichLog)
+        new = view.log_count - self.logs_shown
+        for line in view.logs[-new:] if new > 0 else []:
+            log.write(line)
+        self.logs_shown = view.log_count
+        outcome = self.query_one("#mon-outcome", Static)
+        outcome.display = view.finished
+        if view.finished:
+            outcome.update(outcome_text(view))
+
+    def redraw_chart(self) -> None:
+        with self.follower.lock:
+            view = self.follower.view
+            if view.version == self.chart_version:
+                return
+            self.chart_version = view.version
+            steps, losses, lrs = list(view.steps), list(view.losses), list(view.lrs)
+        self.query_one("#mon-chart", LossChart).redraw(steps, losses, lrs)
+
+    def action_leave(self) -> None:
+        self.workers.cancel_group(self, "follow")
+        self.dismiss()
+
+    def action_stop(self) -> None:
+        if self.follower.view.finished:
+            self.notify("the run has already ended")
+            return
+        self.notify("asking the run to checkpoint and stop…")
+        self.request_stop()
+
+    @work(thread=True, exclusive=True, group="stop")
+    def request_stop(self) -> None:
+        try:
+            self.app.engine.stop(self.run)
+            self.post_message(StopRequested())
+        except (EngineCommandFailed, OSError) as e:
+            self.post_message(StopRequested(getattr(e, "message", str(e))))
+
+    def on_stop_requested(self, message: StopRequested) -> None:
+        if message.problem:
+            self.notify(f"stop failed: {message.problem}", severity="error")
+        else:
+            self.notify("stop requested: the run saves a checkpoint, then exits")
+
+    def action_merge(self) -> None:
+        if self.follower.view.summary.status in ("completed", "stopped"):
+            self.app.open_convert(self.run)
+        else:
+            self.notify("convert & merge once the run has finished")
+
+    def action_chat(self) -> None:
+        self.app.open_chat(self.run)

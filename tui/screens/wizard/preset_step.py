@@ -1,0 +1,131 @@
+"""Step 2, Preset: a recipe from presets/, with its key settings editable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Checkbox, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tunewiz.engine.config import field_docs
+
+from ...widgets.form import FieldRow
+from .state import preset_description, preset_files
+from .step import StepInvalid, WizardStep, parse_number
+
+# (dotted key, label, kind): the settings users change most, in the order they think of them.
+KEY_SETTINGS = [
+    ("name", "run name", str),
+    ("train.epochs", "epochs", float),
+    ("train.max_steps", "max steps", "optional_int"),
+    ("train.lr", "learning rate", float),
+    ("train.batch_size", "batch size", int),
+    ("train.grad_accum", "grad accum", int),
+    ("data.max_length", "max length", int),
+    ("data.pack", "packing", bool),
+    ("lora.r", "LoRA r", int),
+    ("lora.alpha", "LoRA alpha", int),
+    ("eval.inputs", "eval prompts", "prompts"),
+    ("eval.every", "eval every", int),
+    ("data.system", "system prompt", str),
+]
+PROMPT_SEPARATOR = " | "
+
+
+def get_key(cfg, key: str):
+    section, _, attr = key.rpartition(".")
+    return getattr(getattr(cfg, section) if section else cfg, attr)
+
+
+def set_key(cfg, key: str, value) -> None:
+    section, _, attr = key.rpartition(".")
+    setattr(getattr(cfg, section) if section else cfg, attr, value)
+
+
+def widget_id(key: str) -> str:
+    return "set-" + key.replace(".", "-")
+
+
+class PresetStep(WizardStep):
+    INDEX = 1
+
+    def compose_body(self) -> ComposeResult:
+        self.presets: dict[str, Path] = {p.stem: p for p in preset_files()}
+        options = [Option(stem, id=stem) for stem in self.presets]
+        if not options:
+            options = [Option("defaults (LoRA, SFT)", id="")]
+        docs = field_docs()
+        with Horizontal(id="preset-panes"):
+            yield OptionList(*options, id="preset-list")
+            with VerticalScroll(id="preset-form"):
+                yield Static(id="preset-method", classes="section-title")
+                yield Static(id="preset-about", classes="preset-about")
+                for key, label, kind in KEY_SETTINGS:
+                    control = Checkbox("", id=widget_id(key)) if kind is bool else Input(id=widget_id(key), compact=True)
+                    yield FieldRow(label, control, docs.get(key, ""), id=f"row-{widget_id(key)}")
+
+    def on_mount(self) -> None:
+        options = self.query_one("#preset-list", OptionList)
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        if self.state.preset in ids:
+            options.highlighted = ids.index(self.state.preset)
+        self.fill_form()
+        options.focus()
+
+    def fill_form(self) -> None:
+        cfg = self.state.config
+        self.query_one("#preset-method", Static).update(
+            f"{cfg.method.upper()} · {cfg.stage}  (preset {self.state.preset or 'defaults'})")
+        path = self.presets.get(self.state.preset)
+        self.query_one("#preset-about", Static).update(preset_description(path) if path else "")
+        for key, _, kind in KEY_SETTINGS:
+            value = get_key(cfg, key)
+            widget = self.query_one(f"#{widget_id(key)}")
+            if kind is bool:
+                widget.value = bool(value)
+            elif kind == "prompts":
+                widget.value = PROMPT_SEPARATOR.join(value)
+            else:
+                widget.value = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+        for key in ("lora.r", "lora.alpha"):
+            self.query_one(f"#row-{widget_id(key)}").display = cfg.method != "full"
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        # A stale highlight (the list's own first one, before on_mount moved it) is ignored.
+        if event.option_index != event.option_list.highlighted:
+            return
+        stem = event.option.id or ""
+        if stem != self.state.preset:
+            self.store(strict=False, quiet=True)
+            self.state.apply_preset(self.presets.get(stem))
+            self.fill_form()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.action_next()
+
+    def store(self, strict: bool, quiet: bool = False) -> None:
+        cfg = self.state.config
+        for key, label, kind in KEY_SETTINGS:
+            widget = self.query_one(f"#{widget_id(key)}")
+            try:
+                if kind is bool:
+                    value = widget.value
+                elif kind == "prompts":
+                    value = [p.strip() for p in widget.value.split("|") if p.strip()]
+                elif kind is str:
+                    value = widget.value.strip()
+                    if key == "name" and (not value or "/" in value):
+                        raise StepInvalid("run name: use letters, digits, - and _")
+                elif kind == "optional_int":
+                    value = parse_number(widget.value, int, label, optional=True)
+                else:
+                    value = parse_number(widget.value, kind, label)
+                    if kind is int and value < (0 if key == "eval.every" else 1):
+                        raise StepInvalid(f"{label}: must be at least 1")
+            except StepInvalid:
+                if strict:
+                    raise
+                continue
+            set_key(cfg, key, value)

@@ -1,0 +1,136 @@
+"""Step 5, Review: the YAML to be written, a rough memory estimate, the command; save or launch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.syntax import Syntax
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Button, Input, Static
+
+from tunewiz.engine.config import config_from_dict, dump_yaml, to_dict
+from tunewiz.engine.errors import TunewizError
+
+from ...services.engine_cli import EngineCommandFailed
+from ...services.gpus import detect_gpus
+from ...services.memory_estimate import estimate_memory
+from ...services.model_folders import read_model_facts
+from .step import StepInvalid, WizardStep
+
+
+class Launched(Message):
+    def __init__(self, run: Path | None, problem: str = ""):
+        super().__init__()
+        self.run, self.problem = run, problem
+
+
+def gpu_count(layout_gpus, detected: int) -> int:
+    if isinstance(layout_gpus, list):
+        return len(layout_gpus)
+    if isinstance(layout_gpus, int):
+        return layout_gpus
+    return max(detected, 1)
+
+
+class ReviewStep(WizardStep):
+    INDEX = 4
+    BINDINGS = [Binding("ctrl+s", "save", "save only"), Binding("ctrl+l", "next", "save & launch")]
+
+    def next_label(self) -> str:
+        return "save & launch ⏎"
+
+    def compose_body(self) -> ComposeResult:
+        cfg = self.state.config
+        if not self.state.config_path:
+            self.state.config_path = str(Path(cfg.output_dir) / "configs" / f"{cfg.name}.yaml")
+        with VerticalScroll(id="review-yaml"):
+            yield Static(Syntax(dump_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
+        yield Static(id="review-memory")
+        yield Static(id="review-command", markup=False)
+        with Horizontal(id="review-save-row"):
+            yield Static("config file", classes="inline-label")
+            yield Input(self.state.config_path, id="review-path", compact=True)
+            yield Button("save only", id="review-save", compact=True)
+
+    def on_mount(self) -> None:
+        self.show_command()
+        self.estimate()
+        self.query_one("#step-next", Button).focus()
+
+    @work(thread=True)
+    def estimate(self) -> None:
+        cfg = self.state.config
+        facts = read_model_facts(cfg.model.path)
+        n_gpus = gpu_count(cfg.layout.gpus, len(detect_gpus()))
+        est = estimate_memory(cfg, facts, n_gpus)
+        text = est.describe() if est else "memory estimate: unknown for this model (no sizes in config.json)"
+        self.app.call_from_thread(self.query_one("#review-memory", Static).update, text)
+
+    def show_command(self) -> None:
+        path = self.query_one("#review-path", Input).value.strip()
+        self.query_one("#review-command", Static).update(f"$ tunewiz train {path} --detach")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.show_command()
+
+    def write_config(self) -> Path:
+        path = Path(self.query_one("#review-path", Input).value.strip())
+        if not path.name:
+            raise StepInvalid("give the config a file name")
+        try:
+            # Round-trip through the schema: what is written is exactly what the engine accepts.
+            config_from_dict(to_dict(self.state.config))
+        except TunewizError as e:
+            raise StepInvalid(e.one_line()) from None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump_yaml(self.state.config), encoding="utf-8")
+        self.state.config_path = str(path)
+        self.state.saved_path = path
+        return path
+
+    def store(self, strict: bool) -> None:
+        self.state.config_path = self.query_one("#review-path", Input).value.strip()
+
+    def action_save(self) -> None:
+        try:
+            path = self.write_config()
+        except StepInvalid as e:
+            self.say(f"[b red]{e}[/]")
+            return
+        self.say(f"[green]saved {path}[/]  start it with: tunewiz train {path} --detach")
+
+    def action_next(self) -> None:
+        try:
+            path = self.write_config()
+        except StepInvalid as e:
+            self.say(f"[b red]{e}[/]")
+            return
+        self.say("launching…")
+        self.query_one("#step-next", Button).disabled = True
+        self.launch(path)
+
+    @work(thread=True, exclusive=True, group="launch")
+    def launch(self, path: Path) -> None:
+        try:
+            self.post_message(Launched(self.app.engine.launch(path)))
+        except (EngineCommandFailed, OSError) as e:
+            self.post_message(Launched(None, getattr(e, "message", str(e))))
+
+    def on_launched(self, message: Launched) -> None:
+        if message.run is None:
+            self.query_one("#step-next", Button).disabled = False
+            self.say(f"[b red]launch failed: {message.problem}[/]")
+            return
+        self.state.run = message.run
+        self.dismiss("next")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "review-save":
+            event.stop()
+            self.action_save()
+        else:
+            super().on_button_pressed(event)

@@ -1,0 +1,54 @@
+"""What the wizard has gathered so far: a Config being built, plus choices around it."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tunewiz.engine.config import Config, default_lr, load_config
+
+STEP_NAMES = ("Model", "Preset", "Dataset", "Layout", "Review")
+
+
+def preset_files() -> list[Path]:
+    import tunewiz.presets
+
+    return sorted(Path(tunewiz.presets.__file__).parent.glob("*.yaml"))
+
+
+def preset_description(path: Path) -> str:
+    """The first comment lines of a preset that are not the command that runs it."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if text and "tunewiz " not in text:
+            lines.append(text)
+    return " ".join(lines)
+
+
+@dataclass
+class WizardState:
+    config: Config = field(default_factory=Config)
+    preset: str = ""                    # preset file stem, "" = schema defaults
+    config_path: str = ""
+    run: Path | None = None             # set once launched
+    saved_path: Path | None = None
+
+    def apply_preset(self, path: Path | None) -> None:
+        """Take the preset's recipe, keeping what earlier steps chose (model, data, layout, name)."""
+        base = load_config(path) if path else Config(method="lora", stage="sft")
+        keep = self.config
+        base.name, base.output_dir = keep.name, keep.output_dir
+        base.model = copy.deepcopy(keep.model)
+        if keep.data.files:
+            base.data.files = list(keep.data.files)
+            base.data.format = keep.data.format
+        base.layout = copy.deepcopy(keep.layout)
+        self.config = base
+        self.preset = path.stem if path else ""
+
+    def lr_default(self) -> float:
+        return default_lr(self.config.method)

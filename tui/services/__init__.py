@@ -1,0 +1,1 @@
+"""Torch-free helpers the screens use: GPUs, model folders, memory estimates, engine CLI."""

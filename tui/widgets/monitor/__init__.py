@@ -1,0 +1,1 @@
+"""The run monitor: charts, progress line, eval timeline."""
