@@ -1,0 +1,121 @@
+"""`tunewiz check-data`: validate a dataset and show what the model will see.
+
+Uses the same reading, templates and encoding as training, and loads only the tokenizer.
+Bad records are listed one ``file:line: problem`` per line before the command fails.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .dataset import encoding_stats
+from .encode import IGNORE, Encoded, Encoder
+from .errors import DataError, ModelError
+from .formats import DataErrors, load_samples
+from .templates import AUTO, get_template
+
+OPEN, CLOSE = "[[", "]]"          # trained spans in plain output
+BAR_WIDTH = 40
+
+
+def cmd_check_data(args) -> int:
+    if args.template != AUTO:
+        get_template(args.template)  # a typo fails before the slow tokenizer load
+    try:
+        loaded = load_samples(args.files, args.format)
+    except DataErrors as e:
+        if e.total == 1:
+            raise
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        if e.total > len(e.problems):
+            print(f"... and {e.total - len(e.problems)} more", file=sys.stderr)
+        raise DataError(f"{e.total} problems in the data", "fix the records listed above") from None
+    tokenizer = _tokenizer(args.model)
+    stage = args.stage or ("pretrain" if set(loaded.formats.values()) == {"pretrain"} else "sft")
+    encoder = Encoder(tokenizer, template=args.template, system=args.system, stage=stage,
+                      max_length=args.max_length)
+    encoded = encoder.encode_many(loaded.samples)
+    stats = encoding_stats(encoded, args.max_length, loaded.records)
+
+    out = _Output()
+    for name, fmt in loaded.formats.items():
+        out.line(f"{name}: format {fmt}")
+    template = "auto (the tokenizer's chat template)" if encoder.describe() == "auto" else encoder.describe()
+    out.line(f"stage {stage}, template {template}, max length {args.max_length}")
+    out.line("")
+    dropped = f" ({loaded.filtered} dropped: no output)" if loaded.filtered else ""
+    out.line(f"records    {stats['records']}{dropped}")
+    share = stats["trained_tokens"] / max(stats["tokens"], 1)
+    out.line(f"tokens     {stats['tokens']:,} ({stats['trained_tokens']:,} trained, {share:.0%})")
+    out.line(f"truncated  {stats['truncated']} of {stats['samples']} at {args.max_length} tokens")
+    if stats["no_loss"]:
+        out.line(f"no loss    {stats['no_loss']} samples have no answer left within {args.max_length} tokens "
+                 "(skipped by training)")
+    out.line("")
+    out.line("tokens per sample:")
+    buckets = stats["length_histogram"]
+    last = max(i for i, b in enumerate(buckets) if b["count"]) if stats["samples"] else 0
+    peak = max(b["count"] for b in buckets) or 1
+    for b in buckets[:last + 1]:  # empty buckets past the longest sample say nothing
+        bar = "█" * round(BAR_WIDTH * b["count"] / peak) if b["count"] else ""
+        out.line(f"  {b['lo'] + 1:>6}-{b['hi']:<6} {bar} {b['count']}")
+    out.line("")
+    first = loaded.samples[0]
+    out.line(f"first sample ({first.source}); trained tokens "
+             + ("in bold green:" if out.rich else f"between {OPEN} and {CLOSE}:"))
+    out.sample(_runs(encoded[0], tokenizer))
+    return 0
+
+
+def _tokenizer(model: str):
+    from .models import load_tokenizer, resolve_model_path
+
+    path = resolve_model_path(model)
+    if not Path(path).is_dir():
+        raise ModelError(f"{model}: not a model folder", 'give a local Hugging Face folder, or "demo"')
+    return load_tokenizer(Path(path))
+
+
+def _runs(enc: Encoded, tokenizer) -> list[tuple[str, bool]]:
+    """The sample's text as (text, trained) runs, decoded run by run."""
+    runs: list[tuple[str, bool]] = []
+    start = 0
+    for i in range(1, len(enc.input_ids) + 1):
+        if i == len(enc.input_ids) or (enc.labels[i] != IGNORE) != (enc.labels[start] != IGNORE):
+            text = tokenizer.decode(enc.input_ids[start:i], skip_special_tokens=False,
+                                    clean_up_tokenization_spaces=False)
+            runs.append((text, enc.labels[start] != IGNORE))
+            start = i
+    if enc.truncated:
+        runs.append((f" … (cut at {len(enc.input_ids)} tokens)", False))
+    return runs
+
+
+class _Output:
+    """Plain text when piped (trained spans in [[...]]), rich colour on a terminal."""
+
+    def __init__(self) -> None:
+        self.rich = sys.stdout.isatty()
+        if self.rich:
+            from rich.console import Console
+
+            self.console = Console(highlight=False)
+
+    def line(self, text: str) -> None:
+        if self.rich:
+            self.console.print(text, markup=False)
+        else:
+            print(text)
+
+    def sample(self, runs: list[tuple[str, bool]]) -> None:
+        if self.rich:
+            from rich.text import Text
+
+            text = Text()
+            for part, trained in runs:
+                text.append(part, style="bold green" if trained else "dim")
+            self.console.print(text)
+        else:
+            print("".join(f"{OPEN}{part}{CLOSE}" if trained else part for part, trained in runs))

@@ -1,0 +1,93 @@
+"""Packing encoded samples into fixed-budget sequences, and batching them for the model.
+
+A packed sequence is several samples back to back, each with ``position_ids`` counting
+from 0 again. That restart is what keeps samples apart: transformers (5.x) reads
+``position_ids`` when no ``attention_mask`` is given and builds a block-diagonal causal
+mask, one block per sample (``masking_utils.find_packed_sequence_indices``), for sdpa,
+eager and flex attention. So a batch must carry **no attention_mask**, and the forward must run
+without a KV cache (``use_cache=False``): with a cache object present, transformers skips
+the detection and samples would see each other. tests/test_packing.py proves the logits of
+a packed row equal those of each sample run alone.
+
+The first label of every sample is masked: the model shifts labels by one, so that label
+would otherwise be predicted from the previous sample's last token.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Iterable, Sequence
+
+from .encode import IGNORE, Encoded
+
+
+def pack(samples: Sequence[Encoded], max_length: int) -> list[dict]:
+    """Best-fit-decreasing packing into sequences of at most max_length tokens.
+
+    Returns dicts with ``input_ids``, ``labels`` and ``position_ids`` (lists of ints).
+    Samples longer than max_length must have been truncated already.
+    """
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids), reverse=True)
+    bins: list[list[int]] = []
+    # (room left, bin index), kept sorted so the tightest bin that fits is found by bisect.
+    rooms: list[tuple[int, int]] = []
+    for i in order:
+        n = len(samples[i].input_ids)
+        if n == 0:
+            continue
+        if n > max_length:
+            raise ValueError(f"sample of {n} tokens is longer than max_length {max_length}")
+        at = bisect.bisect_left(rooms, (n, -1))
+        if at < len(rooms):
+            room, b = rooms.pop(at)
+        else:
+            room, b = max_length, len(bins)
+            bins.append([])
+        bins[b].append(i)
+        if room - n > 0:
+            bisect.insort(rooms, (room - n, b))
+    return [_concat(samples[i] for i in members) for members in bins]
+
+
+def unpacked(samples: Iterable[Encoded]) -> list[dict]:
+    """One sequence per sample (pack: false)."""
+    return [_concat([s]) for s in samples if s.input_ids]
+
+
+def _concat(members: Iterable[Encoded]) -> dict:
+    input_ids: list[int] = []
+    labels: list[int] = []
+    position_ids: list[int] = []
+    for s in members:
+        input_ids += s.input_ids
+        labels += [IGNORE] + s.labels[1:]
+        position_ids += range(len(s.input_ids))
+    return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
+
+
+def collate(seqs: Sequence[dict], pad_id: int, attention_mask: bool = False) -> dict:
+    """Stack sequences into right-padded tensors.
+
+    The padding gets position ids 0, 1, ... of its own, so transformers treats it as one
+    more (fully masked) sample and no attention_mask is needed, with or without packing
+    and for any batch size. ``attention_mask=True`` adds the usual 0/1 mask for code paths
+    that need it; do not use it with packed rows (it switches the per-sample masking off).
+    """
+    import torch
+
+    width = max(len(s["input_ids"]) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
+    pos = torch.zeros((len(seqs), width), dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        n = len(s["input_ids"])
+        ids[row, :n] = torch.tensor(s["input_ids"], dtype=torch.long)
+        labels[row, :n] = torch.tensor(s["labels"], dtype=torch.long)
+        pos[row, :n] = torch.tensor(s["position_ids"], dtype=torch.long)
+        pos[row, n:] = torch.arange(width - n)
+        mask[row, :n] = 1
+    batch = {"input_ids": ids, "labels": labels, "position_ids": pos}
+    if attention_mask:
+        batch["attention_mask"] = mask
+    return batch

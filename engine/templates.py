@@ -1,0 +1,153 @@
+"""The template registry: named prompt templates with XTuner's semantics. Torch-free.
+
+A template turns a conversation into text turn by turn:
+
+    turn 1:  system(S) + instruction(U1)   [A1 + suffix]   (eos)   sep
+    turn 2:  instruction(U2)               [A2 + suffix]   (eos)   sep
+    ...
+
+Brackets mark what is trained. ``system`` appears only on the turn that carries a system
+message (normally the first). When ``suffix_as_eos`` is true the suffix ends an answer and
+no EOS token follows; otherwise the tokenizer's EOS follows each answer (trained) and the
+next turn starts with BOS again. ``sep`` is never trained. ``stop_words`` end generation;
+the tokenizer's EOS is always a stop word too.
+
+The strings match the templates XTuner users already train with, so an adapter trained
+there and chatted with here (or the other way round) sees the same text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    instruction: str                 # must contain "{input}"; may contain "{round}" (1-based)
+    system: str = ""                 # must contain "{system}" when set
+    suffix: str = ""                 # appended to every answer, trained
+    suffix_as_eos: bool = False      # the suffix ends the answer: no EOS token after it
+    sep: str = ""                    # between turns, not trained
+    stop_words: tuple[str, ...] = field(default_factory=tuple)
+
+    def render_system(self, text: str) -> str:
+        # An empty system prompt renders nothing, not an empty system block.
+        return self.system.format(system=text) if text and self.system else ""
+
+    def render_instruction(self, text: str, round_: int) -> str:
+        return self.instruction.format(input=text, round=round_)
+
+    @property
+    def needs_eos(self) -> bool:
+        return not self.suffix_as_eos
+
+
+_IM = "<|im_start|>{role}\n{body}<|im_end|>\n"
+_CHATML_SYSTEM = _IM.format(role="system", body="{system}")
+_CHATML_INSTRUCTION = _IM.format(role="user", body="{input}") + "<|im_start|>assistant\n"
+
+_L3_HEADER = "<|start_header_id|>{role}<|end_header_id|>\n\n"
+
+TEMPLATES: dict[str, Template] = {t.name: t for t in (
+    Template(
+        name="default",
+        system="<|System|>:{system}\n",
+        instruction="<|User|>:{input}\n<|Bot|>:",
+        sep="\n",
+    ),
+    Template(
+        name="internlm2_chat",
+        system=_CHATML_SYSTEM,
+        instruction=_CHATML_INSTRUCTION,
+        suffix="<|im_end|>",
+        suffix_as_eos=True,
+        sep="\n",
+        stop_words=("<|im_end|>",),
+    ),
+    Template(
+        name="qwen_chat",
+        system=_CHATML_SYSTEM,
+        instruction=_CHATML_INSTRUCTION,
+        suffix="<|im_end|>",
+        suffix_as_eos=True,
+        sep="\n",
+        stop_words=("<|im_end|>", "<|endoftext|>"),
+    ),
+    Template(
+        name="llama3_chat",
+        system=_L3_HEADER.format(role="system") + "{system}<|eot_id|>",
+        instruction=(_L3_HEADER.format(role="user") + "{input}<|eot_id|>"
+                     + _L3_HEADER.format(role="assistant")),
+        suffix="<|eot_id|>",
+        suffix_as_eos=True,
+        stop_words=("<|eot_id|>",),
+    ),
+    Template(
+        name="internlm_chat",
+        system="<|System|>:{system}\n",
+        instruction="<|User|>:{input}<eoh>\n<|Bot|>:",
+        suffix="<eoa>",
+        suffix_as_eos=True,
+        sep="\n",
+        stop_words=("<eoa>",),
+    ),
+    Template(
+        name="zephyr",
+        system="<|system|>\n{system}\n",
+        instruction="<|user|>\n{input}\n<|assistant|>\n",
+        sep="\n",
+    ),
+    Template(
+        name="llama2_chat",
+        # XTuner's llama2_chat keeps Meta's default system text in front of the user's.
+        system=("[INST] <<SYS>>\n You are a helpful, respectful and honest assistant. Always answer "
+                "as helpfully as possible, while being safe. Your answers should not include any "
+                "harmful, unethical, racist, sexist, toxic, dangerous, or illegal content. Please "
+                "ensure that your responses are socially unbiased and positive in nature.\n"
+                "{system}\n<</SYS>>\n [/INST] "),
+        instruction="[INST] {input} [/INST]",
+        sep="\n",
+    ),
+    Template(
+        name="mistral",
+        system="[INST] {system} [/INST]\n",
+        instruction="[INST] {input} [/INST]",
+        sep="\n",
+    ),
+    Template(
+        name="phi3_chat",
+        system="<|system|>\n{system}<|end|>\n",
+        instruction="<|user|>\n{input}<|end|>\n<|assistant|>\n",
+        suffix="<|end|>",
+        suffix_as_eos=True,
+        sep="\n",
+        stop_words=("<|end|>",),
+    ),
+    Template(
+        name="gemma",
+        system="<start_of_turn>system\n{system}<end_of_turn>\n",
+        instruction="<start_of_turn>user\n{input}<end_of_turn>\n<start_of_turn>model\n",
+        suffix="<end_of_turn>",
+        suffix_as_eos=False,
+        sep="\n",
+        stop_words=("<end_of_turn>",),
+    ),
+)}
+
+AUTO = "auto"
+
+
+def template_names() -> list[str]:
+    """Every name a config's ``data.template`` accepts, ``auto`` first."""
+    return [AUTO, *TEMPLATES]
+
+
+def get_template(name: str) -> Template:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ConfigError(f"unknown template {name!r}",
+                          f"use auto or one of: {', '.join(TEMPLATES)}") from None
