@@ -44,13 +44,21 @@ class StopRequested(Message):
 def outcome_text(view: RunView) -> str:
     s = view.summary
     if s.status == "completed":
-        where = f" → {s.final_path}" if s.final_path else ""
+        where = f" → {_inside(view.run, s.final_path)}" if s.final_path else ""
         return f"[b cyan]Training completed[/] at step {s.step}{where}.  [b]m[/] convert & merge · [b]c[/] chat"
     if s.status == "stopped":
         return f"[b yellow]Stopped[/] at step {s.step} (checkpoint saved).  [b]m[/] convert & merge what was trained"
     err = s.error or {}
     hint = f"\n[b]hint:[/] {err['hint']}" if err.get("hint") else ""
     return f"[b red]Failed[/] ({err.get('kind', 'unknown')}): {err.get('msg', 'no error message')}{hint}"
+
+
+def _inside(run: Path, path: str) -> str:
+    """A path inside the run directory, shown relative to it (the title already names the run)."""
+    try:
+        return str(Path(path).relative_to(run))
+    except ValueError:
+        return path
 
 
 class MonitorScreen(Screen):

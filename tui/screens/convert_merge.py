@@ -1,0 +1,131 @@
+"""Convert & merge: one action turns a finished run into a model you can chat with.
+
+`tunewiz convert RUN <run>/adapter` (or `<run>/hf` for full fine-tuning, which needs no
+merge), then `tunewiz merge BASE <run>/adapter <run>/merged`. Both are CLI subprocesses
+that write their folders atomically, so running this again is safe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
+
+from ..services.engine_cli import EngineCommandFailed
+
+
+class StepStarted(Message):
+    def __init__(self, index: int, argv: list[str]):
+        super().__init__()
+        self.index, self.argv = index, argv
+
+
+class OutputLine(Message):
+    def __init__(self, line: str):
+        super().__init__()
+        self.line = line
+
+
+class ConvertMergeFinished(Message):
+    def __init__(self, problem: str = ""):
+        super().__init__()
+        self.problem = problem
+
+
+def plan(run: Path) -> list[list[str]]:
+    """The CLI commands, in order, that produce the run's chat-ready model."""
+    from tunewiz.engine.config import load_config
+    from tunewiz.engine.rundir import CONFIG
+
+    cfg = load_config(run / CONFIG)
+    if cfg.method == "full":
+        return [["convert", str(run), str(run / "hf")]]
+    return [["convert", str(run), str(run / "adapter")],
+            ["merge", cfg.model.path, str(run / "adapter"), str(run / "merged")]]
+
+
+class ConvertMergeScreen(Screen):
+    BINDINGS = [
+        Binding("escape,q", "leave", "back"),
+        Binding("c", "chat", "chat"),
+        Binding("v", "compare", "base vs tuned"),
+        Binding("r", "again", "run again"),
+    ]
+
+    def __init__(self, run: Path):
+        super().__init__()
+        self.run = run
+        self.finished = False
+        self.succeeded = False
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"[b]Convert & merge[/] {self.run.name}", id="cm-title")
+        yield ProgressBar(total=1, show_eta=False, id="cm-bar")
+        yield RichLog(id="cm-log", wrap=True, markup=False)
+        yield Static(id="cm-result")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.action_again()
+
+    def action_again(self) -> None:
+        if self.workers and any(w.group == "convert-merge" and w.is_running for w in self.workers):
+            return
+        self.finished = self.succeeded = False
+        self.query_one("#cm-result", Static).update("working…")
+        self.convert_and_merge()
+
+    @work(exclusive=True, group="convert-merge")
+    async def convert_and_merge(self) -> None:
+        try:
+            commands = plan(self.run)
+        except Exception as e:  # a broken config.yaml: say so instead of crashing the screen
+            self.post_message(ConvertMergeFinished(str(getattr(e, "msg", e))))
+            return
+        self.query_one("#cm-bar", ProgressBar).update(total=len(commands), progress=0)
+        for index, args in enumerate(commands):
+            self.post_message(StepStarted(index, args))
+            try:
+                async for line in self.app.engine.stream(*args):
+                    self.post_message(OutputLine(line))
+            except EngineCommandFailed as e:
+                self.post_message(ConvertMergeFinished(e.message))
+                return
+        self.post_message(ConvertMergeFinished())
+
+    def on_step_started(self, message: StepStarted) -> None:
+        self.query_one("#cm-bar", ProgressBar).update(progress=message.index)
+        self.query_one("#cm-log", RichLog).write(f"$ tunewiz {' '.join(message.argv)}")
+
+    def on_output_line(self, message: OutputLine) -> None:
+        self.query_one("#cm-log", RichLog).write(message.line)
+
+    def on_convert_merge_finished(self, message: ConvertMergeFinished) -> None:
+        self.finished = True
+        result = self.query_one("#cm-result", Static)
+        if message.problem:
+            result.update(f"[b red]Failed:[/] {message.problem}\n[b]r[/] try again · [b]esc[/] back")
+            return
+        self.succeeded = True
+        bar = self.query_one("#cm-bar", ProgressBar)
+        bar.update(progress=bar.total)
+        out = "hf" if (self.run / "hf").is_dir() and not (self.run / "merged").is_dir() else "merged"
+        result.update(f"[b green]Done:[/] {self.run / out}\n"
+                      "[b]c[/] chat with it · [b]v[/] side by side with the base model · [b]esc[/] back")
+
+    def action_chat(self) -> None:
+        if self.succeeded:
+            self.app.open_chat(self.run)
+
+    def action_compare(self) -> None:
+        if self.succeeded:
+            self.app.open_chat(self.run, side_by_side=True)
+
+    def action_leave(self) -> None:
+        self.dismiss()

@@ -1,0 +1,40 @@
+"""Which models a chat can load for a run: merged, base + adapter, full weights, or the base."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .chat_client import ChatTarget
+
+
+def run_base_model(run: Path) -> str:
+    from tunewiz.engine.config import load_config
+    from tunewiz.engine.errors import TunewizError
+    from tunewiz.engine.rundir import CONFIG
+
+    try:
+        return load_config(Path(run) / CONFIG).model.path
+    except TunewizError:
+        return "demo"
+
+
+def tuned_targets(run: Path) -> list[ChatTarget]:
+    """Fine-tuned choices, best first: the merged model, then the adapter on its base."""
+    run = Path(run)
+    base = run_base_model(run)
+    targets = []
+    if (run / "merged" / "config.json").is_file():
+        targets.append(ChatTarget("fine-tuned (merged)", str(run / "merged")))
+    if (run / "hf" / "config.json").is_file():
+        targets.append(ChatTarget("fine-tuned (full)", str(run / "hf")))
+    if (run / "adapter" / "adapter_config.json").is_file():
+        targets.append(ChatTarget("fine-tuned (base + adapter)", base, adapter=str(run / "adapter")))
+    return targets
+
+
+def chat_targets(run: Path | None) -> tuple[list[ChatTarget], ChatTarget]:
+    """(fine-tuned choices, the base model) for a run; without a run, the demo model."""
+    if run is None:
+        return [], ChatTarget("base (demo)", "demo")
+    base = run_base_model(run)
+    return tuned_targets(run), ChatTarget(f"base ({Path(base).name or base})", base)

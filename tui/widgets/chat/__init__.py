@@ -1,0 +1,1 @@
+"""Chat: one conversation column per model."""
