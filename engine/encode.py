@@ -177,7 +177,7 @@ class Encoder:
             if m["role"] != "assistant":
                 continue
             before = self._render(messages[:k], True, source)
-            upto = self._render(messages[:k + 1], False, source)
+            upto = full if k + 1 == len(messages) else self._render(messages[:k + 1], False, source)
             consistent = full.startswith(upto) and upto.startswith(before) and len(before) >= cursor
             start, limit = (len(before), len(upto)) if consistent else (cursor, len(full))
             content = m["content"]
@@ -222,7 +222,7 @@ class Encoder:
 
     def _tokenize(self, batch: list[list[Piece]], truncate: bool = True) -> list[Encoded]:
         texts = [p for pieces in batch for p, _ in pieces if isinstance(p, str) and p]
-        ids_iter = iter(self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else [])
+        ids_iter = iter(self._token_ids(texts) if texts else [])
         out = []
         for pieces in batch:
             input_ids: list[int] = []
@@ -239,6 +239,15 @@ class Encoder:
                 input_ids, labels = input_ids[:self.max_length], labels[:self.max_length]
             out.append(Encoded(input_ids, labels, cut))
         return out
+
+
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and hasattr(backend, "encode_batch_fast"):
+            # The Rust tokenizer directly: same ids, without offsets and per-call Python
+            # overhead (twice as fast on short pieces).
+            return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 
 # --------------------------------------------------------------------------- helpers
