@@ -72,6 +72,9 @@ def open_session(args) -> ChatSession:
     template = args.template or meta.get("template") or "auto"
     system = args.system if args.system is not None else meta.get("system", "")
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the terminal is for the conversation
     device = pick_device("cuda" if args.bits else args.device)
     tokenizer = load_tokenizer_for(base, adapter)
     encoder = Encoder(tokenizer, template=template, system=system, stage="sft",

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ModelError
-from .output_folder import atomic_folder, read_meta
+from .output_folder import atomic_folder, check_replaceable, read_meta
 
 Say = Callable[[str], None]
 
@@ -22,8 +22,6 @@ Say = Callable[[str], None]
 def merge_adapter(base_arg: str, adapter: Path, out: Path, max_shard_size: str = "2GB", device: str = "auto",
                   dtype: str = "auto", say: Say = print) -> Path:
     """Write base + adapter (or a full model, re-sharded) to out; returns out."""
-    import torch
-
     from .inference_model import (adapter_kind, attach_adapter, load_causal_lm, load_tokenizer_for,
                                   pick_device, saved_dtype_name)
     from .models import pick_dtype, resolve_model_path
@@ -37,16 +35,18 @@ def merge_adapter(base_arg: str, adapter: Path, out: Path, max_shard_size: str =
         say(f"merge: note: the adapter was trained on {trained_on}, merging into {base_arg}")
 
     source = adapter if kind == "full" else base
-    device = pick_device(device)
-    torch_dtype = pick_dtype(saved_dtype_name(source) if dtype == "auto" else dtype, "cpu")
     identity = {"merged_base": str(base.resolve()), "merged_adapter": str(adapter.resolve())}
-    new_meta = {**meta, "base_model": trained_on or base_arg, **identity}
-    new_meta.setdefault("method", "full" if kind == "full" else "lora")
 
     def same_job(old: dict) -> bool:
         return all(old.get(k) == v for k, v in identity.items())
 
     out = Path(out)
+    check_replaceable(out.absolute(), same_job)  # fail before the slow imports and loads
+    device = pick_device(device)
+    torch_dtype = pick_dtype(saved_dtype_name(source) if dtype == "auto" else dtype, "cpu")
+    new_meta = {**meta, "base_model": trained_on or base_arg, **identity}
+    new_meta.setdefault("method", "full" if kind == "full" else "lora")
+
     with atomic_folder(out, same_job, new_meta) as tmp:
         say(f"merge: [1/3] loading {source} ({str(torch_dtype).replace('torch.', '')}, {device})")
         _quiet_transformers()

@@ -1,0 +1,174 @@
+"""Streaming generation and `tunewiz chat`, on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from adapter_fixtures import add_lora_checkpoint, make_run
+
+from tunewiz.engine.generate import IncrementalDecoder, stream_reply
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval(), \
+        AutoTokenizer.from_pretrained(tiny_model)
+
+
+def hf_greedy(model, tok, prompt_ids, n, eos):
+    """Reference answer: transformers' own greedy generate."""
+    import torch
+
+    out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=n, do_sample=False, eos_token_id=eos,
+                         pad_token_id=tok.pad_token_id)
+    ids = out[0][len(prompt_ids):].tolist()
+    ids = ids[:ids.index(eos)] if eos in ids else ids
+    return tok.decode(ids, skip_special_tokens=True)
+
+
+def prompt_for(tok, text):
+    from tunewiz.engine.encode import Encoder
+
+    return Encoder(tok, "auto").prompt_ids([{"role": "user", "content": text}])
+
+
+def test_stream_reply_matches_transformers_greedy(loaded):
+    model, tok = loaded
+    ids = prompt_for(tok, "Who are you?")
+    pieces = list(stream_reply(model, tok, ids, 40))
+    assert len(pieces) > 1  # streamed, not one blob
+    assert "".join(pieces) == hf_greedy(model, tok, ids, 40, tok.eos_token_id)
+
+
+def test_stream_reply_on_peft_model_restores_training_mode(loaded, tiny_model):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    _, tok = loaded
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False,
+                                                 lora_dropout=0.5))
+    peft_model.train()
+    ids = prompt_for(tok, "Hello")
+    first = "".join(stream_reply(peft_model, tok, ids, 20))
+    assert peft_model.training  # given back as it came
+    assert first == "".join(stream_reply(peft_model, tok, ids, 20))  # no dropout while answering
+    peft_model.eval()
+    assert first == hf_greedy(peft_model, tok, ids, 20, tok.eos_token_id)
+
+
+def test_stop_word_cuts_answer(loaded):
+    model, tok = loaded
+    ids = prompt_for(tok, "Who are you?")
+    full = "".join(stream_reply(model, tok, ids, 40))
+    word = full[len(full) // 2:len(full) // 2 + 3]
+    assert word
+    cut = "".join(stream_reply(model, tok, ids, 40, stop_words=[word]))
+    assert cut == full[:full.index(word)]
+
+
+def test_sampling_is_seeded_by_torch(loaded):
+    import torch
+
+    model, tok = loaded
+    ids = prompt_for(tok, "Hello")
+    torch.manual_seed(3)
+    a = "".join(stream_reply(model, tok, ids, 20, temperature=1.0, top_p=0.9))
+    torch.manual_seed(3)
+    assert a == "".join(stream_reply(model, tok, ids, 20, temperature=1.0, top_p=0.9))
+
+
+def test_incremental_decode_keeps_chinese_whole(loaded):
+    _, tok = loaded
+    text = "我是小助手，很高兴为你服务。Hello 你好"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    dec = IncrementalDecoder(tok)
+    pieces = [dec.push(i) for i in ids] + [dec.flush()]
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in p for p in pieces)
+    assert len([p for p in pieces if p]) > 3
+
+
+# --------------------------------------------------------------------------- the CLI
+
+def test_chat_prompt_answers_once(cli, tiny_model, loaded):
+    model, tok = loaded
+    res = cli("chat", str(tiny_model), "--prompt", "Who are you?", "--max-new-tokens", "12")
+    assert res.returncode == 0, res.stderr
+    expected = hf_greedy(model, tok, prompt_for(tok, "Who are you?"), 12, tok.eos_token_id)
+    assert expected and res.stdout == expected + "\n"
+
+
+def test_chat_with_adapter_uses_saved_system_prompt(cli, tiny_model, tmp_path):
+    run = make_run(tmp_path / "work_dirs", tiny_model, system="You are Wiz.")
+    add_lora_checkpoint(run, tiny_model, step=2)
+    adapter = tmp_path / "adapter"
+    assert cli("convert", str(run), str(adapter)).returncode == 0
+    with_saved = cli("chat", str(tiny_model), "--adapter", str(adapter), "--prompt", "Hi", "--max-new-tokens", "8")
+    assert with_saved.returncode == 0, with_saved.stderr
+    other = cli("chat", str(tiny_model), "--adapter", str(adapter), "--system", "", "--prompt", "Hi",
+                "--max-new-tokens", "8")
+    base = cli("chat", str(tiny_model), "--system", "You are Wiz.", "--prompt", "Hi", "--max-new-tokens", "8")
+    assert with_saved.stdout.strip() and base.stdout.strip()
+    assert with_saved.stdout != other.stdout  # the saved system prompt was used
+    assert with_saved.stdout != base.stdout  # the adapter was applied
+
+
+def test_chat_repl_reads_piped_stdin(cli, tiny_model):
+    script = "Hello\n/reset\n/system Be brief.\nWho are you?\n/bogus\n/exit\nnever read\n"
+    res = cli("chat", str(tiny_model), "--max-new-tokens", "6", input=script)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "(conversation cleared)" in out and "(system prompt set" in out and "unknown command /bogus" in out
+    assert len(out.strip().splitlines()) >= 5
+
+
+def test_chat_remembers_turns(tiny_model):
+    from argparse import Namespace
+
+    from tunewiz.engine.chat import open_session
+
+    args = Namespace(model=str(tiny_model), adapter=None, template=None, system=None, bits=None, prompt=None,
+                     max_new_tokens=6, temperature=0.0, top_p=0.9, device="cpu")
+    session = open_session(args)
+    first = "".join(session.reply("Hello"))
+    "".join(session.reply("Who are you?"))
+    assert [m["role"] for m in session.history] == ["user", "assistant", "user", "assistant"]
+    assert session.history[1]["content"] == first
+    session.set_system("Be brief.")
+    assert session.history == []
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--adapter", "MISSING"], ["adapter folder", "does not exist"]),
+    (["--bits", "4"], ["CUDA"]),
+])
+def test_chat_bad_inputs_exit_1(cli, tiny_model, tmp_path, extra, words):
+    import torch
+
+    if "--bits" in extra and torch.cuda.is_available():
+        pytest.skip("has CUDA")
+    extra = [str(tmp_path / "missing") if a == "MISSING" else a for a in extra]
+    res = cli("chat", str(tiny_model), "--prompt", "Hi", *extra)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    line = res.stderr.strip().splitlines()
+    assert len(line) == 1 and all(w in line[0] for w in words), res.stderr
+
+
+def test_chat_missing_model_exit_1(cli, tmp_path):
+    res = cli("chat", str(tmp_path / "nowhere"), "--prompt", "Hi")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "does not exist" in res.stderr
+
+
+def test_chat_refuses_full_model_as_adapter(cli, tiny_model):
+    res = cli("chat", str(tiny_model), "--adapter", str(tiny_model), "--prompt", "Hi")
+    assert res.returncode == 1 and "full model, not an adapter" in res.stderr
+    assert json.loads((Path(tiny_model) / "config.json").read_text())  # untouched
