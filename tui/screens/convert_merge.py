@@ -49,6 +49,16 @@ def plan(run: Path) -> list[list[str]]:
             ["merge", cfg.model.path, str(run / "adapter"), str(run / "merged")]]
 
 
+def _short(arg: str) -> str:
+    """Paths relative to the working directory when that is shorter: the log stays readable."""
+    if "/" not in arg:
+        return arg
+    import os
+
+    relative = os.path.relpath(arg)
+    return relative if len(relative) < len(arg) and not relative.startswith("../..") else arg
+
+
 class ConvertMergeScreen(Screen):
     BINDINGS = [
         Binding("escape,q", "leave", "back"),
@@ -101,7 +111,8 @@ class ConvertMergeScreen(Screen):
 
     def on_step_started(self, message: StepStarted) -> None:
         self.query_one("#cm-bar", ProgressBar).update(progress=message.index)
-        self.query_one("#cm-log", RichLog).write(f"$ tunewiz {' '.join(message.argv)}")
+        shown = [_short(arg) for arg in message.argv]
+        self.query_one("#cm-log", RichLog).write(f"$ tunewiz {' '.join(shown)}")
 
     def on_output_line(self, message: OutputLine) -> None:
         self.query_one("#cm-log", RichLog).write(message.line)

@@ -159,19 +159,17 @@ class DatasetStep(WizardStep):
             pass
         self.query_one("#data-path", Input).value = str(path)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "data-generate":
-            event.stop()
+    def button_pressed(self, button: Button) -> bool:
+        if button.id == "data-generate":
             self.generate_set()
-        else:
-            super().on_button_pressed(event)
+            return True
+        return False
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "data-owner":
-            event.stop()
+    def input_submitted(self, field: Input) -> bool:
+        if field.id == "data-owner":
             self.generate_set()
-        else:
-            super().on_input_submitted(event)
+            return True
+        return False
 
     def generate_set(self) -> None:
         name = self.query_one("#data-owner", Input).value.strip()

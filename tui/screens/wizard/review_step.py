@@ -128,9 +128,8 @@ class ReviewStep(WizardStep):
         self.state.run = message.run
         self.dismiss("next")
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "review-save":
-            event.stop()
+    def button_pressed(self, button: Button) -> bool:
+        if button.id == "review-save":
             self.action_save()
-        else:
-            super().on_button_pressed(event)
+            return True
+        return False

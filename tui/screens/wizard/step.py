@@ -78,8 +78,20 @@ class WizardStep(Screen[str]):
     def action_cancel(self) -> None:
         self.dismiss("cancel")
 
+    # Textual calls on_* handlers of every class in the MRO, so steps extend these two
+    # through hooks instead of overriding them.
+    def button_pressed(self, button: Button) -> bool:
+        """A step's own buttons; True when handled."""
+        return False
+
+    def input_submitted(self, field: Input) -> bool:
+        """Enter in a step's own special field; True when handled (else Enter means next)."""
+        return False
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "step-next":
+        if self.button_pressed(event.button):
+            event.stop()
+        elif event.button.id == "step-next":
             event.stop()
             self.action_next()
         elif event.button.id == "step-back":
@@ -89,7 +101,8 @@ class WizardStep(Screen[str]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         # Enter in any field moves on: pressing Enter through the wizard trains with defaults.
         event.stop()
-        self.action_next()
+        if not self.input_submitted(event.input):
+            self.action_next()
 
 
 def parse_number(text: str, kind: type, name: str, optional: bool = False):

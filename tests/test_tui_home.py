@@ -1,0 +1,111 @@
+"""Home: the runs table, and the ways from it into the monitor, convert & merge, chat."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunewiz.engine.config import Config, dump_yaml
+from tunewiz.tui.app import TunewizApp
+from tunewiz.tui.services.engine_cli import EngineCli
+
+from tui_support import screen_text, wait_for, wait_for_text
+
+FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
+T0 = 1_763_800_000.0  # a fixed time, so the "started" column never changes
+
+
+def recorded_run(root: Path, name: str, stamp: str, events: list[dict], state: dict | None = None) -> Path:
+    """A run directory as the engine leaves it, written from a list of events."""
+    run = root / f"{name}-{stamp}"
+    (run / "logs").mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_yaml(Config(name=name, output_dir=str(root))))
+    (run / "events.jsonl").write_text("".join(json.dumps({"v": 1, **e}) + "\n" for e in events))
+    (run / "state.json").write_text(json.dumps(state or {}))
+    return run
+
+
+def step(i: int, total: int, loss: float) -> dict:
+    return {"t": T0 + i, "type": "step", "step": i, "total": total, "epoch": i / total, "loss": loss,
+            "lr": 2e-4, "grad_norm": 1.0, "tokens_per_s": 1200.0, "mem_gib": 1.5, "eta_s": (total - i) * 2.0}
+
+
+def sample_runs(root: Path) -> dict[str, Path]:
+    start = {"t": T0, "type": "start", "name": "x", "config": {}, "world_size": 1, "total_steps": 40,
+             "model": "demo", "params": 1, "trainable_params": 1}
+    done = recorded_run(root, "assistant", "20251122-080000",
+                        [start, *[step(i, 40, 2.0 / i) for i in range(1, 41)],
+                         {"t": T0 + 41, "type": "eval", "step": 40,
+                          "samples": [{"input": "Please introduce yourself", "output": "I am Alice's assistant."}]},
+                         {"t": T0 + 42, "type": "done", "status": "completed", "path": "checkpoints/step-40"}],
+                        {"status": "completed"})
+    failed = recorded_run(root, "pretrain", "20251122-070000",
+                          [start, step(1, 40, 3.1),
+                           {"t": T0 + 2, "type": "error", "kind": "data", "msg": "data/x.jsonl:7: no text",
+                            "hint": "fix the record"},
+                           {"t": T0 + 3, "type": "done", "status": "failed", "path": None}],
+                          {"status": "failed"})
+    os.utime(failed, (T0, T0))
+    os.utime(done, (T0 + 100, T0 + 100))
+    return {"done": done, "failed": failed}
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    import time
+
+    time.tzset()
+    monkeypatch.chdir(tmp_path)
+    return sample_runs(tmp_path / "work_dirs")
+
+
+def make_app(root: Path) -> TunewizApp:
+    return TunewizApp(root, engine=EngineCli(prefix=FAKE, output_dir=str(root)), cursor_blink=False)
+
+
+async def test_home_lists_runs_and_attaches(runs, tmp_path):
+    app = make_app(tmp_path / "work_dirs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        text = await wait_for_text(pilot, "assistant-20251122-080000")
+        assert "completed" in text and "40/40" in text and "0.0500" in text
+        assert "failed" in text
+        await pilot.press("enter")  # the newest run is selected first
+        text = await wait_for_text(pilot, "Training completed")
+        assert "I am Alice's assistant." in text
+        await pilot.press("q")
+        await pilot.press("down", "enter")
+        text = await wait_for_text(pilot, "Failed")
+        assert "data/x.jsonl:7: no text" in text and "fix the record" in text
+
+
+async def test_convert_and_merge_then_offers_chat(runs, tmp_path):
+    app = make_app(tmp_path / "work_dirs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "assistant-20251122-080000")
+        await pilot.press("m")
+        text = await wait_for_text(pilot, "Done:")
+        assert "$ tunewiz merge demo" in text and "merge: 3/3" in text
+        assert "chat with it" in text
+        await pilot.press("r")  # running it again is safe
+        await wait_for_text(pilot, "Done:")
+    assert (runs["done"] / "adapter" / "adapter_config.json").is_file()
+    assert (runs["done"] / "merged" / "config.json").is_file()
+
+
+async def test_no_runs_opens_the_wizard_from_the_cli_entry(tmp_path, monkeypatch):
+    from tunewiz.tui import app as app_module
+
+    monkeypatch.chdir(tmp_path)
+    opened = {}
+
+    def fake_run(self):
+        opened["wizard"] = self.open_wizard
+
+    monkeypatch.setattr(app_module.TunewizApp, "run", fake_run)
+    app_module.cmd_app(type("Args", (), {"output_dir": str(tmp_path / "work_dirs")})())
+    assert opened == {"wizard": True}

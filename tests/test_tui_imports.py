@@ -1,0 +1,43 @@
+"""The TUI stays torch-free, and opening it is fast."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+HEAVY = ("torch", "transformers", "peft", "deepspeed", "bitsandbytes")
+
+
+def imported_after(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+def test_tui_imports_no_torch():
+    modules = imported_after(
+        "import tunewiz.tui.app\n"
+        "import tunewiz.tui.screens.home, tunewiz.tui.screens.monitor, tunewiz.tui.screens.chat\n"
+        "import tunewiz.tui.screens.convert_merge, tunewiz.tui.screens.wizard.flow\n"
+        "import tunewiz.tui.screens.wizard.model_step, tunewiz.tui.screens.wizard.preset_step\n"
+        "import tunewiz.tui.screens.wizard.dataset_step, tunewiz.tui.screens.wizard.layout_step\n"
+        "import tunewiz.tui.screens.wizard.review_step")
+    assert not {m.split(".")[0] for m in modules} & set(HEAVY)
+
+
+def test_help_imports_no_torch_and_starts_fast():
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "tunewiz", "--help"], capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    assert out.returncode == 0 and "wizard" in out.stdout
+    assert elapsed < 3, f"tunewiz --help took {elapsed:.1f}s"
+    modules = imported_after("import sys; sys.argv = ['tunewiz', '--help']\n"
+                             "from tunewiz.cli import build_parser; build_parser().format_help()")
+    assert not {m.split(".")[0] for m in modules} & set(HEAVY)
+
+
+def test_first_screen_imports_stay_light():
+    # What `tunewiz` imports before the first screen: the app and Home, no chart library.
+    modules = imported_after("import tunewiz.tui.app, tunewiz.tui.screens.home")
+    assert "textual_plotext" not in modules and "plotext" not in modules

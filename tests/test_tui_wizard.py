@@ -1,0 +1,148 @@
+"""The wizard end to end: the config it writes is exactly what the choices mean."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunewiz.engine.config import load_config
+from tunewiz.engine.demo import write_sample_datasets
+from tunewiz.tui.app import TunewizApp
+from tunewiz.tui.screens.wizard.state import preset_files
+from tunewiz.tui.services.engine_cli import EngineCli
+
+from tui_support import screen_text, wait_for, wait_for_text
+
+FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
+PRESETS = {p.stem: p for p in preset_files()}
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAKE_ENGINE_STEPS", "12")
+    monkeypatch.setenv("FAKE_ENGINE_DELAY", "0.01")
+    write_sample_datasets(tmp_path / "data", "Alice")
+    return tmp_path
+
+
+def make_app(workdir: Path) -> TunewizApp:
+    engine = EngineCli(prefix=FAKE, output_dir=str(workdir / "work_dirs"))
+    return TunewizApp(engine.output_dir, engine=engine, open_wizard=True)
+
+
+def step_name(app) -> str:
+    return type(app.screen).__name__
+
+
+async def goto(pilot, name: str) -> None:
+    await wait_for(pilot, lambda: step_name(pilot.app) == name)
+    await pilot.pause(0.1)
+
+
+async def test_enter_through_the_wizard_trains_with_the_defaults(workdir):
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for step in ("ModelStep", "PresetStep", "DatasetStep", "LayoutStep", "ReviewStep"):
+            await goto(pilot, step)
+            await pilot.press("enter")
+        await goto(pilot, "MonitorScreen")
+        await wait_for_text(pilot, "Training completed", timeout=20)
+    written = load_config(workdir / "work_dirs" / "configs" / "assistant.yaml")
+    expected = load_config(PRESETS["demo-assistant"])
+    expected.output_dir = str(workdir / "work_dirs")
+    assert written == expected
+    runs = [p for p in (workdir / "work_dirs").iterdir() if p.name.startswith("assistant-")]
+    assert load_config(runs[0] / "config.yaml") == expected
+
+
+async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "ModelStep")
+        await pilot.press("enter")
+        await goto(pilot, "PresetStep")
+        # Pick the sft-lora preset with the keyboard, then edit some settings.
+        options = app.screen.query_one("#preset-list")
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        options.focus()
+        await pilot.press("home", *["down"] * ids.index("sft-lora"))
+        await pilot.pause(0.1)
+        edits = {"#set-name": "alice-bot", "#set-train-max_steps": "7", "#set-train-lr": "3e-4",
+                 "#set-eval-inputs": "Who are you? | 你是谁？", "#set-data-system": "Be brief."}
+        for selector, value in edits.items():
+            app.screen.query_one(selector).value = value
+        await pilot.press("ctrl+n")
+        await goto(pilot, "DatasetStep")
+        app.screen.query_one("#data-path").value = "data/assistant_openai.jsonl"
+        await wait_for_text(pilot, "format openai")
+        await pilot.press("escape")  # back: the edits are still there
+        await goto(pilot, "PresetStep")
+        assert app.screen.query_one("#set-train-lr").value == "0.0003"
+        assert app.screen.query_one("#set-train-max_steps").value == "7"
+        await pilot.press("ctrl+n")
+        await goto(pilot, "DatasetStep")
+        assert app.screen.query_one("#data-path").value == "data/assistant_openai.jsonl"
+        await pilot.press("ctrl+n")
+        await goto(pilot, "LayoutStep")
+        await pilot.press("ctrl+n")
+        await goto(pilot, "ReviewStep")
+        text = screen_text(app)
+        assert "GiB" in text and "rough" in text
+        await pilot.press("ctrl+s")  # save only
+        await wait_for_text(pilot, "saved")
+        assert step_name(app) == "ReviewStep"
+    written = load_config(workdir / "work_dirs" / "configs" / "alice-bot.yaml")
+    expected = load_config(PRESETS["sft-lora"])
+    expected.name = "alice-bot"
+    expected.output_dir = str(workdir / "work_dirs")
+    expected.train.max_steps = 7
+    expected.train.lr = 3e-4
+    expected.eval.inputs = ["Who are you?", "你是谁？"]
+    expected.data.system = "Be brief."
+    expected.data.files = ["data/assistant_openai.jsonl"]
+    assert written == expected
+
+
+async def test_bad_input_keeps_the_user_on_the_step(workdir):
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "ModelStep")
+        app.screen.query_one("#model-path").value = str(workdir / "no-such-model")
+        await pilot.press("ctrl+n")
+        await wait_for_text(pilot, "no config.json")
+        assert step_name(app) == "ModelStep"
+        app.screen.query_one("#model-path").value = "demo"
+        await pilot.press("ctrl+n")
+        await goto(pilot, "PresetStep")
+        app.screen.query_one("#set-train-batch_size").value = "lots"
+        await pilot.press("ctrl+n")
+        await wait_for_text(pilot, "not an integer")
+        app.screen.query_one("#set-train-batch_size").value = "2"
+        await pilot.press("ctrl+n")
+        await goto(pilot, "DatasetStep")
+        bad = workdir / "data" / "bad.jsonl"
+        bad.write_text('{"conversation": [{"input": "hi", "output": "hello"}]}\n{"conversation": 3}\n')
+        app.screen.query_one("#data-path").value = "data/bad.jsonl"
+        await wait_for_text(pilot, "bad.jsonl:2")
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.2)
+        assert step_name(app) == "DatasetStep"
+
+
+async def test_assistant_set_helper_writes_a_dataset_for_the_name(workdir):
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "ModelStep")
+        await pilot.press("enter")
+        await goto(pilot, "PresetStep")
+        await pilot.press("enter")
+        await goto(pilot, "DatasetStep")
+        owner = app.screen.query_one("#data-owner")
+        owner.focus()
+        await pilot.pause(0.1)
+        await pilot.press(*"Bob", "enter")
+        await wait_for_text(pilot, "wrote data/assistant.json")
+    assert "Bob" in (workdir / "data" / "assistant.json").read_text()
