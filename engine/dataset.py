@@ -11,7 +11,7 @@ from typing import Callable
 from .config import DataConfig
 from .encode import Encoded, Encoder
 from .errors import DataError
-from .formats import load_samples
+from .formats import LoadedData, load_samples
 from .packing import pack, unpacked
 
 Progress = Callable[[int, int], None]
@@ -50,15 +50,17 @@ def encoding_stats(encoded: list[Encoded], max_length: int, records: int) -> dic
     }
 
 
-def build_dataset(data_cfg: DataConfig, stage: str, tokenizer, progress: Progress | None = None):
+def build_dataset(data_cfg: DataConfig, stage: str, tokenizer, progress: Progress | None = None,
+                  loaded=None):
     """Return (sequences, stats).
 
     sequences: dicts of ``input_ids``, ``labels``, ``position_ids`` (lists of ints), packed
     to ``data_cfg.max_length`` when ``data_cfg.pack``; batch them with ``packing.collate``.
     stats: records, samples, tokens, trained_tokens, truncated, no_loss, sequences,
-    length_histogram. ``progress(done, total)`` reports tokenization.
+    length_histogram. ``progress(done, total)`` reports tokenization. ``loaded`` passes
+    samples already read (training validates the files before torch loads).
     """
-    loaded = load_samples(data_cfg.files, data_cfg.format)
+    loaded = loaded or load_samples(data_cfg.files, data_cfg.format)
     encoder = Encoder(tokenizer, template=data_cfg.template, system=data_cfg.system, stage=stage,
                       max_length=data_cfg.max_length)
     encoded = encoder.encode_many(loaded.samples, progress=progress)

@@ -157,3 +157,13 @@ def test_build_dataset_counts_truncation_and_drops_samples_without_answers(tmp_p
     f.write_text(json.dumps({"conversation": [{"input": "x " * 200, "output": "y"}]}) + "\n")
     with pytest.raises(DataError):
         build_dataset(DataConfig(files=[str(f)], max_length=32), "sft", tok)
+
+
+def test_build_dataset_reuses_samples_already_read(tmp_path, tok):
+    from tunewiz.engine.formats import load_samples
+
+    f = _write(tmp_path / "d.jsonl", 10)
+    loaded = load_samples([f])
+    (tmp_path / "d.jsonl").unlink()          # must not be read again
+    seqs, stats = build_dataset(DataConfig(files=[f]), "sft", tok, loaded=loaded)
+    assert stats["records"] == 10 and seqs
