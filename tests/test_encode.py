@@ -124,6 +124,17 @@ def test_auto_template_that_strips_answers_still_finds_them(tok):
     assert trained_text(tok2, e) == "Hello<|im_end|>"
 
 
+def test_auto_template_whose_prompt_differs_from_its_history_falls_back(tok):
+    # The generation prompt says "assistant" but past answers render as "bot": prefixes
+    # do not line up, so answers are found by their text after the previous one.
+    tok2 = _copy(tok, "{% for m in messages %}<|im_start|>{{ 'bot' if m['role'] == 'assistant' else m['role'] }}\n"
+                      "{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                      "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    e = Encoder(tok2).encode(chat(MULTI))
+    assert trained_text(tok2, e) == A1 + "<|im_end|>" + A2 + "<|im_end|>"
+    assert tok2.decode(e.input_ids) == tok2.apply_chat_template(MULTI, tokenize=False)
+
+
 def test_auto_template_rejecting_a_conversation_is_a_data_error(tok):
     tok2 = _copy(tok, "{% if messages[0]['role'] != 'user' %}{{ raise_exception('must start with user') }}{% endif %}"
                       "{% for m in messages %}{{ m['content'] }}{% endfor %}")
