@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .dataset import encoding_stats
 from .encode import IGNORE, Encoded, Encoder
-from .errors import DataError, ModelError
+from .errors import ConfigError, DataError, ModelError
 from .formats import DataErrors, load_samples
 from .templates import AUTO, get_template
 
@@ -20,6 +20,8 @@ BAR_WIDTH = 40
 
 
 def cmd_check_data(args) -> int:
+    if args.max_length < 1:
+        raise ConfigError(f"--max-length: must be at least 1, got {args.max_length}", "e.g. --max-length 2048")
     if args.template != AUTO:
         get_template(args.template)  # a typo fails before the slow tokenizer load
     try:
