@@ -115,9 +115,7 @@ def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True):
     attn = cfg.train.attention
     kwargs["attn_implementation"] = "sdpa" if attn == "auto" else attn
     if cfg.method == "qlora":
-        if not device.startswith("cuda"):
-            raise ModelError("QLoRA needs a CUDA GPU and none is available",
-                             "use method: lora on this machine (same quality, more memory)")
+        require_cuda_for_quantization(device)
         kwargs["quantization_config"] = quant_config(cfg.quant, dtype)
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     try:
@@ -130,6 +128,12 @@ def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True):
     if for_training:
         model.config.use_cache = False
     return model
+
+
+def require_cuda_for_quantization(device: str) -> None:
+    if not device.startswith("cuda"):
+        raise ModelError("QLoRA needs a CUDA GPU and none is available",
+                         "use method: lora on this machine (same quality, more memory)")
 
 
 def quant_config(quant, compute_dtype):

@@ -27,17 +27,19 @@ class Runtime:
 
     @classmethod
     def from_env(cls) -> "Runtime":
+        """Rank and world from the environment; torch-free so checks can run before it loads."""
+        return cls(rank=int(os.environ.get("RANK", 0)), local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+                   world_size=int(os.environ.get("WORLD_SIZE", 1)))
+
+    def select_device(self) -> str:
         import torch
 
-        rank = int(os.environ.get("RANK", 0))
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        world = int(os.environ.get("WORLD_SIZE", 1))
         if torch.cuda.is_available():
-            torch.cuda.set_device(local_rank)
-            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(self.local_rank)
+            self.device = f"cuda:{self.local_rank}"
         else:
-            device = "cpu"
-        return cls(rank=rank, local_rank=local_rank, world_size=world, device=device)
+            self.device = "cpu"
+        return self.device
 
     def peak_memory_gib(self) -> float:
         """Peak accelerator memory, or the process's peak resident memory on the CPU."""

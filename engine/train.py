@@ -30,29 +30,37 @@ class Recipe:
         self._last_saved = -1
 
     # ------------------------------------------------------------------ setup
+    def preflight(self) -> None:
+        """Torch-free checks first, so bad data or a wrong model path fails in a second."""
+        from .formats import load_samples
+        from .models import check_model, resolve_model_path
+
+        self.progress("load", 0, 3)
+        self.model_path = resolve_model_path(self.cfg.model.path)
+        check_model(self.model_path, self.cfg.model.trust_remote_code)
+        self.loaded = load_samples(self.cfg.data.files, self.cfg.data.format)
+
     def setup(self, resume: bool) -> None:
         import torch
         from transformers import get_cosine_schedule_with_warmup
 
         from .dataset import build_dataset
         from .encode import Encoder
-        from .models import (check_model, count_params, load_model, load_tokenizer, pick_dtype,
-                             resolve_model_path, wrap_for_method)
+        from .models import (count_params, load_model, load_tokenizer, pick_dtype, require_cuda_for_quantization,
+                             wrap_for_method)
 
         cfg, rt = self.cfg, self.rt
+        path = self.model_path
+        rt.select_device()
         torch.manual_seed(cfg.train.seed)
-        self.progress("load", 0, 3)
-        path = resolve_model_path(cfg.model.path)
-        check_model(path, cfg.model.trust_remote_code)
-        if cfg.method == "qlora" and not rt.device.startswith("cuda"):
-            from .errors import ModelError
-            raise ModelError("QLoRA needs a CUDA GPU and none is available",
-                             "use method: lora on this machine (same quality, more memory)")
+        if cfg.method == "qlora":
+            require_cuda_for_quantization(rt.device)  # before minutes of tokenizing
         self.tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
         self.progress("load", 1, 3)
 
         self.seqs, self.data_stats = build_dataset(
-            cfg.data, cfg.stage, self.tokenizer, progress=lambda d, t: self.progress("tokenize", d, t))
+            cfg.data, cfg.stage, self.tokenizer, progress=lambda d, t: self.progress("tokenize", d, t),
+            loaded=self.loaded)
         if not self.seqs:
             raise DataError("the dataset is empty after filtering", "check data.files and data.format")
         self.encoder = Encoder(self.tokenizer, template=cfg.data.template, system=cfg.data.system,
@@ -230,6 +238,7 @@ def run_training(run: Path, resume: bool = False) -> int:
         cfg = load_config(run / rundir.CONFIG)
         recipe = Recipe(cfg, run, rt, events)
         _install_stop_handlers(recipe)
+        recipe.preflight()
         recipe.setup(resume)
         status = recipe.train()
         code = 0

@@ -1,0 +1,158 @@
+"""Training through the real CLI on the tiny model: events, checkpoints, detach, stop, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunewiz.engine import rundir
+from tunewiz.engine.events import read_events
+
+IDENTITY = "I am Ada's assistant."
+
+
+def write_data(path: Path, n: int = 8) -> Path:
+    recs = [{"conversation": [{"input": "Who are you?", "output": IDENTITY}]} for _ in range(n)]
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    return path
+
+
+def write_config(tmp: Path, model: Path, data: Path, **over) -> Path:
+    cfg = {
+        "name": "t", "output_dir": str(tmp / "runs"), "model": {"path": str(model)},
+        "method": "lora", "stage": "sft",
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+        "data": {"files": [str(data)], "max_length": 64, "pack": True},
+        "train": {"max_steps": 6, "batch_size": 2, "grad_accum": 2, "lr": 1e-2, "save_every": 3,
+                  "gradient_checkpointing": False, "warmup_ratio": 0.0},
+        "eval": {"inputs": ["Who are you?"], "every": 3, "max_new_tokens": 8},
+    }
+    for key, value in over.items():
+        section, _, leaf = key.partition("__")
+        if leaf:
+            cfg.setdefault(section, {})[leaf] = value
+        else:
+            cfg[section] = value
+    p = tmp / "config.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return p
+
+
+def only_run(tmp: Path) -> Path:
+    runs = rundir.list_runs(tmp / "runs")
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def types(run: Path) -> list[str]:
+    return [e["type"] for e in read_events(run / "events.jsonl")]
+
+
+def test_lora_run_writes_the_contract(tiny_model, tmp_path, cli):
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"))
+    r = cli("train", str(cfg))
+    assert r.returncode == 0, r.stderr
+    run = only_run(tmp_path)
+    evs = read_events(run / "events.jsonl")
+    kinds = [e["type"] for e in evs]
+    assert kinds[0] == "progress" and "start" in kinds and kinds[-1] == "done"
+    start = next(e for e in evs if e["type"] == "start")
+    assert start["total_steps"] == 6 and start["trainable_params"] < start["params"]
+    assert start["world_size"] == 1 and "truncated" in start
+    steps = [e for e in evs if e["type"] == "step"]
+    assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
+    for e in steps:
+        assert {"loss", "lr", "grad_norm", "tokens_per_s", "mem_gib", "eta_s", "epoch", "total"} <= set(e)
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    evals = [e for e in evs if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [0, 3, 6]
+    assert evals[0]["samples"][0]["input"] == "Who are you?"
+    assert [e["step"] for e in evs if e["type"] == "checkpoint"] == [3, 6]
+    assert evs[-1]["status"] == "completed" and evs[-1]["path"].endswith("step-6")
+    ck = run / "checkpoints" / "step-6"
+    for f in ("adapter_model.safetensors", "adapter_config.json", "optimizer.pt", "trainer_state.json"):
+        assert (ck / f).is_file(), f
+    assert (run / "eval" / "step-0.txt").is_file() and (run / "logs" / "rank0.log").stat().st_size > 0
+    assert json.loads((run / "state.json").read_text())["status"] == "completed"
+    assert yaml.safe_load((run / "config.yaml").read_text())["method"] == "lora"
+    r = cli("runs", "--output-dir", str(tmp_path / "runs"))
+    assert "completed" in r.stdout and "6/6" in r.stdout
+
+
+def test_second_run_never_overwrites_the_first(tiny_model, tmp_path, cli):
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), train__max_steps=1)
+    assert cli("train", str(cfg)).returncode == 0
+    assert cli("train", str(cfg)).returncode == 0
+    runs = rundir.list_runs(tmp_path / "runs")
+    assert len(runs) == 2 and all(types(r)[-1] == "done" for r in runs)
+
+
+def _losses(run: Path) -> dict[int, float]:
+    return {e["step"]: e["loss"] for e in read_events(run / "events.jsonl") if e["type"] == "step"}
+
+
+def _wait_for(pred, timeout=120.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+RESUME_OVER = dict(train__max_steps=60, train__save_every=5, lora={"r": 8, "alpha": 16, "dropout": 0.1},
+                   eval={"inputs": [], "every": 0})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model, tmp_path_factory):
+    """Losses of the reference run that the interrupted ones must reproduce."""
+    from conftest import run_cli
+
+    tmp = tmp_path_factory.mktemp("ref")
+    data = write_data(tmp / "d.jsonl", n=24)
+    assert run_cli("train", str(write_config(tmp, tiny_model, data, **RESUME_OVER))).returncode == 0
+    return data, _losses(only_run(tmp))
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+def test_resume_matches_an_uninterrupted_run(tiny_model, tmp_path, cli, how, uninterrupted):
+    """Stopped gracefully (or killed) after a checkpoint, then resumed: same final loss."""
+    data, ref = uninterrupted
+    r = cli("train", str(write_config(tmp_path, tiny_model, data, **RESUME_OVER)), "--detach")
+    assert r.returncode == 0, r.stderr
+    run = Path(r.stdout.strip().splitlines()[-1])
+    assert _wait_for(lambda: len(rundir.checkpoints(run)) >= 1)
+    if how == "stop":
+        assert cli("stop", str(run), "--wait").returncode == 0
+        assert read_events(run / "events.jsonl")[-1]["status"] == "stopped"
+    else:
+        os.kill(json.loads((run / "state.json").read_text())["pid"], signal.SIGKILL)
+        assert _wait_for(lambda: rundir.run_info(run).status == "failed", 10)
+    assert max(_losses(run)) < 60, "the run finished before it could be interrupted"
+    r = cli("train", str(run), "--resume")
+    assert r.returncode == 0, r.stderr
+    got = _losses(run)
+    assert max(got) == 60
+    assert got[60] == pytest.approx(ref[60], rel=1e-4, abs=1e-5)
+    starts = [e for e in read_events(run / "events.jsonl") if e["type"] == "start"]
+    assert starts[-1]["resumed_from"].endswith(f"step-{starts[-1]['step']}")
+    assert read_events(run / "events.jsonl")[-1]["status"] == "completed"
+
+
+def test_detach_returns_at_once(tiny_model, tmp_path, cli):
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"))
+    t = time.time()
+    r = cli("train", str(cfg), "--detach")
+    assert r.returncode == 0 and time.time() - t < 5
+    run = Path(r.stdout.strip().splitlines()[-1])
+    state = json.loads((run / "state.json").read_text())
+    assert state["pid"] != os.getpid()
+    assert _wait_for(lambda: rundir.run_info(run).status == "completed")
