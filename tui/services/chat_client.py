@@ -122,8 +122,8 @@ class ChatClient:
     async def close(self) -> None:
         if self.proc and self.proc.returncode is None:
             try:
-                self.proc.stdin.close()  # the server exits when its stdin closes
-                await asyncio.wait_for(self.proc.wait(), 5)
+                self.proc.stdin.close()  # the server exits when its stdin closes...
+                await asyncio.wait_for(self.proc.wait(), 1)  # ...unless it is still loading
             except (asyncio.TimeoutError, BrokenPipeError, ConnectionResetError):
                 self.proc.kill()
                 await self.proc.wait()

@@ -1,0 +1,106 @@
+"""Chat: the JSON-lines chat server on the tiny model, and the chat screen on top of it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunewiz.engine.config import Config, dump_yaml
+from tunewiz.tui.app import TunewizApp
+from tunewiz.tui.screens.chat import ChatScreen
+from tunewiz.tui.widgets.chat.chat_column import Bubble, ChatColumn
+
+from tui_support import wait_for, wait_for_text
+
+QUESTION = {"role": "user", "content": "Please introduce yourself"}
+
+
+def serve(model: Path, *requests: dict, timeout: int = 120) -> list[dict]:
+    lines = "".join(json.dumps(r) + "\n" for r in requests)
+    out = subprocess.run([sys.executable, "-m", "tunewiz.engine.chat_server", str(model)], input=lines,
+                         capture_output=True, text=True, timeout=timeout)
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def test_chat_server_streams_answers_and_reports_errors(tiny_model):
+    replies = serve(tiny_model,
+                    {"id": 1, "messages": [QUESTION], "max_new_tokens": 8, "temperature": 0},
+                    {"id": 2, "messages": [{"role": "assistant", "content": "hi"}]},
+                    {"id": 3, "messages": [{"role": "system", "content": "Be brief."}, QUESTION],
+                     "max_new_tokens": 8, "temperature": 0.7, "top_p": 0.9})
+    assert replies[0]["ready"] is True
+    first = [r for r in replies if r.get("id") == 1]
+    assert first[-1] == {"id": 1, "done": True}
+    assert 1 <= len(first) - 1 <= 8 and all("delta" in r for r in first[:-1])
+    assert [r for r in replies if r.get("id") == 2][0]["error"].startswith("messages must end")
+    assert [r for r in replies if r.get("id") == 3][-1] == {"id": 3, "done": True}
+
+
+def test_chat_server_load_error_is_one_json_line(tmp_path):
+    replies = serve(tmp_path / "missing")
+    assert len(replies) == 1 and "does not exist" in replies[0]["error"] and replies[0]["hint"]
+
+
+@pytest.fixture
+def tuned_run(tiny_model, tmp_path) -> Path:
+    """A finished run whose merged model is (a copy of) the tiny model."""
+    run = tmp_path / "work_dirs" / "assistant-20251122-080000"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_yaml(_config(tiny_model)))
+    shutil.copytree(tiny_model, run / "merged")
+    return run
+
+
+def _config(model: Path) -> Config:
+    cfg = Config(name="assistant")
+    cfg.model.path = str(model)
+    return cfg
+
+
+async def ask_and_wait(pilot, text: str, columns: int) -> list[ChatColumn]:
+    screen = pilot.app.screen
+    await wait_for(pilot, lambda: len(screen.ready) == columns and all(screen.ready), timeout=60)
+    screen.query_one("#chat-settings #chat-max-new").value = "12"
+    await pilot.press(*text, "enter")
+    await wait_for(pilot, lambda: not screen.answering and all(
+        len(c.history) >= 2 for c in screen.columns()), timeout=60)
+    return screen.columns()
+
+
+async def test_side_by_side_chat_streams_both_models(tuned_run, tmp_path):
+    app = TunewizApp(tmp_path / "work_dirs", cursor_blink=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.push_screen(ChatScreen(run=tuned_run, side_by_side=True))
+        await pilot.pause(0.2)
+        base, tuned = await ask_and_wait(pilot, "Hello", columns=2)
+        assert "base" in base.title and "fine-tuned (merged)" in tuned.title
+        for column in (base, tuned):
+            assert column.history[0] == {"role": "user", "content": "Hello"}
+            assert column.history[1]["role"] == "assistant"
+        # Same weights, greedy decoding: the two columns answer alike.
+        assert base.history[1]["content"] == tuned.history[1]["content"]
+        # Multi-turn: the second question carries the first exchange.
+        await pilot.press(*"Again", "enter")
+        await wait_for(pilot, lambda: not app.screen.answering and len(base.history) == 4, timeout=60)
+        await pilot.press("ctrl+l")
+        await pilot.pause(0.2)
+        assert base.history == [] and not list(base.query(Bubble))
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert not isinstance(app.screen, ChatScreen)
+
+
+async def test_chat_without_a_fine_tuned_model_says_what_to_do(tiny_model, tmp_path):
+    run = tmp_path / "work_dirs" / "assistant-20251122-080000"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_yaml(_config(tiny_model)))
+    app = TunewizApp(tmp_path / "work_dirs", cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(ChatScreen(run=run, side_by_side=True))
+        await wait_for_text(pilot, "no fine-tuned model yet", timeout=30)
+        await pilot.press("escape")

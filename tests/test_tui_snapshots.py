@@ -1,0 +1,149 @@
+"""SVG snapshots of every screen at 80x24 (and the main ones at 120x40).
+
+Everything that could differ between machines or runs is pinned: the time zone, the
+runs' timestamps, the GPUs and model folders found, cursor blinking, and paths (the tests
+run in a temporary folder with relative paths).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tunewiz.engine.demo import write_sample_datasets
+from tunewiz.tui.app import TunewizApp
+from tunewiz.tui.screens.chat import ChatScreen
+from tunewiz.tui.services import model_folders
+from tunewiz.tui.services.engine_cli import EngineCli
+from tunewiz.tui.services.gpus import Gpu
+from tunewiz.tui.widgets.chat.chat_column import ChatColumn
+
+from test_tui_home import sample_runs
+from tui_support import wait_for, wait_for_text
+
+FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
+SMALL, LARGE = (80, 24), (120, 40)
+
+
+@pytest.fixture
+def pinned(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr(model_folders, "demo_folder", lambda: None)
+    monkeypatch.setattr("tunewiz.tui.screens.wizard.model_step.find_model_folders",
+                        lambda: [Path("models/internlm2-chat-1_8b"), Path("models/qwen2-7b-instruct")])
+    gpus = [Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4), Gpu(1, "NVIDIA H100 80GB HBM3", 81559, 30112)]
+    monkeypatch.setattr("tunewiz.tui.screens.wizard.layout_step.detect_gpus", lambda: gpus)
+    monkeypatch.setattr("tunewiz.tui.screens.wizard.review_step.detect_gpus", lambda: gpus)
+    write_sample_datasets(Path("data"), "Alice")
+    return sample_runs(Path("work_dirs"))
+
+
+def make_app(**kwargs) -> TunewizApp:
+    return TunewizApp("work_dirs", engine=EngineCli(prefix=FAKE, output_dir="work_dirs"),
+                      cursor_blink=False, **kwargs)
+
+
+def wizard_at(step: str, ready_text: str):
+    """run_before: press Enter through the wizard up to the named step, then wait for it."""
+    async def run_before(pilot) -> None:
+        order = ["ModelStep", "PresetStep", "DatasetStep", "LayoutStep", "ReviewStep"]
+        for name in order[: order.index(step) + 1]:
+            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == name)
+            await pilot.pause(0.1)
+            if name != step:
+                await pilot.press("ctrl+n")
+        await wait_for_text(pilot, ready_text)
+        await pilot.pause(0.2)
+    return run_before
+
+
+class TestHome:
+    @pytest.mark.parametrize("size", [SMALL, LARGE])
+    def test_runs_table(self, pinned, snap_compare, size):
+        async def run_before(pilot):
+            await wait_for_text(pilot, "assistant-20251122-080000")
+
+        assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
+
+
+class TestWizard:
+    @pytest.mark.parametrize("size", [SMALL, LARGE])
+    def test_model(self, pinned, snap_compare, size):
+        assert snap_compare(make_app(open_wizard=True), terminal_size=size,
+                            run_before=wizard_at("ModelStep", "qwen2-7b-instruct"))
+
+    @pytest.mark.parametrize("size", [SMALL, LARGE])
+    def test_preset(self, pinned, snap_compare, size):
+        assert snap_compare(make_app(open_wizard=True), terminal_size=size,
+                            run_before=wizard_at("PresetStep", "LORA"))
+
+    def test_dataset(self, pinned, snap_compare):
+        assert snap_compare(make_app(open_wizard=True), terminal_size=SMALL,
+                            run_before=wizard_at("DatasetStep", "tokens: p50"))
+
+    def test_layout(self, pinned, snap_compare):
+        assert snap_compare(make_app(open_wizard=True), terminal_size=SMALL,
+                            run_before=wizard_at("LayoutStep", "H100"))
+
+    @pytest.mark.parametrize("size", [SMALL, LARGE])
+    def test_review(self, pinned, snap_compare, size):
+        assert snap_compare(make_app(open_wizard=True), terminal_size=size,
+                            run_before=wizard_at("ReviewStep", "GiB per GPU"))
+
+
+class TestMonitor:
+    @pytest.mark.parametrize("size", [SMALL, LARGE])
+    def test_completed_run(self, pinned, snap_compare, size):
+        async def run_before(pilot):
+            await wait_for_text(pilot, "Training completed")
+            await pilot.pause(1.2)  # the chart redraws on its one-second tick
+
+        assert snap_compare(make_app(attach=pinned["done"]), terminal_size=size, run_before=run_before)
+
+    def test_failed_run(self, pinned, snap_compare):
+        async def run_before(pilot):
+            await wait_for_text(pilot, "Failed")
+            await pilot.pause(1.2)
+
+        assert snap_compare(make_app(attach=pinned["failed"]), terminal_size=SMALL, run_before=run_before)
+
+
+class TestConvertMerge:
+    def test_done(self, pinned, snap_compare):
+        async def run_before(pilot):
+            pilot.app.open_convert(pinned["done"])
+            await wait_for_text(pilot, "Done:")
+
+        assert snap_compare(make_app(), terminal_size=SMALL, run_before=run_before)
+
+
+class ScriptedChat(ChatScreen):
+    """The chat screen with a recorded conversation instead of live model servers."""
+
+    def start_servers(self) -> None:
+        self.ready = [True] * len(self.targets())
+        self.set_status()
+        answers = ["I am SmolLM, an AI assistant. How can I help you today?",
+                   "I am Alice's assistant. I help Alice with her work."]
+        for column, answer in zip(self.columns(), answers[-len(self.columns()):]):
+            column.add_bubble("Please introduce yourself", "user")
+            column.add_bubble(answer, "assistant")
+
+
+class TestChat:
+    @pytest.mark.parametrize("size", [SMALL, LARGE])
+    def test_side_by_side(self, pinned, snap_compare, size):
+        run = pinned["done"]
+        (run / "merged").mkdir()
+        (run / "merged" / "config.json").write_text("{}")
+
+        async def run_before(pilot):
+            pilot.app.push_screen(ScriptedChat(run=run, side_by_side=True))
+            await wait_for_text(pilot, "Alice's assistant")
+
+        assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
