@@ -10,7 +10,9 @@ the cached folder like any other Hugging Face model.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import random
@@ -106,12 +108,9 @@ def _dequantize_to(src: Path, out: Path, progress: Progress) -> None:
     folder, name = src.parent, src.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
     progress("convert", 1, total)
-    quiet_tqdm = os.environ.setdefault("TQDM_DISABLE", "1") == "1"  # the GGUF reader's own bar
-    try:
+    # The GGUF reader draws its own tqdm bar, which no logging switch turns off.
+    with contextlib.redirect_stderr(io.StringIO()):
         gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    finally:
-        if quiet_tqdm:
-            os.environ.pop("TQDM_DISABLE", None)
     progress("convert", 2, total)
 
     config = AutoConfig.from_pretrained(folder, gguf_file=name)
