@@ -1,10 +1,11 @@
 """Saving and restoring training state under ``<run>/checkpoints/step-N/``.
 
 A checkpoint holds the trainable weights in Hugging Face / peft ``save_pretrained``
-format (so convert needs no tunewiz-specific reader), the optimizer, scheduler and RNG
-states, and ``trainer_state.json`` written last as the marker of a complete checkpoint.
-It is written into ``step-N.tmp`` and renamed, so a kill mid-save never leaves a
-checkpoint that looks complete.
+format (so convert needs no tunewiz-specific reader; under ZeRO-3 DeepSpeed's sharded
+state instead, which convert gathers), the optimizer and scheduler states, each rank's
+RNG state, and ``trainer_state.json`` written last as the marker of a complete
+checkpoint. Every rank writes into ``step-N.tmp``; rank 0 renames it once all are done,
+so a kill mid-save never leaves a checkpoint that looks complete.
 """
 
 from __future__ import annotations
@@ -19,23 +20,22 @@ from . import rundir
 STATE_FILE = "trainer_state.json"
 
 
-def save(run: Path, step: int, model, optimizer, scheduler, extra: dict, keep: int) -> Path:
-    import torch
-
+def save(run: Path, step: int, backend, rt, extra: dict, keep: int) -> Path:
     root = Path(run) / rundir.CHECKPOINTS
-    final = root / f"step-{step}"
-    tmp = root / f"step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(_rng_state(), tmp / "rng.pt")
-    (tmp / STATE_FILE).write_text(json.dumps({"step": step, **extra}, indent=2))
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    _rotate(run, keep)
+    final, tmp = root / f"step-{step}", root / f"step-{step}.tmp"
+    if rt.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    rt.barrier()
+    backend.save(tmp)
+    rt.barrier()
+    if rt.is_main:
+        (tmp / STATE_FILE).write_text(json.dumps({"step": step, "world_size": rt.world_size, **extra}, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        _rotate(run, keep)
+    rt.barrier()
     return final
 
 
@@ -48,9 +48,8 @@ def load_trainer_state(ckpt: Path) -> dict:
     return json.loads((ckpt / STATE_FILE).read_text())
 
 
-def restore(ckpt: Path, model, optimizer, scheduler, method: str) -> dict:
-    """Load weights, optimizer, scheduler and RNG from a checkpoint into live objects."""
-    import torch
+def load_weights(ckpt: Path, model, method: str) -> None:
+    """Weights saved by save_pretrained back into a live (peft or full) model."""
     from safetensors.torch import load_file
 
     if method == "full":
@@ -66,25 +65,26 @@ def restore(ckpt: Path, model, optimizer, scheduler, method: str) -> dict:
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(model, load_file(ckpt / "adapter_model.safetensors"))
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=False))
-    scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-    _set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
-    return load_trainer_state(ckpt)
 
 
-def _rng_state() -> dict:
+def save_rng(tmp: Path, rank: int) -> None:
+    """Each rank's RNG (dropout masks differ per rank), so a resumed run draws the same."""
     import torch
 
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+        state["cuda"] = torch.cuda.get_rng_state()
+    torch.save(state, tmp / f"rng-rank{rank}.pt")
 
 
-def _set_rng_state(state: dict) -> None:
+def load_rng(ckpt: Path, rank: int) -> None:
     import torch
 
+    path = ckpt / f"rng-rank{rank}.pt"
+    if not path.exists():  # resumed on more ranks than saved: new ranks start fresh
+        return
+    state = torch.load(path, weights_only=False)
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])

@@ -16,25 +16,54 @@ from pathlib import Path
 
 from . import rundir
 from .config import Config, dump_yaml, load_config
-from .errors import ConfigError, TunewizError
-from .events import pid_alive
+from .distributed import make_plan, node_commands, slurm_script, supervise
+from .errors import ConfigError, DistributedError, TunewizError
+from .events import EventWriter, pid_alive, read_events
 
 
 def cmd_train(args) -> int:
-    if args.run_dir:  # the detached child: the run directory is already prepared
-        return _run_here(Path(args.run_dir), args.resume)
+    if args.run_dir:
+        if "LOCAL_RANK" in os.environ:  # a torchrun worker
+            from .train import run_training
+            return run_training(Path(args.run_dir), resume=args.resume)
+        # the detached supervisor: the run directory is already prepared
+        return _run_here(Path(args.run_dir), args.resume, args.node_rank)
+    if args.print_node_commands or args.slurm:
+        return _print_launch_help(args)
     if args.resume:
         run = _run_to_resume(args.config, args.output_dir)
+        cfg = load_config(run / rundir.CONFIG)
     else:
         cfg = load_config(args.config)
-        run = prepare_run(cfg)
+        run = None
+    plan = make_plan(cfg, args.node_rank)  # layout problems fail before a run directory exists
+    run = run or prepare_run(cfg)
     if args.detach:
-        proc = spawn_detached(run, resume=args.resume)
+        proc = spawn_detached(run, resume=args.resume, node_rank=args.node_rank,
+                              log_name="launcher.log" if plan.needs_launcher else "rank0.log")
         print(f"training in the background (pid {proc.pid}); watch it with `tunewiz attach {run}`")
         print(run)
         return 0
     print(f"run directory: {run}", flush=True)
-    return _run_here(run, args.resume, tee=True)
+    return _run_here(run, args.resume, args.node_rank, tee=True)
+
+
+def _print_launch_help(args) -> int:
+    cfg = load_config(args.config)
+    plan = make_plan(cfg, args.node_rank)
+    if args.slurm:
+        script = slurm_script(args.config, cfg, plan)
+        if args.slurm == "-":
+            print(script, end="")
+        else:
+            Path(args.slurm).write_text(script)
+            print(f"wrote {args.slurm}; submit it with `sbatch {args.slurm}`")
+        return 0
+    print(f"# {plan.nnodes} node(s) x {plan.nproc} process(es); node 0 listens on "
+          f"{plan.master_addr}:{plan.master_port}")
+    for k, line in enumerate(node_commands(args.config, plan)):
+        print(f"{line}    # on node {k}")
+    return 0
 
 
 def prepare_run(cfg: Config) -> Path:
@@ -64,12 +93,42 @@ def _run_to_resume(target: str, output_dir: str) -> Path:
     return run
 
 
-def _run_here(run: Path, resume: bool, tee: bool = False) -> int:
+def _run_here(run: Path, resume: bool, node_rank: int | None = None, tee: bool = False) -> int:
+    """One process trains in-process; several go through torchrun under this supervisor."""
     from .train import run_training
 
+    cfg = load_config(run / rundir.CONFIG)
+    try:
+        plan = make_plan(cfg, node_rank)
+    except TunewizError as e:
+        return _fail(run, e)
+    if not plan.needs_launcher:
+        if tee:
+            _tee_output(run / rundir.LOGS / "rank0.log")
+        return run_training(run, resume=resume)
     if tee:
-        _tee_output(run / rundir.LOGS / "rank0.log")
-    return run_training(run, resume=resume)
+        _tee_output(run / rundir.LOGS / "launcher.log")
+    try:
+        code = supervise(cfg, plan, run, resume)
+    except TunewizError as e:
+        return _fail(run, e)
+    if plan.node_rank == 0 and not any(ev["type"] == "done" for ev in read_events(run / rundir.EVENTS)):
+        # Workers died without a word (killed, lost a node): the run must not look alive.
+        return _fail(run, DistributedError(f"the training processes exited with code {code}",
+                                           f"see the per-rank logs in {run / rundir.LOGS}"))
+    rundir.write_state(run, status=rundir.run_info(run).status)
+    return code
+
+
+def _fail(run: Path, err: TunewizError) -> int:
+    """A failure outside the workers still ends the run with an error and a done event."""
+    w = EventWriter(run / rundir.EVENTS)
+    w.emit("error", kind=err.kind, msg=err.msg, hint=err.hint)
+    w.emit("done", status="failed", path=None)
+    w.close()
+    rundir.write_state(run, status="failed")
+    print(f"tunewiz: error: {err.one_line()}", file=sys.stderr, flush=True)
+    return 1
 
 
 def _tee_output(path: Path) -> None:
@@ -95,12 +154,15 @@ def _tee_output(path: Path) -> None:
     sys.stdout, sys.stderr = Tee(sys.stdout), Tee(sys.stderr)
 
 
-def spawn_detached(run: Path, resume: bool = False) -> subprocess.Popen:
+def spawn_detached(run: Path, resume: bool = False, node_rank: int | None = None,
+                   log_name: str = "rank0.log") -> subprocess.Popen:
     """Start the run in its own session, output to logs/, and record its pid."""
-    log = open(run / rundir.LOGS / "rank0.log", "ab")
+    log = open(run / rundir.LOGS / log_name, "ab")
     cmd = [sys.executable, "-m", "tunewiz", "train", str(run / rundir.CONFIG), "--run-dir", str(run)]
     if resume:
         cmd.append("--resume")
+    if node_rank is not None:
+        cmd += ["--node-rank", str(node_rank)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env, close_fds=True)

@@ -106,8 +106,9 @@ def pick_dtype(requested: str, device: str):
     return torch.float32
 
 
-def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True):
-    """The base model for cfg.method, on device. QLoRA loads 4/8-bit with bitsandbytes."""
+def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True, place: bool = True):
+    """The base model for cfg.method, on device. QLoRA loads 4/8-bit with bitsandbytes.
+    place=False leaves placement to DeepSpeed (ZeRO-3 loads weights already partitioned)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -123,7 +124,7 @@ def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True):
     except ValueError as e:
         raise ModelError(f"{path}: cannot load as a causal LM ({str(e).splitlines()[0]})",
                          "choose a chat or base LLM folder") from None
-    if cfg.method != "qlora":
+    if cfg.method != "qlora" and place:
         model.to(device)
     if for_training:
         model.config.use_cache = False

@@ -50,3 +50,46 @@ class Runtime:
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+    # ---------------------------------------------------------------- collectives
+    def init_distributed(self, timeout_s: int) -> None:
+        """Join the process group torchrun set up (NCCL on GPUs, gloo on CPUs)."""
+        if not self.distributed:
+            return
+        from datetime import timedelta
+
+        import torch.distributed as dist
+
+        backend = "nccl" if self.device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+
+    def barrier(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def sum(self, tensor):
+        """All-reduce (sum) in place across ranks; a no-op for one process."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor)
+        return tensor
+
+    def broadcast(self, obj):
+        """Rank 0's value of a small picklable object, on every rank."""
+        if not self.distributed:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def shutdown(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()

@@ -9,6 +9,7 @@ and the only host sync per optimizer step is reading the loss and grad norm for 
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -46,12 +47,12 @@ class Recipe:
 
         from .dataset import build_dataset
         from .encode import Encoder
+        from .backends import make_backend
         from .models import (count_params, load_model, load_tokenizer, pick_dtype, require_cuda_for_quantization,
                              wrap_for_method)
 
         cfg, rt = self.cfg, self.rt
         path = self.model_path
-        rt.select_device()
         torch.manual_seed(cfg.train.seed)
         if cfg.method == "qlora":
             require_cuda_for_quantization(rt.device)  # before minutes of tokenizing
@@ -69,26 +70,32 @@ class Recipe:
         self.n_trained = [sum(1 for x in s["labels"][1:] if x != -100) for s in self.seqs]
 
         self.dtype = pick_dtype(cfg.train.dtype, rt.device)
-        model = load_model(cfg, path, rt.device, self.dtype)
-        self.model = wrap_for_method(model, cfg)
-        self.params, self.trainable = count_params(self.model)
-        self.progress("load", 2, 3)
-
         self.plan = BatchPlan(len(self.seqs), cfg.train.batch_size, cfg.train.grad_accum, rt.world_size,
                               cfg.train.seed)
         self.total = self.plan.total_steps(cfg.train.epochs, cfg.train.max_steps)
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        fused = rt.device.startswith("cuda")
-        self.optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                                           betas=(0.9, 0.999), fused=fused)
+        if cfg.layout.deepspeed in ("zero3", "zero3_offload"):
+            # Must exist before from_pretrained so the weights load already partitioned.
+            from transformers.integrations import HfDeepSpeedConfig
+
+            from .deepspeed_config import deepspeed_config
+            self._hf_ds = HfDeepSpeedConfig(deepspeed_config(cfg, rt.world_size))
+        model = load_model(cfg, path, rt.device, self.dtype, place=cfg.layout.deepspeed == "none")
+        model = wrap_for_method(model, cfg)
+        self.params, self.trainable = count_params(model)
+        self.progress("load", 2, 3)
+
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                                      betas=(0.9, 0.999), fused=rt.device.startswith("cuda"))
         warmup = math.ceil(self.total * cfg.train.warmup_ratio)
-        self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, warmup, self.total)
+        self.backend = make_backend(model, optimizer,
+                                    lambda opt: get_cosine_schedule_with_warmup(opt, warmup, self.total), cfg, rt)
         self.resumed_from = None
         if resume:
             ckpts = rundir.checkpoints(self.run)
             if ckpts:
-                state = checkpoint.restore(ckpts[-1], self.model, self.optimizer, self.scheduler, cfg.method)
-                self.step = self._last_saved = state["step"]
+                self.backend.load(ckpts[-1])
+                self.step = self._last_saved = checkpoint.load_trainer_state(ckpts[-1])["step"]
                 self.resumed_from = str(ckpts[-1])
         self.progress("load", 3, 3)
         self.events.emit(
@@ -105,37 +112,35 @@ class Recipe:
         """Runs until done or stopped; returns the done status."""
         import torch
 
-        cfg, rt, model = self.cfg, self.rt, self.model
+        cfg, rt, backend = self.cfg, self.rt, self.backend
         if self.step == 0:
             self.evaluate()
-        model.train()
+        backend.model.train()
         started, start_step = time.time(), self.step
+        stop_flag = torch.zeros((), device=rt.device)
         while self.step < self.total:
-            if self.stop_requested:
+            # Every rank must stop at the same step: the signal reaches one process only.
+            stop_flag.fill_(float(self.stop_requested))
+            if rt.sum(stop_flag).item() > 0:
                 break
             t0 = time.time()
             batches = self.plan.step_batches(self.step)
-            window = sum(self.n_trained[i] for rank in batches for mb in rank for i in mb)
-            window = max(window, 1)
+            window = max(sum(self.n_trained[i] for rank in batches for mb in rank for i in mb), 1)
             loss_sum = torch.zeros((), device=rt.device)
             tokens = 0
-            for idxs in batches[rt.rank]:
+            mine = batches[rt.rank]
+            for k, idxs in enumerate(mine):
                 batch = self.collate(idxs)
-                tokens += int(batch["n_tokens"])
-                with self.autocast():
-                    out = model(input_ids=batch["input_ids"], labels=batch["labels"],
-                                position_ids=batch["position_ids"], attention_mask=batch.get("attention_mask"),
-                                num_items_in_batch=window)
-                # The model divides the summed loss by the whole step's trained tokens;
-                # gradient averaging across ranks divides by world size, so undo that.
-                (out.loss * rt.world_size).backward()
+                tokens += batch.pop("n_tokens")
+                with backend.micro_context(last=k == len(mine) - 1), self.autocast():
+                    out = backend.forward(**batch, num_items_in_batch=window)
+                    # The model divides the summed loss by the whole step's trained tokens;
+                    # gradient averaging across ranks divides by world size, so undo that.
+                    backend.backward(out.loss * rt.world_size)
                 loss_sum += out.loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], cfg.train.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
+            grad_norm = backend.step()
             self.step += 1
+            rt.sum(loss_sum)
             self.report_step(loss_sum, grad_norm, tokens, time.time() - t0, started, start_step)
             if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < self.total:
                 self.evaluate()
@@ -152,7 +157,7 @@ class Recipe:
         from .packing import collate
 
         batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id)
-        out = {k: v.to(self.rt.device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
+        out = {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
         out["n_tokens"] = sum(len(self.seqs[i]["input_ids"]) for i in idxs)
         return out
 
@@ -161,7 +166,10 @@ class Recipe:
 
         import torch
 
-        if self.rt.device.startswith("cuda") and self.dtype != torch.float32 and self.cfg.method != "full":
+        # LoRA keeps fp32 adapters on a bf16/fp16 base; full training runs in the model's
+        # own dtype, and DeepSpeed handles precision itself.
+        if (self.rt.device.startswith("cuda") and self.dtype != torch.float32 and self.cfg.method != "full"
+                and self.cfg.layout.deepspeed == "none"):
             return torch.autocast("cuda", dtype=self.dtype)
         return contextlib.nullcontext()
 
@@ -170,7 +178,7 @@ class Recipe:
         done = self.step - start_step
         per_step = (time.time() - started) / max(done, 1)
         ev = dict(step=self.step, total=self.total, epoch=round(self.plan.epoch_of(self.step), 4),
-                  loss=round(loss, 6), lr=self.scheduler.get_last_lr()[0], grad_norm=round(float(grad_norm), 6),
+                  loss=round(loss, 6), lr=self.backend.lr(), grad_norm=round(float(grad_norm), 6),
                   tokens_per_s=round(tokens * self.rt.world_size / max(dt, 1e-9), 1),
                   mem_gib=round(self.rt.peak_memory_gib(), 3), eta_s=round(per_step * (self.total - self.step), 1))
         self.events.emit("step", **ev)
@@ -180,11 +188,15 @@ class Recipe:
 
     # ------------------------------------------------------------------ eval
     def evaluate(self) -> None:
-        if not self.cfg.eval.inputs or not self.rt.is_main:
+        """Answer the eval prompts; under ZeRO-3 every rank takes part (weights are sharded)."""
+        if not self.cfg.eval.inputs:
+            return
+        if not self.backend.generates():
+            self.rt.barrier()
             return
         from .generate import stream_reply
 
-        model = self.model
+        model = self.backend.module
         was_training = model.training
         model.eval()
         samples = []
@@ -199,6 +211,10 @@ class Recipe:
             samples.append({"input": prompt, "output": text})
         if was_training:
             model.train()
+        if not self.backend.sharded:
+            self.rt.barrier()  # releases the ranks that waited instead of generating
+        if not self.rt.is_main:
+            return
         self.events.emit("eval", step=self.step, samples=samples)
         out = self.run / "eval" / f"step-{self.step}.txt"
         out.parent.mkdir(exist_ok=True)
@@ -206,9 +222,7 @@ class Recipe:
 
     # ------------------------------------------------------------------ checkpoint
     def save_checkpoint(self) -> None:
-        if not self.rt.is_main:
-            return
-        path = checkpoint.save(self.run, self.step, self.model, self.optimizer, self.scheduler,
+        path = checkpoint.save(self.run, self.step, self.backend, self.rt,
                                {"total": self.total, "method": self.cfg.method,
                                 "epoch": self.plan.epoch_of(self.step)},
                                keep=self.cfg.train.save_total_limit)
@@ -229,6 +243,8 @@ def run_training(run: Path, resume: bool = False) -> int:
     """Train the run in ``run`` (its config.yaml), writing events; returns an exit code."""
     run = Path(run)
     rt = Runtime.from_env()
+    if rt.distributed:
+        _log_to(run / rundir.LOGS / f"rank{rt.rank}.log")
     events = EventWriter(run / rundir.EVENTS) if rt.is_main else NullWriter()
     if rt.is_main:
         rundir.mark_running(run)
@@ -239,6 +255,10 @@ def run_training(run: Path, resume: bool = False) -> int:
         recipe = Recipe(cfg, run, rt, events)
         _install_stop_handlers(recipe)
         recipe.preflight()
+        rt.select_device()
+        rt.init_distributed(int(os.environ.get("TUNEWIZ_JOIN_TIMEOUT_S", cfg.layout.join_timeout_s)))
+        # Checkpoints go to rank 0's run directory (shared storage across nodes).
+        recipe.run = Path(rt.broadcast(str(run)))
         recipe.setup(resume)
         status = recipe.train()
         code = 0
@@ -250,7 +270,19 @@ def run_training(run: Path, resume: bool = False) -> int:
         if rt.is_main:
             rundir.write_state(run, status=status, updated=time.time())
         events.close()
+        rt.shutdown()
     return code
+
+
+def _log_to(path: Path) -> None:
+    """Each rank's stdout and stderr (tracebacks included) go to its own file in logs/."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def report_failure(e: BaseException, events, run: Path) -> int:

@@ -1,0 +1,165 @@
+"""How one optimizer step runs: one process, DDP, or DeepSpeed ZeRO.
+
+The recipe in train.py is the same for all three; a backend owns what differs: wrapping
+the model, backward / step, saving and restoring training state, and which ranks take
+part in generation. Only rank 0 writes files that every rank could write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from . import checkpoint
+from .runtime import Runtime
+
+
+class SingleBackend:
+    """One process (also the base for DDP): plain torch optimizer, scheduler and clipping."""
+
+    sharded = False
+
+    def __init__(self, model, optimizer, scheduler, cfg, rt: Runtime):
+        self.model, self.optimizer, self.scheduler, self.cfg, self.rt = model, optimizer, scheduler, cfg, rt
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+
+    @property
+    def module(self):
+        """The peft / HF model itself (for generation and save_pretrained)."""
+        return self.model
+
+    def micro_context(self, last: bool):
+        return contextlib.nullcontext()
+
+    def forward(self, **batch):
+        return self.model(**batch)
+
+    def backward(self, loss) -> None:
+        loss.backward()
+
+    def step(self):
+        """The optimizer step after the last micro-step; returns the gradient norm."""
+        import torch
+
+        norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.train.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def generates(self) -> bool:
+        """Whether this rank runs the eval prompts (all ranks must when weights are sharded)."""
+        return self.rt.is_main
+
+    def save(self, tmp: Path) -> None:
+        """Write training state into tmp (every rank calls this)."""
+        import torch
+
+        if self.rt.is_main:
+            self.module.save_pretrained(tmp, safe_serialization=True)
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+        checkpoint.save_rng(tmp, self.rt.rank)
+
+    def load(self, ckpt: Path) -> None:
+        import torch
+
+        checkpoint.load_weights(ckpt, self.module, self.cfg.method)
+        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=False))
+        self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+        checkpoint.load_rng(ckpt, self.rt.rank)
+
+
+class DDPBackend(SingleBackend):
+    """Data parallel over NCCL (GPU) or gloo (CPU); gradients sync on the last micro-step only."""
+
+    def __init__(self, model, optimizer, scheduler, cfg, rt: Runtime):
+        from torch.nn.parallel import DistributedDataParallel
+
+        super().__init__(model, optimizer, scheduler, cfg, rt)
+        ids = [rt.local_rank] if rt.device.startswith("cuda") else None
+        self._raw = model
+        self.model = DistributedDataParallel(model, device_ids=ids)
+
+    @property
+    def module(self):
+        return self._raw
+
+    def micro_context(self, last: bool):
+        return contextlib.nullcontext() if last else self.model.no_sync()
+
+
+class DeepSpeedBackend:
+    """ZeRO-1/2/3 (optionally offloaded). DeepSpeed owns clipping, precision and sharding."""
+
+    def __init__(self, model, optimizer, make_scheduler, cfg, rt: Runtime, ds_config: dict):
+        import deepspeed
+
+        self.cfg, self.rt, self.ds_config = cfg, rt, ds_config
+        self.stage = ds_config["zero_optimization"]["stage"]
+        self.sharded = self.stage == 3
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        # Offload needs DeepSpeed's own CPU Adam, so the config names the optimizer then.
+        client_opt = None if "optimizer" in ds_config else optimizer
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, model_parameters=trainable, optimizer=client_opt, lr_scheduler=make_scheduler,
+            config=ds_config)
+        self.model = self.engine
+
+    @property
+    def module(self):
+        return self.engine.module
+
+    def micro_context(self, last: bool):
+        return contextlib.nullcontext()
+
+    def forward(self, **batch):
+        return self.engine(**batch)
+
+    def backward(self, loss) -> None:
+        # DeepSpeed divides by gradient_accumulation_steps itself; the recipe has already
+        # normalised by the whole step's trained tokens, so undo that division. Its step()
+        # runs after every micro-step and only updates at the accumulation boundary.
+        self.engine.backward(loss * self.cfg.train.grad_accum)
+        self.engine.step()
+
+    def step(self):
+        import torch
+
+        norm = self.engine.get_global_grad_norm()
+        return torch.tensor(float(norm) if norm is not None else 0.0)
+
+    def lr(self) -> float:
+        return self.engine.get_lr()[0]
+
+    def generates(self) -> bool:
+        return True if self.sharded else self.rt.is_main
+
+    def save(self, tmp: Path) -> None:
+        self.engine.save_checkpoint(str(tmp / "ds"), tag="state")
+        if not self.sharded and self.rt.is_main:
+            # ZeRO-1/2 keep whole weights on every rank: save them in HF form right away.
+            self.module.save_pretrained(tmp, safe_serialization=True)
+        if self.rt.is_main:
+            (tmp / "zero.json").write_text(json.dumps({"stage": self.stage, "tag": "state"}))
+        checkpoint.save_rng(tmp, self.rt.rank)
+
+    def load(self, ckpt: Path) -> None:
+        self.engine.load_checkpoint(str(ckpt / "ds"), tag="state", load_optimizer_states=True,
+                                    load_lr_scheduler_states=True)
+        checkpoint.load_rng(ckpt, self.rt.rank)
+
+
+def make_backend(model, optimizer, make_scheduler, cfg, rt: Runtime):
+    """make_scheduler(optimizer) builds the lr schedule (DeepSpeed may own the optimizer)."""
+    if cfg.layout.deepspeed != "none":
+        from .deepspeed_config import deepspeed_config
+
+        return DeepSpeedBackend(model, optimizer, make_scheduler, cfg, rt, deepspeed_config(cfg, rt.world_size))
+    if rt.distributed:
+        return DDPBackend(model, optimizer, make_scheduler(optimizer), cfg, rt)
+    return SingleBackend(model, optimizer, make_scheduler(optimizer), cfg, rt)

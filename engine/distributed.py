@@ -1,0 +1,198 @@
+"""Several processes and nodes, through PyTorch's own launcher (torchrun).
+
+Torch-free planning: how many processes this node runs (``layout.gpus``, or XTuner's
+NPROC_PER_NODE on a CPU-only machine), which node this is, and the exact commands for
+every node and for Slurm. ``supervise`` runs torchrun with static rendezvous and, before
+that, a join check so that a node that never arrives gives a message naming it instead
+of an NCCL stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import rundir
+from .config import Config
+from .errors import ConfigError, DistributedError
+
+# XTuner's environment variables, accepted as overrides of the config's layout.
+ENV_OVERRIDES = {"NNODES": "nnodes", "NODE_RANK": "node_rank", "ADDR": "master_addr", "PORT": "master_port"}
+
+
+@dataclass
+class Plan:
+    nproc: int                  # processes on this node
+    nnodes: int
+    node_rank: int
+    master_addr: str
+    master_port: int
+    devices: list[int] | None   # CUDA ids this node uses; None on CPU
+    join_timeout_s: int
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc * self.nnodes
+
+    @property
+    def needs_launcher(self) -> bool:
+        return self.world_size > 1
+
+
+def visible_gpus() -> list[int]:
+    """GPU ids without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [int(x) for x in env.split(",") if x.strip().isdigit()]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return list(range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
+
+
+def make_plan(cfg: Config, node_rank: int | None = None) -> Plan:
+    layout = cfg.layout
+    for env, key in ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            value = os.environ[env]
+            setattr(layout, key, value if key == "master_addr" else int(value))
+    if node_rank is not None:
+        layout.node_rank = node_rank
+    if not 0 <= layout.node_rank < layout.nnodes:
+        raise ConfigError(f"node rank {layout.node_rank} is outside 0..{layout.nnodes - 1}",
+                          "give --node-rank between 0 and layout.nnodes - 1")
+    gpus = visible_gpus()
+    env_nproc = os.environ.get("NPROC_PER_NODE")
+    if gpus:
+        if layout.gpus == "all":
+            devices = gpus
+        elif isinstance(layout.gpus, int):
+            if layout.gpus > len(gpus):
+                raise ConfigError(f"layout.gpus: {layout.gpus} GPUs asked, {len(gpus)} visible",
+                                  f"set layout.gpus to at most {len(gpus)} or all")
+            devices = gpus[:layout.gpus]
+        else:
+            missing = [g for g in layout.gpus if g not in gpus]
+            if missing:
+                raise ConfigError(f"layout.gpus: GPU {missing[0]} is not visible (visible: {gpus})",
+                                  "list visible GPU ids, or use all")
+            devices = list(layout.gpus)
+        nproc = int(env_nproc) if env_nproc else len(devices)
+        devices = devices[:nproc]
+    else:
+        # CPU-only: one process unless asked for more (gloo); useful for tests and laptops.
+        devices, nproc = None, int(env_nproc) if env_nproc else 1
+    if cfg.layout.deepspeed != "none" and not gpus:
+        raise ConfigError(f"layout.deepspeed: {cfg.layout.deepspeed} needs CUDA GPUs and none is visible",
+                          "set layout.deepspeed: none on this machine")
+    return Plan(nproc=nproc, nnodes=layout.nnodes, node_rank=layout.node_rank, master_addr=str(layout.master_addr),
+                master_port=int(layout.master_port), devices=devices, join_timeout_s=layout.join_timeout_s)
+
+
+def torchrun_command(plan: Plan, config: Path, run: Path, resume: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={plan.nnodes}",
+           f"--node-rank={plan.node_rank}", f"--nproc-per-node={plan.nproc}",
+           f"--master-addr={plan.master_addr}", f"--master-port={plan.master_port}",
+           "--max-restarts=0", "-m", "tunewiz", "train", str(config), "--run-dir", str(run)]
+    return cmd + (["--resume"] if resume else [])
+
+
+def node_commands(config: str, plan: Plan) -> list[str]:
+    """What to type on every node (same config file path on each)."""
+    return [f"tunewiz train {shlex.quote(config)} --node-rank {k}" for k in range(plan.nnodes)]
+
+
+def slurm_script(config: str, cfg: Config, plan: Plan) -> str:
+    """An sbatch script: one task per node; srun starts `tunewiz train` with each node's rank."""
+    gpus = f"#SBATCH --gpus-per-node={plan.nproc}\n" if plan.devices is not None else ""
+    return f"""#!/bin/bash
+#SBATCH --job-name={cfg.name}
+#SBATCH --nodes={plan.nnodes}
+#SBATCH --ntasks-per-node=1
+{gpus}#SBATCH --output={cfg.output_dir}/slurm-%j.out
+
+# Node 0 is the first host of the allocation; every node runs one tunewiz supervisor,
+# which starts torchrun for its {plan.nproc} local process(es).
+export ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+export PORT={plan.master_port}
+export NNODES=$SLURM_NNODES
+srun --kill-on-bad-exit=1 bash -c 'NODE_RANK=$SLURM_NODEID exec tunewiz train {shlex.quote(config)}'
+"""
+
+
+# ----------------------------------------------------------------------------- join check
+
+def wait_for_nodes(plan: Plan, run: Path) -> None:
+    """Every node's supervisor meets at master_addr:master_port before torchrun starts.
+
+    Node 0 hosts a small key-value store there; the others connect and register. A node
+    that does not arrive within join_timeout_s stops every node with a message that names
+    the missing node ranks and the address, instead of a rendezvous stack trace.
+    """
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    timeout = timedelta(seconds=plan.join_timeout_s)
+    where = f"{plan.master_addr}:{plan.master_port}"
+    try:
+        store = dist.TCPStore(plan.master_addr, plan.master_port, world_size=None,
+                              is_master=plan.node_rank == 0, timeout=timeout, wait_for_workers=False)
+    except Exception as e:  # noqa: BLE001 - connect/bind failures come as several types
+        if plan.node_rank == 0:
+            raise DistributedError(f"cannot listen on {where} ({str(e).splitlines()[0]})",
+                                   "choose a free layout.master_port (or PORT)") from None
+        raise DistributedError(f"node {plan.node_rank} could not reach node 0 at {where} within "
+                               f"{plan.join_timeout_s}s",
+                               "start node 0 first (`--node-rank 0`), and check the address, port and firewall") from None
+    store.set(f"tunewiz/node/{plan.node_rank}", os.uname().nodename)
+    store.add("tunewiz/joined", 1)
+    deadline = time.time() + plan.join_timeout_s
+    if plan.node_rank == 0:
+        while int(store.add("tunewiz/joined", 0)) < plan.nnodes:
+            if time.time() > deadline:
+                missing = [k for k in range(plan.nnodes) if not store.check([f"tunewiz/node/{k}"])]
+                store.set("tunewiz/abort", f"node(s) {missing} did not join")
+                raise DistributedError(
+                    f"node rank(s) {', '.join(map(str, missing))} did not join {where} within {plan.join_timeout_s}s",
+                    "run `tunewiz train CONFIG --node-rank K` on each missing node (see --print-node-commands)")
+            time.sleep(0.2)
+        store.set("tunewiz/go", "1")
+        # Let every node read "go" before the store (and its port) goes away for torchrun.
+        while int(store.add("tunewiz/left", 0)) < plan.nnodes - 1 and time.time() < deadline + 30:
+            time.sleep(0.1)
+    else:
+        while not store.check(["tunewiz/go"]):
+            if store.check(["tunewiz/abort"]):
+                raise DistributedError(f"node 0 gave up: {store.get('tunewiz/abort').decode()}",
+                                       "start every node within layout.join_timeout_s")
+            if time.time() > deadline:
+                raise DistributedError(f"node 0 at {where} did not start the run within {plan.join_timeout_s}s",
+                                       "check that every node uses the same config and nnodes")
+            time.sleep(0.2)
+        store.add("tunewiz/left", 1)
+        time.sleep(1.0)  # node 0 closes its store; torchrun then takes the port
+    del store
+
+
+def supervise(cfg: Config, plan: Plan, run: Path, resume: bool) -> int:
+    """Run torchrun for this node; the workers write events (rank 0) and per-rank logs."""
+    if plan.nnodes > 1:
+        wait_for_nodes(plan, run)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNEWIZ_JOIN_TIMEOUT_S": str(plan.join_timeout_s)}
+    if plan.devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.devices))
+    env.setdefault("NCCL_NVLS_ENABLE", "0")
+    env.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+    cmd = torchrun_command(plan, run / rundir.CONFIG, run, resume)
+    print("launching:", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    return subprocess.call(cmd, env=env)
