@@ -37,7 +37,7 @@ def cmd_train(args) -> int:
         cfg = load_config(args.config)
         run = None
     plan = make_plan(cfg, args.node_rank)  # layout problems fail before a run directory exists
-    run = run or prepare_run(cfg)
+    run = run or prepare_run(cfg, plan.node_rank)
     if args.detach:
         proc = spawn_detached(run, resume=args.resume, node_rank=args.node_rank,
                               log_name="launcher.log" if plan.needs_launcher else "rank0.log")
@@ -66,9 +66,9 @@ def _print_launch_help(args) -> int:
     return 0
 
 
-def prepare_run(cfg: Config) -> Path:
+def prepare_run(cfg: Config, node_rank: int = 0) -> Path:
     """A fresh run directory with the config written first, so even a failed run keeps it."""
-    run = rundir.new_run_dir(cfg.output_dir, cfg.name)
+    run = rundir.new_run_dir(cfg.output_dir, cfg.name, f"-node{node_rank}" if node_rank else "")
     (run / rundir.CONFIG).write_text(dump_yaml(cfg), encoding="utf-8")
     (run / rundir.EVENTS).touch()
     rundir.write_state(run, status="starting", created=time.time())
@@ -116,7 +116,10 @@ def _run_here(run: Path, resume: bool, node_rank: int | None = None, tee: bool =
         # Workers died without a word (killed, lost a node): the run must not look alive.
         return _fail(run, DistributedError(f"the training processes exited with code {code}",
                                            f"see the per-rank logs in {run / rundir.LOGS}"))
-    rundir.write_state(run, status=rundir.run_info(run).status)
+    if plan.node_rank == 0:
+        rundir.write_state(run, status=rundir.run_info(run).status)
+    else:
+        rundir.write_state(run, status="completed" if code == 0 else "failed")
     return code
 
 

@@ -22,16 +22,17 @@ EVENTS = "events.jsonl"
 STATE = "state.json"
 LOGS = "logs"
 CHECKPOINTS = "checkpoints"
-_RUN_RE = re.compile(r"-\d{8}-\d{6}(-\d+)?$")
+_RUN_RE = re.compile(r"-\d{8}-\d{6}(-\d+)?(-node\d+)?$")
 
 
-def new_run_dir(output_dir: str | Path, name: str) -> Path:
-    """Create a fresh run directory; a clash in the same second gets a -2, -3... suffix."""
+def new_run_dir(output_dir: str | Path, name: str, suffix: str = "") -> Path:
+    """Create a fresh run directory; a clash in the same second gets a -2, -3... suffix.
+    Nodes other than 0 of a multi-node run add -nodeK: their folder holds only logs."""
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for i in range(1, 1000):
-        path = root / (f"{name}-{stamp}" if i == 1 else f"{name}-{stamp}-{i}")
+        path = root / ((f"{name}-{stamp}" if i == 1 else f"{name}-{stamp}-{i}") + suffix)
         try:
             path.mkdir()
         except FileExistsError:
