@@ -135,7 +135,8 @@ def _fail(run: Path, err: TunewizError) -> int:
 
 
 def _tee_output(path: Path) -> None:
-    """Foreground runs still keep their log in the run directory."""
+    """Foreground runs still keep their log in the run directory. A terminal that goes away
+    (SSH drop, closed pipe) must not kill the run: its write errors are dropped."""
     path.parent.mkdir(parents=True, exist_ok=True)
     log = open(path, "a", encoding="utf-8", buffering=1)
 
@@ -145,11 +146,18 @@ def _tee_output(path: Path) -> None:
 
         def write(self, s):
             log.write(s)
-            return self.stream.write(s)
+            try:
+                self.stream.write(s)
+            except (OSError, ValueError):
+                pass
+            return len(s)
 
         def flush(self):
             log.flush()
-            self.stream.flush()
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
 
         def __getattr__(self, name):
             return getattr(self.stream, name)

@@ -325,3 +325,5 @@ def _install_stop_handlers(recipe: Recipe) -> None:
 
     signal.signal(signal.SIGTERM, graceful)
     signal.signal(signal.SIGINT, graceful)
+    # A dropped SSH session hangs up the foreground run: keep training (the log is on disk).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)

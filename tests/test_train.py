@@ -156,3 +156,20 @@ def test_detach_returns_at_once(tiny_model, tmp_path, cli):
     state = json.loads((run / "state.json").read_text())
     assert state["pid"] != os.getpid()
     assert _wait_for(lambda: rundir.run_info(run).status == "completed")
+
+
+def test_foreground_run_survives_a_closed_terminal(tiny_model, tmp_path):
+    """An SSH drop closes the terminal and sends SIGHUP: the run carries on and completes."""
+    import subprocess
+
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), train__max_steps=30)
+    proc = subprocess.Popen([sys.executable, "-m", "tunewiz", "train", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert _wait_for(lambda: rundir.list_runs(tmp_path / "runs") and
+                     any(e["type"] == "step" for e in read_events(only_run(tmp_path) / "events.jsonl")))
+    proc.stdout.close()
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=120) == 0
+    run = only_run(tmp_path)
+    assert read_events(run / "events.jsonl")[-1]["status"] == "completed"
+    assert "step 30/30" in (run / "logs" / "rank0.log").read_text()
