@@ -19,6 +19,7 @@ from . import rundir
 from .config import load_config
 from .errors import ConfigError, ModelError
 from .output_folder import atomic_folder
+from .zero_gather import gather_zero3, is_zero3
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 FULL_CONFIG_FILES = ("config.json", "generation_config.json")
@@ -106,11 +107,25 @@ def _copy_tokenizer(ckpt: Path, base_model: str, dest: Path) -> None:
     load_tokenizer(ckpt if has_own else resolve_model_path(base_model)).save_pretrained(dest)
 
 
+def _weights_dir(run: Path, ckpt: Path, say: Say) -> Path:
+    """Where the save_pretrained weights are: the checkpoint, or its gathered ZeRO-3 shards
+    (gathered once, into a temp folder renamed when complete; later converts reuse it)."""
+    if not is_zero3(ckpt):
+        return ckpt
+    gathered = ckpt / "gathered"
+    if not gathered.is_dir():
+        tmp = ckpt / "gathered.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        gather_zero3(ckpt, load_config(run / rundir.CONFIG), tmp, say)
+        tmp.rename(gathered)
+    return gathered
+
+
 def convert_checkpoint(src: Path, out: Path, say: Say = print) -> Path:
     """Write the HF folder for src (run or checkpoint) to out; returns out."""
     run, ckpt = find_checkpoint(Path(src))
     meta = describe(run, ckpt)
-    files = _check_files(ckpt, meta["method"])
+    files = _check_files(_weights_dir(run, ckpt, say), meta["method"])
     for f in files:
         if f.suffix == ".safetensors":
             _check_safetensors(f)

@@ -156,7 +156,7 @@ def wrap_for_method(model, cfg):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.method == "full":
         return model
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     if cfg.method == "qlora":
         model = prepare_model_for_kbit_training(
@@ -165,9 +165,14 @@ def wrap_for_method(model, cfg):
     elif cfg.train.gradient_checkpointing:
         # Inputs of a frozen embedding carry no grad; checkpointed blocks need one.
         model.enable_input_require_grads()
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+    return get_peft_model(model, lora_config(cfg))
+
+
+def lora_config(cfg):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=cfg.lora.target, task_type="CAUSAL_LM", bias="none")
-    return get_peft_model(model, lora)
 
 
 def count_params(model) -> tuple[int, int]:
