@@ -39,7 +39,8 @@ CORPUS = [
 ] * 20
 
 
-def build_tiny_model(dest: Path) -> Path:
+def build_tiny_model(dest: Path, **shape) -> Path:
+    """The tiny model; `shape` overrides LlamaConfig fields for bigger test models."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     import torch
@@ -55,10 +56,13 @@ def build_tiny_model(dest: Path) -> Path:
     hf_tok.save_pretrained(dest)
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    dims = dict(vocab_size=len(hf_tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    dims.update(shape)
+    shape = {}
+    cfg = LlamaConfig(**dims,
                       bos_token_id=hf_tok.bos_token_id, eos_token_id=hf_tok.eos_token_id,
-                      pad_token_id=hf_tok.pad_token_id, tie_word_embeddings=False)
+                      pad_token_id=hf_tok.pad_token_id, tie_word_embeddings=False, **shape)
     LlamaForCausalLM(cfg).save_pretrained(dest)
     return dest
 

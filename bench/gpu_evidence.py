@@ -1,0 +1,190 @@
+"""GPU evidence for docs/gpu.md: train an InternLM2-1.8B-shaped Llama (random weights)
+through the real `tunewiz train` CLI in each layout, and print tokens/s, peak memory per
+GPU and losses.
+
+    python bench/gpu_evidence.py --out results/ single      # 1 GPU: LoRA, QLoRA, full
+    python bench/gpu_evidence.py --out results/ multi       # 2 GPUs: ZeRO-2/3, QLoRA DDP, 2 nodes
+    python bench/gpu_evidence.py --out results/ CASE ...    # any cases by name
+
+Each case writes its run under --out/runs and one JSON line to --out/evidence.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+SHAPE_18B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
+                 num_key_value_heads=8, vocab_size=92544, max_position_embeddings=4096)
+
+# name -> (config overrides, gpus, deepspeed)
+CASES = {
+    "lora-ckpt-b1": dict(method="lora", ckpt=True, batch=1),
+    "lora-b1": dict(method="lora", ckpt=False, batch=1),
+    "lora-b4": dict(method="lora", ckpt=False, batch=4),
+    "qlora-ckpt-b1": dict(method="qlora", ckpt=True, batch=1),
+    "qlora-ckpt-b8": dict(method="qlora", ckpt=True, batch=8),
+    "full-ckpt-b1": dict(method="full", ckpt=True, batch=1),
+    "zero2-lora-2gpu": dict(method="lora", ckpt=True, batch=1, gpus=2, deepspeed="zero2"),
+    "zero3-lora-2gpu": dict(method="lora", ckpt=True, batch=1, gpus=2, deepspeed="zero3", eval=True),
+    "zero2-full-2gpu": dict(method="full", ckpt=True, batch=1, gpus=2, deepspeed="zero2"),
+    "zero3-full-2gpu": dict(method="full", ckpt=True, batch=1, gpus=2, deepspeed="zero3"),
+    "qlora-ddp-2gpu": dict(method="qlora", ckpt=True, batch=1, gpus=2),
+    "curve-1gpu": dict(method="lora", ckpt=True, batch=1, accum=4, steps=16, dropout=0.0),
+    "curve-2gpu": dict(method="lora", ckpt=True, batch=1, accum=2, steps=16, dropout=0.0, gpus=2),
+}
+GROUPS = {
+    "single": ["lora-ckpt-b1", "lora-b1", "lora-b4", "qlora-ckpt-b1", "qlora-ckpt-b8", "full-ckpt-b1"],
+    "multi": ["zero2-lora-2gpu", "zero3-lora-2gpu", "zero2-full-2gpu", "zero3-full-2gpu", "qlora-ddp-2gpu",
+              "curve-1gpu", "curve-2gpu", "two-nodes"],
+}
+
+
+def build_model(dest: Path) -> Path:
+    if (dest / "config.json").is_file():
+        return dest
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import torch
+    from conftest import build_tiny_model
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    t = time.time()
+    build_tiny_model(dest)  # its tokenizer; the weights are replaced below
+    cfg = AutoConfig.from_pretrained(dest)
+    for k, v in SHAPE_18B.items():
+        setattr(cfg, k, v)
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(cfg).to(torch.bfloat16)
+    model.save_pretrained(dest)
+    del model
+    torch.cuda.empty_cache()
+    print(f"built the 1.8B-shaped model in {time.time() - t:.0f}s", flush=True)
+    return dest
+
+
+def write_data(path: Path) -> Path:
+    """Varied conversations, enough for every case's steps at 2048 tokens a row."""
+    recs = []
+    for i in range(6000):
+        q = f"Question {i}: what do you know about topic {i % 113} and its relation to item {i % 37}?"
+        a = " ".join(f"fact{(i * 7 + j) % 211} about lighthouse{j % 13}" for j in range(40))
+        recs.append({"conversation": [{"input": q, "output": a}]})
+    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    return path
+
+
+def config(out: Path, name: str, model: Path, data: Path, spec: dict, port: int, **layout) -> Path:
+    method = spec["method"]
+    cfg = {
+        "name": name, "output_dir": str(out / "runs"), "model": {"path": str(model)},
+        "method": method, "stage": "sft",
+        "lora": {"r": 64, "alpha": 16, "dropout": spec.get("dropout", 0.1), "target": "all-linear"},
+        "data": {"files": [str(data)], "max_length": 2048, "pack": True},
+        "train": {"max_steps": spec.get("steps", 12), "batch_size": spec["batch"],
+                  "grad_accum": spec.get("accum", 1), "lr": 2e-5 if method == "full" else 2e-4,
+                  "save_every": 1000, "gradient_checkpointing": spec["ckpt"], "warmup_ratio": 0.03},
+        "eval": {"inputs": ["Please introduce yourself"] if spec.get("eval") else [], "every": 6,
+                 "max_new_tokens": 16},
+        "layout": {"gpus": spec.get("gpus", 1), "deepspeed": spec.get("deepspeed", "none"),
+                   "master_port": port, **layout},
+    }
+    path = out / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def summarize(run: Path, name: str, spec: dict, seconds: float) -> dict:
+    evs = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
+    steps = [e for e in evs if e["type"] == "step"]
+    start = next((e for e in evs if e["type"] == "start"), {})
+    done = evs[-1] if evs and evs[-1]["type"] == "done" else {}
+    errors = [e for e in evs if e["type"] == "error"]
+    measured = steps[3:] or steps  # the first steps include warm-up and allocator growth
+    return {
+        "case": name, "status": done.get("status", "unknown"), "world_size": start.get("world_size"),
+        "method": spec["method"], "deepspeed": spec.get("deepspeed", "none"), "batch": spec["batch"],
+        "grad_ckpt": spec["ckpt"],
+        "tokens_per_s": round(statistics.median(e["tokens_per_s"] for e in measured), 1) if measured else None,
+        "peak_gib_rank0": max((e["mem_gib"] for e in steps), default=None),
+        "losses": [e["loss"] for e in steps], "wall_s": round(seconds, 1),
+        "error": errors[-1] if errors else None, "run": str(run),
+        "evals": [e["samples"] for e in evs if e["type"] == "eval"],
+    }
+
+
+def run_case(out: Path, name: str, model: Path, data: Path, port: int) -> dict:
+    spec = CASES[name]
+    cfg = config(out, name, model, data, spec, port)
+    t = time.time()
+    r = subprocess.run([sys.executable, "-m", "tunewiz", "train", str(cfg)], capture_output=True, text=True)
+    runs = sorted((out / "runs").glob(f"{name}-*"), key=lambda p: p.stat().st_mtime)
+    (out / f"{name}.log").write_text(r.stdout[-20000:] + "\n--- stderr\n" + r.stderr[-20000:])
+    return summarize(runs[-1], name, spec, time.time() - t)
+
+
+def two_nodes(out: Path, model: Path, data: Path, port: int) -> dict:
+    """2 nodes x 1 GPU on one host: two supervisors, each seeing its own GPU."""
+    spec = dict(method="lora", ckpt=True, batch=1, gpus=1)
+    cfg = config(out, "two-nodes", model, data, spec, port, nnodes=2, join_timeout_s=120)
+    t = time.time()
+    procs = [subprocess.Popen([sys.executable, "-m", "tunewiz", "train", str(cfg), "--node-rank", str(k)],
+                              env={**os.environ, "CUDA_VISIBLE_DEVICES": str(k)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for k in (0, 1)]
+    logs = [p.communicate()[0] for p in procs]
+    (out / "two-nodes.log").write_text("\n=== node 1\n".join(logs)[-40000:])
+    run = next(p for p in sorted((out / "runs").glob("two-nodes-*")) if "-node" not in p.name)
+    return summarize(run, "two-nodes", spec, time.time() - t)
+
+
+def zero3_convert_merge_chat(out: Path, model: Path) -> dict:
+    """The ZeRO-3 LoRA run's sharded checkpoint -> adapter -> merged -> chat."""
+    run = sorted((out / "runs").glob("zero3-lora-2gpu-*"))[-1]
+    steps = {}
+    for name, cmd in [("convert", ["convert", str(run), str(run / "adapter")]),
+                      ("merge", ["merge", str(model), str(run / "adapter"), str(run / "merged"), "--dtype", "bf16"]),
+                      ("chat", ["chat", str(run / "merged"), "--prompt", "Please introduce yourself",
+                                "--max-new-tokens", "16"])]:
+        t = time.time()
+        r = subprocess.run([sys.executable, "-m", "tunewiz", *cmd], capture_output=True, text=True)
+        steps[name] = {"rc": r.returncode, "s": round(time.time() - t, 1), "out": (r.stdout + r.stderr)[-1500:]}
+    return {"case": "zero3-convert-merge-chat", **steps}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cases", nargs="+", help="case names or groups: " + ", ".join([*GROUPS, *CASES, "two-nodes",
+                                                                                    "zero3-convert"]))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=Path("/tmp/tunewiz-18b"))
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = [n for c in args.cases for n in GROUPS.get(c, [c])]
+    model = build_model(args.model)
+    data = write_data(args.out / "data.jsonl")
+    port = 29700
+    for name in names:
+        port += 1
+        if name == "two-nodes":
+            res = two_nodes(args.out, model, data, port)
+        elif name == "zero3-convert":
+            res = zero3_convert_merge_chat(args.out, model)
+        else:
+            res = run_case(args.out, name, model, data, port)
+        brief = {k: v for k, v in res.items() if k not in ("losses", "evals", "run")}
+        print(json.dumps(brief), flush=True)
+        with open(args.out / "evidence.jsonl", "a") as f:
+            f.write(json.dumps(res) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""GPU behaviour: QLoRA / bf16, DeepSpeed ZeRO on several GPUs, ZeRO-3 convert, OOM.
+
+Marked `gpu` and skipped without CUDA; run on a GPU machine with `make test-gpu` (or
+`pytest -m gpu`). Multi-GPU tests also skip with fewer than two GPUs or no DeepSpeed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunewiz.engine import rundir
+from tunewiz.engine.events import read_events
+from test_train import IDENTITY, only_run, write_config, write_data
+
+torch = pytest.importorskip("torch")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2 or importlib.util.find_spec("deepspeed") is None,
+                              reason="needs 2 GPUs and deepspeed")
+needs_bnb = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes")
+
+
+def losses(run: Path) -> list[float]:
+    return [e["loss"] for e in read_events(run / "events.jsonl") if e["type"] == "step"]
+
+
+def completed(r, run: Path) -> dict:
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    evs = read_events(run / "events.jsonl")
+    assert evs[-1]["type"] == "done" and evs[-1]["status"] == "completed", evs[-3:]
+    return next(e for e in evs if e["type"] == "start")
+
+
+def merged_logits_match(base: Path, merged: Path, adapter: Path | None) -> None:
+    """The merged folder loads with plain transformers in a fresh process and agrees."""
+    code = f"""
+import torch, sys
+from transformers import AutoModelForCausalLM
+m = AutoModelForCausalLM.from_pretrained({str(merged)!r}, dtype=torch.float32)
+ids = torch.tensor([[1, 5, 9, 20, 33]])
+print(float(m(ids).logits.abs().sum()))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.strip().splitlines()[-1]) > 0
+
+
+@needs_bnb
+def test_qlora_trains_resumes_converts_merges_and_chats(tiny_model, tmp_path, cli):
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=32), method="qlora",
+                       train__max_steps=20, train__save_every=10, train__lr=5e-3,
+                       lora={"r": 16, "alpha": 32, "dropout": 0.0})
+    r = cli("train", str(cfg))
+    run = only_run(tmp_path)
+    start = completed(r, run)
+    assert start["device"].startswith("cuda") and start["dtype"] in ("bfloat16", "float16")
+    got = losses(run)
+    assert got[-1] < got[0]
+    r = cli("convert", str(run), str(run / "adapter"))
+    assert r.returncode == 0, r.stderr
+    r = cli("merge", str(tiny_model), str(run / "adapter"), str(run / "merged"))
+    assert r.returncode == 0, r.stderr
+    merged_logits_match(tiny_model, run / "merged", run / "adapter")
+    r = cli("chat", str(tiny_model), "--adapter", str(run / "adapter"), "--bits", "4", "--prompt", "Who are you?",
+            "--max-new-tokens", "8")
+    assert r.returncode == 0, r.stderr
+
+
+def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
+    """Out of memory: an `oom` error naming what to try; the last checkpoint resumes."""
+    from conftest import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "wide", hidden_size=512, intermediate_size=1024, vocab_size=92544,
+                             max_position_embeddings=65536)
+    words = " ".join(f"word{i % 97} lighthouse" for i in range(40000))
+    data = tmp_path / "long.jsonl"
+    data.write_text("\n".join(json.dumps({"text": words}) for _ in range(16)) + "\n")
+    cfg = write_config(tmp_path, model, data, stage="pretrain", train__max_steps=4, train__save_every=2,
+                       train__batch_size=1, train__grad_accum=1, data={"files": [str(data)], "max_length": 256})
+    r = cli("train", str(cfg))
+    run = only_run(tmp_path)
+    completed(r, run)
+    before = sorted(p.name for p in rundir.checkpoints(run))
+    # What a user might try next: far longer rows in bigger batches. The logits alone
+    # (16 x 32768 x 92544) need hundreds of GiB.
+    conf = yaml.safe_load((run / "config.yaml").read_text())
+    conf["train"].update(max_steps=6, batch_size=16, gradient_checkpointing=False)
+    conf["data"].update(max_length=32768)
+    (run / "config.yaml").write_text(yaml.safe_dump(conf))
+    r = cli("train", str(run), "--resume")
+    assert r.returncode == 1 and "out of GPU memory" in r.stderr and "batch_size" in r.stderr, r.stderr[-2000:]
+    err = next(e for e in read_events(run / "events.jsonl")[::-1] if e["type"] == "error")
+    assert err["kind"] == "oom" and "--resume" in err["hint"]
+    assert sorted(p.name for p in rundir.checkpoints(run)) == before
+    conf["train"].update(batch_size=1)
+    conf["data"].update(max_length=256)
+    (run / "config.yaml").write_text(yaml.safe_dump(conf))
+    r = cli("train", str(run), "--resume")
+    completed(r, run)
+    assert max(e["step"] for e in read_events(run / "events.jsonl") if e["type"] == "step") == 6
+
+
+@two_gpus
+@pytest.mark.parametrize("stage,method", [("zero2", "lora"), ("zero3", "lora"), ("zero2", "full"), ("zero3", "full")])
+def test_deepspeed_on_two_gpus(tiny_model, tmp_path, cli, stage, method):
+    lr = 1e-3 if method == "full" else 1e-2
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=32), method=method,
+                       train__max_steps=6, train__save_every=3, train__lr=lr, train__grad_accum=1,
+                       layout={"gpus": 2, "deepspeed": stage, "master_port": 29600 + hash(stage + method) % 300})
+    r = cli("train", str(cfg))
+    run = next(r_ for r_ in rundir.list_runs(tmp_path / "runs"))
+    start = completed(r, run)
+    assert start["world_size"] == 2
+    assert {"rank0.log", "rank1.log"} <= {p.name for p in (run / "logs").iterdir()}
+    ckpt = rundir.checkpoints(run)[-1]
+    zero = json.loads((ckpt / "zero.json").read_text())
+    assert zero["stage"] == int(stage[-1])
+    evals = [e for e in read_events(run / "events.jsonl") if e["type"] == "eval"]
+    assert [e["step"] for e in evals] == [0, 3, 6]  # generation works with sharded weights too
+    out = run / ("adapter" if method == "lora" else "hf")
+    r = cli("convert", str(run), str(out))
+    assert r.returncode == 0, r.stderr
+    if method == "lora":
+        r = cli("merge", str(tiny_model), str(out), str(run / "merged"))
+        assert r.returncode == 0, r.stderr
+        merged_logits_match(tiny_model, run / "merged", out)
+        r = cli("chat", str(run / "merged"), "--prompt", "Who are you?", "--max-new-tokens", "8")
+    else:
+        r = cli("chat", str(out), "--prompt", "Who are you?", "--max-new-tokens", "8")
+    assert r.returncode == 0, r.stderr
+
+
+@two_gpus
+def test_two_gpus_match_one_at_the_same_global_batch(tiny_model, tmp_path, cli):
+    data = write_data(tmp_path / "d.jsonl", n=32)
+    curves = {}
+    for n, accum in ((1, 4), (2, 2)):
+        d = tmp_path / f"g{n}"
+        d.mkdir()
+        cfg = write_config(d, tiny_model, data, train__max_steps=8, train__grad_accum=accum, train__dtype="fp32",
+                           lora={"r": 8, "alpha": 16, "dropout": 0.0},
+                           layout={"gpus": n, "deepspeed": "none", "master_port": 29950})
+        r = cli("train", str(cfg))
+        run = only_run(d)
+        completed(r, run)
+        curves[n] = losses(run)
+    assert curves[2] == pytest.approx(curves[1], rel=1e-3)
