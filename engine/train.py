@@ -117,11 +117,8 @@ class Recipe:
             self.evaluate()
         backend.model.train()
         started, start_step = time.time(), self.step
-        stop_flag = torch.zeros((), device=rt.device)
         while self.step < self.total:
-            # Every rank must stop at the same step: the signal reaches one process only.
-            stop_flag.fill_(float(self.stop_requested))
-            if rt.sum(stop_flag).item() > 0:
+            if self.should_stop():
                 break
             t0 = time.time()
             batches = self.plan.step_batches(self.step)
@@ -132,8 +129,9 @@ class Recipe:
             for k, idxs in enumerate(mine):
                 batch = self.collate(idxs)
                 tokens += batch.pop("n_tokens")
-                with backend.micro_context(last=k == len(mine) - 1), self.autocast():
-                    out = backend.forward(**batch, num_items_in_batch=window)
+                with backend.micro_context(last=k == len(mine) - 1):
+                    with self.autocast():
+                        out = backend.forward(**batch, num_items_in_batch=window)
                     # The model divides the summed loss by the whole step's trained tokens;
                     # gradient averaging across ranks divides by world size, so undo that.
                     backend.backward(out.loss * rt.world_size)
@@ -152,6 +150,15 @@ class Recipe:
         if self._last_saved != self.step:
             self.save_checkpoint()
         return "stopped" if stopped else "completed"
+
+    def should_stop(self) -> bool:
+        """Every rank must stop at the same step, and a signal reaches one process only."""
+        if not self.rt.distributed:
+            return self.stop_requested
+        import torch
+
+        flag = torch.tensor(float(self.stop_requested), device=self.rt.device)
+        return self.rt.sum(flag).item() > 0
 
     def collate(self, idxs: list[int]) -> dict:
         from .packing import collate
