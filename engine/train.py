@@ -131,11 +131,13 @@ class Recipe:
                 tokens += batch.pop("n_tokens")
                 with backend.micro_context(last=k == len(mine) - 1):
                     with self.autocast():
-                        out = backend.forward(**batch, num_items_in_batch=window)
+                        # Keep only the loss: holding the output would keep the whole
+                        # logits tensor alive through the next forward and the step.
+                        loss = backend.forward(**batch, num_items_in_batch=window).loss
                     # The model divides the summed loss by the whole step's trained tokens;
                     # gradient averaging across ranks divides by world size, so undo that.
-                    backend.backward(out.loss * rt.world_size)
-                loss_sum += out.loss.detach()
+                    backend.backward(loss * rt.world_size)
+                loss_sum += loss.detach()
             grad_norm = backend.step()
             self.step += 1
             rt.sum(loss_sum)
