@@ -109,3 +109,24 @@ async def test_no_runs_opens_the_wizard_from_the_cli_entry(tmp_path, monkeypatch
     monkeypatch.setattr(app_module.TunewizApp, "run", fake_run)
     app_module.cmd_app(type("Args", (), {"output_dir": str(tmp_path / "work_dirs")})())
     assert opened == {"wizard": True}
+
+
+async def test_convert_and_merge_refuses_a_run_that_has_not_finished(runs, tmp_path):
+    import socket
+
+    start = {"t": T0, "type": "start", "name": "x", "config": {}, "world_size": 1, "total_steps": 40,
+             "model": "demo", "params": 1, "trainable_params": 1}
+    # Alive (this test's own pid) and mid-way: the newest run, so the first row.
+    running = recorded_run(tmp_path / "work_dirs", "live", "20251122-090000", [start, step(1, 40, 3.0)],
+                           {"status": "running", "pid": os.getpid(), "host": socket.gethostname()})
+    os.utime(running, (T0 + 200, T0 + 200))
+    app = make_app(tmp_path / "work_dirs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_text(pilot, "live-20251122-090000")
+        await pilot.press("m")
+        text = " ".join((await wait_for_text(pilot, "still running")).split())  # the hint may wrap
+        assert "step 1/40" in text and "once it has finished" in text
+        await pilot.press("down", "down", "m")        # the failed run
+        text = await wait_for_text(pilot, "nothing finished to convert")
+        assert "Runs in" in text and "Convert & merge" not in text
+    assert not (running / "adapter").exists() and not (runs["failed"] / "adapter").exists()

@@ -27,22 +27,49 @@ class RunRow:
     eta_s: float | None
 
 
+class MergeChecked(Message):
+    """A run's status read afresh before convert & merge: only a finished run goes on."""
+
+    def __init__(self, row: RunRow):
+        super().__init__()
+        self.row = row
+
+
+# Runs with weights worth converting: a completed run, or one stopped at a checkpoint.
+CONVERTIBLE = ("completed", "stopped")
+
+
+def refusal(row: RunRow) -> str:
+    """Why convert & merge cannot start on this run yet, in one line."""
+    if row.status in ("starting", "running"):
+        where = f" (step {row.step}/{row.total})" if row.total else ""
+        return f"{row.name} is still {row.status}{where}: convert & merge once it has finished"
+    if row.status == "failed":
+        return f"{row.name} failed: nothing finished to convert (enter shows its error)"
+    return f"{row.name} is {row.status}: convert & merge needs a completed or stopped run"
+
+
 class RunsLoaded(Message):
     def __init__(self, rows: list[RunRow]):
         super().__init__()
         self.rows = rows
 
 
-def load_rows(output_dir: Path) -> list[RunRow]:
-    from tunewiz.engine.rundir import list_runs, run_info
+def load_row(run: Path) -> RunRow:
+    from tunewiz.engine.rundir import run_info
 
-    rows = []
-    for run in list_runs(output_dir):
-        info = run_info(run)
-        s = info.summary
-        rows.append(RunRow(run, run.name, s.status, s.step, s.total, s.loss, s.started,
-                           s.eta_s if s.status == "running" else None))
-    return rows
+    s = run_info(run).summary
+    return RunRow(run, run.name, s.status, s.step, s.total, s.loss, s.started,
+                  s.eta_s if s.status == "running" else None)
+
+
+def load_rows(output_dir: Path) -> list[RunRow]:
+    from tunewiz.engine.rundir import list_runs
+
+    return [load_row(run) for run in list_runs(output_dir)]
+
+
+HINT = "n new run · enter attach · m convert & merge · c chat · v base vs tuned"
 
 
 class HomeScreen(Screen):
@@ -60,8 +87,7 @@ class HomeScreen(Screen):
         yield Header()
         yield Static(id="home-title")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-        yield Static("n new run · enter attach · m convert & merge · c chat · v base vs tuned",
-                     id="home-hint")
+        yield Static(HINT, id="home-hint")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -116,7 +142,22 @@ class HomeScreen(Screen):
 
     def action_merge(self) -> None:
         if (run := self.selected_run()) is not None:
-            self.app.open_convert(run)
+            self.check_convertible(run)
+
+    @work(thread=True, exclusive=True, group="home-merge")
+    def check_convertible(self, run: Path) -> None:
+        # The table may be a few seconds old: read the run's status now, off the UI thread.
+        self.post_message(MergeChecked(load_row(run)))
+
+    def on_merge_checked(self, message: MergeChecked) -> None:
+        if message.row.status in CONVERTIBLE:
+            self.app.open_convert(message.row.path)
+        else:
+            # On the hint line, not a toast: it stays until the cursor moves, so it is read.
+            self.query_one("#home-hint", Static).update(f"[b yellow]{refusal(message.row)}[/]")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.query_one("#home-hint", Static).update(HINT)
 
     def action_chat(self) -> None:
         self.app.open_chat(self.selected_run())
