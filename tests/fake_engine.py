@@ -7,6 +7,7 @@ then the rest), a malformed line, and, with --fail, an error event with a hint.
 
     fake_engine.py replay RUN [--steps N] [--delay S] [--fail] [--events FILE]
     fake_engine.py train CONFIG --detach            -> prints the run directory, exits 0
+    fake_engine.py train CONFIG --slurm F | --print-node-commands   -> the real CLI (torch-free)
     fake_engine.py stop RUN                         -> SIGTERM: checkpoint, done "stopped"
     fake_engine.py convert RUN OUT | merge BASE ADAPTER OUT | demo --dest D --name N
     fake_engine.py check-data FILE ...
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train")
     t.add_argument("config")
     t.add_argument("--detach", action="store_true")
+    t.add_argument("--slurm")
+    t.add_argument("--print-node-commands", action="store_true")
     s = sub.add_parser("stop")
     s.add_argument("run")
     c = sub.add_parser("convert")
@@ -173,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.command == "replay":
         return replay(Path(args.run), args.steps, args.delay, args.fail, args.events)
+    if args.command == "train" and (args.slurm or args.print_node_commands):
+        # Planning needs no model: the real engine answers, so tests see its exact output.
+        os.execv(sys.executable, [sys.executable, "-m", "tunewiz", *(argv or sys.argv[1:])])
     if args.command == "train":
         return train(args.config)
     if args.command == "stop":

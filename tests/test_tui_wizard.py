@@ -42,11 +42,15 @@ async def goto(pilot, name: str) -> None:
     await pilot.pause(0.1)
 
 
-async def test_enter_through_the_wizard_trains_with_the_defaults(workdir):
+async def test_enter_through_the_wizard_trains_with_the_defaults(workdir, monkeypatch):
+    monkeypatch.setattr("tunewiz.tui.screens.wizard.review_step.detect_gpus", lambda: [])  # CPU-only
     app = make_app(workdir)
     async with app.run_test(size=(80, 24)) as pilot:
         for step in ("ModelStep", "PresetStep", "DatasetStep", "LayoutStep", "ReviewStep"):
             await goto(pilot, step)
+            if step == "ReviewStep":  # the estimate speaks of RAM where there is no GPU
+                text = await wait_for_text(pilot, "rough")
+                assert "GiB of RAM" in text and "per GPU" not in text
             await pilot.press("enter")
         await goto(pilot, "MonitorScreen")
         await wait_for_text(pilot, "Training completed", timeout=20)
@@ -146,3 +150,26 @@ async def test_assistant_set_helper_writes_a_dataset_for_the_name(workdir):
         await pilot.press(*"Bob", "enter")
         await wait_for_text(pilot, "wrote data/assistant.json")
     assert "Bob" in (workdir / "data" / "assistant.json").read_text()
+
+
+async def test_layout_shows_every_node_command_and_writes_the_slurm_script(workdir):
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for step in ("ModelStep", "PresetStep", "DatasetStep"):
+            await goto(pilot, step)
+            await pilot.press("enter")
+        await goto(pilot, "LayoutStep")
+        assert "one node: nothing to run elsewhere" in await wait_for_text(pilot, "one node")
+        app.screen.query_one("#layout-nnodes").value = "2"
+        app.screen.query_one("#layout-addr").value = "10.0.0.1"
+        text = " ".join((await wait_for_text(pilot, "# node 1")).split())   # long paths wrap
+        assert "--node-rank 0 # node 0" in text and "--node-rank 1 # node 1" in text
+        assert "10.0.0.1:29500" in text
+        script = workdir / "work_dirs" / "configs" / "assistant.sbatch"
+        app.screen.query_one("#layout-slurm-write").press()
+        await wait_for_text(pilot, "sbatch")
+        assert step_name(app) == "LayoutStep"
+    body = script.read_text()
+    assert "#SBATCH --nodes=2" in body and "tunewiz train" in body and "assistant.yaml" in body
+    saved = load_config(workdir / "work_dirs" / "configs" / "assistant.yaml")
+    assert saved.layout.nnodes == 2 and saved.layout.master_addr == "10.0.0.1"

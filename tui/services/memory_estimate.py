@@ -1,5 +1,6 @@
-"""A rough per-GPU memory estimate for the review step. Rough on purpose: it tells a
-user whether a plan is in the right ballpark (2 GiB vs 80 GiB), not the exact peak."""
+"""A rough memory estimate for the review step: per GPU, or of RAM when training runs on
+the CPU (fp32 there). Rough on purpose: it tells a user whether a plan is in the right
+ballpark (2 GiB vs 80 GiB), not the exact peak."""
 
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ class MemoryEstimate:
     weights_gib: float
     adapters_gib: float
     activations_gib: float
+    on_cpu: bool = False
 
     @property
     def total_gib(self) -> float:
         return self.weights_gib + self.adapters_gib + self.activations_gib
 
     def describe(self) -> str:
-        return (f"≈ {self.total_gib:.1f} GiB per GPU (rough): model+optimizer {self.weights_gib:.1f}, "
+        where = "of RAM (CPU training, fp32)" if self.on_cpu else "per GPU"
+        return (f"≈ {self.total_gib:.1f} GiB {where} (rough): model+optimizer {self.weights_gib:.1f}, "
                 f"adapters {self.adapters_gib:.2f}, activations {self.activations_gib:.1f}")
 
 
@@ -41,9 +44,11 @@ def lora_params(facts: ModelFacts, r: int) -> int:
 
 
 def estimate_memory(cfg: Config, facts: ModelFacts, n_gpus: int) -> MemoryEstimate | None:
+    """n_gpus 0 means CPU training: fp32 frozen weights and activations, in RAM."""
     if not facts.params or not facts.hidden or not facts.layers:
         return None
-    weights = facts.params * BYTES_PER_PARAM[cfg.method]
+    on_cpu = n_gpus == 0
+    weights = facts.params * (4.0 if on_cpu and cfg.method != "full" else BYTES_PER_PARAM[cfg.method])
     stage = cfg.layout.deepspeed
     if n_gpus > 1 and stage in ZERO_SHARDED:
         if cfg.method == "full":
@@ -60,5 +65,5 @@ def estimate_memory(cfg: Config, facts: ModelFacts, n_gpus: int) -> MemoryEstima
     # attention + MLP), ~2 x hidden with gradient checkpointing (only layer inputs kept);
     # plus the logits in fp32, which dominate for big vocabularies.
     per_layer = (2 if cfg.train.gradient_checkpointing else 34) * facts.hidden
-    activations = tokens * (facts.layers * per_layer + facts.vocab * 4 * 2)
-    return MemoryEstimate(weights / GIB, adapters / GIB, activations / GIB)
+    activations = tokens * (facts.layers * per_layer * (2 if on_cpu else 1) + facts.vocab * 4 * 2)
+    return MemoryEstimate(weights / GIB, adapters / GIB, activations / GIB, on_cpu)

@@ -1,15 +1,25 @@
-"""Step 4, Layout: which GPUs, DeepSpeed stage, and nodes (with the command for each node)."""
+"""Step 4, Layout: which GPUs, DeepSpeed stage, and nodes (with the command for each node).
+
+The per-node commands come from the engine's own torch-free planner (what
+`tunewiz train CONFIG --print-node-commands` prints); the Slurm script is written by
+`tunewiz train CONFIG --slurm FILE`, after the config is saved where the script points.
+"""
 
 from __future__ import annotations
+
+import copy
+from pathlib import Path
 
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Input, Select, SelectionList, Static
+from textual.widgets import Button, Input, Select, SelectionList, Static
 
-from tunewiz.engine.config import DEEPSPEED
+from tunewiz.engine.config import DEEPSPEED, Config
+from tunewiz.engine.errors import TunewizError
 
+from ...services.engine_cli import EngineCommandFailed
 from ...services.gpus import Gpu, detect_gpus
 from ...widgets.form import FieldRow
 from .step import StepInvalid, WizardStep, parse_number
@@ -21,9 +31,40 @@ class GpusDetected(Message):
         self.gpus = gpus
 
 
-def node_commands(config_path: str, nnodes: int) -> list[str]:
-    """What to type on every other node: the same config, that node's rank."""
-    return [f"tunewiz train {config_path} --node-rank {rank}" for rank in range(1, nnodes)]
+class CommandsPlanned(Message):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+
+class SlurmWritten(Message):
+    def __init__(self, text: str, problem: bool = False):
+        super().__init__()
+        self.text, self.problem = text, problem
+
+
+def _short(path: str) -> str:
+    """A path relative to the working directory when that is shorter."""
+    import os
+
+    relative = os.path.relpath(path)
+    return relative if len(relative) < len(path) else path
+
+
+def node_commands_text(cfg: Config, config_path: str) -> str:
+    """The command for every node, from the engine's planner (as --print-node-commands)."""
+    from tunewiz.engine.distributed import make_plan, node_commands
+
+    if cfg.layout.nnodes <= 1:
+        return "one node: nothing to run elsewhere"
+    try:
+        plan = make_plan(copy.deepcopy(cfg))
+    except TunewizError as e:
+        return f"{e.one_line()}"
+    lines = [f"{plan.nnodes} nodes x {plan.nproc} process(es); node 0 listens on "
+             f"{plan.master_addr}:{plan.master_port}. On each node (same config path there):"]
+    lines += [f"{line}    # node {k}" for k, line in enumerate(node_commands(config_path, plan))]
+    return "\n".join(lines)
 
 
 def gpus_value(selected: list[int], all_gpus: list[Gpu]):
@@ -50,7 +91,11 @@ class LayoutStep(WizardStep):
                 yield FieldRow("this node rank", Input(str(layout.node_rank), id="layout-rank", compact=True))
                 yield FieldRow("master address", Input(layout.master_addr, id="layout-addr", compact=True))
                 yield FieldRow("master port", Input(str(layout.master_port), id="layout-port", compact=True))
-                yield Static(id="layout-commands", markup=False)
+        yield Static(id="layout-commands", markup=False)
+        with Horizontal(id="layout-slurm-row"):
+            yield Static("Slurm script", classes="inline-label")
+            yield Input(self.slurm_default(), id="layout-slurm", compact=True)
+            yield Button("write it", id="layout-slurm-write", compact=True)
 
     def on_mount(self) -> None:
         self.gpus: list[Gpu] = []
@@ -79,24 +124,81 @@ class LayoutStep(WizardStep):
             chooser.add_option((label, gpu.index, chosen))
         note.update(f"{len(self.gpus)} GPU(s); space toggles")
 
+    def slurm_default(self) -> str:
+        return str(Path(self.state.default_config_path()).with_suffix(".sbatch"))
+
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "layout-slurm":
+            self.show_commands()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self.show_commands()
+
+    def on_selection_list_selected_changed(self, event) -> None:
         self.show_commands()
 
     def show_commands(self) -> None:
-        try:
-            nnodes = int(self.query_one("#layout-nnodes", Input).value)
-        except ValueError:
-            nnodes = 1
-        panel = self.query_one("#layout-commands", Static)
-        if nnodes <= 1:
-            panel.update("one node: nothing to run elsewhere")
+        cfg = copy.deepcopy(self.state.config)
+        self.read_layout(cfg, strict=False)   # what is on screen now, into a copy
+        self.plan_commands(cfg, self.state.default_config_path())
+
+    @work(thread=True, exclusive=True, group="layout-plan")
+    def plan_commands(self, cfg: Config, config_path: str) -> None:
+        # The planner may ask nvidia-smi for the GPUs: off the UI thread.
+        self.post_message(CommandsPlanned(node_commands_text(cfg, config_path)))
+
+    def on_commands_planned(self, message: CommandsPlanned) -> None:
+        self.query_one("#layout-commands", Static).update(message.text)
+
+    def button_pressed(self, button: Button) -> bool:
+        if button.id == "layout-slurm-write":
+            self.write_slurm()
+            return True
+        return False
+
+    def input_submitted(self, field: Input) -> bool:
+        if field.id == "layout-slurm":
+            self.write_slurm()
+            return True
+        return False
+
+    def write_slurm(self) -> None:
+        """Save the config (the script points at it), then let the engine write the script."""
+        script = self.query_one("#layout-slurm", Input).value.strip()
+        if not script:
+            self.say("[b red]give the Slurm script a file name[/]")
             return
-        config_path = self.state.config_path or f"configs/{self.state.config.name}.yaml"
-        lines = ["on every other node (same config file there):", *node_commands(config_path, nnodes)]
-        panel.update("\n".join(lines))
+        try:
+            self.store(strict=True)
+            config_path = self.state.save(Path(self.state.default_config_path()))
+        except StepInvalid as e:
+            self.say(f"[b red]{e}[/]")
+            return
+        except TunewizError as e:
+            self.say(f"[b red]{e.one_line()}[/]")
+            return
+        Path(script).parent.mkdir(parents=True, exist_ok=True)
+        self.say("writing the Slurm script…")
+        self.run_slurm(str(config_path), script)
+
+    @work(exclusive=True, group="layout-slurm")
+    async def run_slurm(self, config_path: str, script: str) -> None:
+        try:
+            async for _ in self.app.engine.stream("train", config_path, "--slurm", script):
+                pass
+        except (EngineCommandFailed, OSError) as e:
+            self.post_message(SlurmWritten(getattr(e, "message", str(e)), problem=True))
+            return
+        self.post_message(SlurmWritten(f"config saved; sbatch {_short(script)}"))
+
+    def on_slurm_written(self, message: SlurmWritten) -> None:
+        self.say(f"[b red]{message.text}[/]" if message.problem else f"[green]{message.text}[/]")
 
     def store(self, strict: bool) -> None:
-        layout = self.state.config.layout
+        self.read_layout(self.state.config, strict)
+
+    def read_layout(self, cfg: Config, strict: bool) -> None:
+        layout = cfg.layout
         fields = {"nodes": ("#layout-nnodes", "nnodes"), "this node rank": ("#layout-rank", "node_rank"),
                   "master port": ("#layout-port", "master_port")}
         values = {}

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Static
 
-from tunewiz.engine.config import config_from_dict, dump_yaml, to_dict
+from tunewiz.engine.config import dump_yaml
 from tunewiz.engine.errors import TunewizError
 
 from ...services.engine_cli import EngineCommandFailed
@@ -29,11 +29,14 @@ class Launched(Message):
 
 
 def gpu_count(layout_gpus, detected: int) -> int:
+    """GPUs the run will use; 0 on a machine without any (CPU training)."""
+    if detected == 0:
+        return 0
     if isinstance(layout_gpus, list):
         return len(layout_gpus)
     if isinstance(layout_gpus, int):
         return layout_gpus
-    return max(detected, 1)
+    return detected
 
 
 class ReviewStep(WizardStep):
@@ -45,8 +48,7 @@ class ReviewStep(WizardStep):
 
     def compose_body(self) -> ComposeResult:
         cfg = self.state.config
-        if not self.state.config_path:
-            self.state.config_path = str(Path(cfg.output_dir) / "configs" / f"{cfg.name}.yaml")
+        self.state.config_path = self.state.default_config_path()
         with VerticalScroll(id="review-yaml"):
             yield Static(Syntax(dump_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
         yield Static(id="review-memory")
@@ -82,15 +84,9 @@ class ReviewStep(WizardStep):
         if not path.name:
             raise StepInvalid("give the config a file name")
         try:
-            # Round-trip through the schema: what is written is exactly what the engine accepts.
-            config_from_dict(to_dict(self.state.config))
+            return self.state.save(path)
         except TunewizError as e:
             raise StepInvalid(e.one_line()) from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dump_yaml(self.state.config), encoding="utf-8")
-        self.state.config_path = str(path)
-        self.state.saved_path = path
-        return path
 
     def store(self, strict: bool) -> None:
         self.state.config_path = self.query_one("#review-path", Input).value.strip()

@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunewiz.engine.config import Config, default_lr, load_config
+from tunewiz.engine.config import Config, config_from_dict, default_lr, dump_yaml, load_config, to_dict
 
 STEP_NAMES = ("Model", "Preset", "Dataset", "Layout", "Review")
 
@@ -49,6 +49,19 @@ class WizardState:
         base.layout = copy.deepcopy(keep.layout)
         self.config = base
         self.preset = path.stem if path else ""
+
+    def default_config_path(self) -> str:
+        return self.config_path or str(Path(self.config.output_dir) / "configs" / f"{self.config.name}.yaml")
+
+    def save(self, path: Path) -> Path:
+        """Write the config to path, round-tripped through the schema first, so what is
+        written is exactly what the engine accepts; raises TunewizError otherwise."""
+        config_from_dict(to_dict(self.config))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump_yaml(self.config), encoding="utf-8")
+        self.config_path = str(path)
+        self.saved_path = path
+        return path
 
     def lr_default(self) -> float:
         return default_lr(self.config.method)
