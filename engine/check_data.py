@@ -2,10 +2,13 @@
 
 Uses the same reading, templates and encoding as training, and loads only the tokenizer.
 Bad records are listed one ``file:line: problem`` per line before the command fails.
+With ``--json`` the report is one JSON object on stdout (what the wizard reads): formats,
+counts, the length histogram, and the first sample as ``{text, trained}`` spans.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -40,6 +43,9 @@ def cmd_check_data(args) -> int:
                       max_length=args.max_length)
     encoded = encoder.encode_many(loaded.samples)
     stats = encoding_stats(encoded, args.max_length, loaded.records)
+    if getattr(args, "json", False):
+        print(json.dumps(_report(args, loaded, stage, encoder, stats, encoded[0], tokenizer), ensure_ascii=False))
+        return 0
 
     out = _Output()
     for name, fmt in loaded.formats.items():
@@ -80,7 +86,26 @@ def _tokenizer(model: str):
     return load_tokenizer(Path(path))
 
 
-def _runs(enc: Encoded, tokenizer) -> list[tuple[str, bool]]:
+def _report(args, loaded, stage: str, encoder: Encoder, stats: dict, first: Encoded, tokenizer) -> dict:
+    """The --json report: everything the text report says, as data."""
+    return {
+        "formats": dict(loaded.formats),
+        "stage": stage,
+        "template": encoder.describe(),
+        "max_length": args.max_length,
+        **stats,
+        "filtered": loaded.filtered,
+        "first_sample": {
+            "source": loaded.samples[0].source,
+            "tokens": len(first.input_ids),
+            "truncated": first.truncated,
+            "spans": [{"text": text, "trained": trained}
+                      for text, trained in _runs(first, tokenizer, cut_note=False)],
+        },
+    }
+
+
+def _runs(enc: Encoded, tokenizer, cut_note: bool = True) -> list[tuple[str, bool]]:
     """The sample's text as (text, trained) runs, decoded run by run."""
     runs: list[tuple[str, bool]] = []
     start = 0
@@ -90,7 +115,7 @@ def _runs(enc: Encoded, tokenizer) -> list[tuple[str, bool]]:
                                     clean_up_tokenization_spaces=False)
             runs.append((text, enc.labels[start] != IGNORE))
             start = i
-    if enc.truncated:
+    if enc.truncated and cut_note:
         runs.append((f" … (cut at {len(enc.input_ids)} tokens)", False))
     return runs
 

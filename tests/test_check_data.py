@@ -49,6 +49,23 @@ def test_reports_counts_histogram_and_the_trained_spans(data, tiny_model):
 # The cases below run the same command in-process (transformers is already loaded there),
 # to keep the suite fast.
 
+def test_json_report_is_one_object_with_the_trained_spans(data, tiny_model, capsys):
+    assert main(["check-data", data["conv"], data["chat"], "--model", str(tiny_model), "--max-length", "64",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) == 1
+    report = json.loads(out)
+    assert report["formats"] == {data["conv"]: "conversation", data["chat"]: "openai"}
+    assert report["records"] == 6 and report["truncated"] == 1 and report["max_length"] == 64
+    assert 0 < report["trained_tokens"] < report["tokens"]
+    assert sum(b["count"] for b in report["length_histogram"]) == 6
+    assert report["length_histogram"][-1]["hi"] == 64
+    spans = report["first_sample"]["spans"]
+    assert "".join(s["text"] for s in spans).startswith("<|im_start|>user\nPlease introduce yourself")
+    assert [s["text"] for s in spans if s["trained"]] == ["I am the assistant of tunewiz.<|im_end|>",
+                                                          "Your helper.<|im_end|>"]
+
+
 def test_named_template_and_system(data, tiny_model, capsys):
     assert main(["check-data", data["conv"], "--model", str(tiny_model), "--template", "internlm2_chat",
                  "--system", "Be brief."]) == 0

@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-length", type=int, default=2048, help="sequence length to check truncation against")
     s.add_argument("--system", default="", help="system prompt added where a sample has none")
     s.add_argument("--stage", default=None, choices=["sft", "pretrain"], help="default: pretrain for text data, else sft")
+    s.add_argument("--json", action="store_true", help="print the report as one JSON object (spans of the first sample)")
 
     s = sub.add_parser("convert", help="checkpoint -> Hugging Face adapter (or HF weights for full)")
     s.add_argument("src", metavar="RUN|CHECKPOINT")
