@@ -139,6 +139,22 @@ def write_output(out: str, phase: str, marker: str) -> int:
     return 0
 
 
+def check_data_report(file: str, max_length: int) -> dict:
+    """A `check-data --json` report shaped like the real one (3000 identity samples)."""
+    from tunewiz.engine.dataset import length_histogram
+
+    lengths = [30] * 1200 + [40] * 1700 + [52] * 100
+    return {"formats": {file: "conversation"}, "stage": "sft", "template": "auto", "max_length": max_length,
+            "records": 3000, "samples": 3000, "tokens": sum(lengths), "trained_tokens": 14 * 3000,
+            "truncated": 0, "no_loss": 0, "length_histogram": length_histogram(lengths, max_length),
+            "filtered": 0,
+            "first_sample": {"source": f"{file}:1", "tokens": 30, "truncated": False, "spans": [
+                {"text": "<|im_start|>user\nPlease introduce yourself<|im_end|>\n<|im_start|>assistant\n",
+                 "trained": False},
+                {"text": "I am Alice's assistant.<|im_end|>", "trained": True},
+                {"text": "\n", "trained": False}]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="command", required=True)
@@ -173,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--max-length", type=int, default=2048)
     k.add_argument("--stage", default=None)
     k.add_argument("--system", default="")
+    k.add_argument("--template", default="auto")
+    k.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.command == "replay":
         return replay(Path(args.run), args.steps, args.delay, args.fail, args.events)
@@ -191,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         from tunewiz.engine.demo import write_sample_datasets
 
         print(write_sample_datasets(Path(args.dest), args.name)["conversation"])
+        return 0
+    if args.command == "check-data" and args.json:
+        print(json.dumps(check_data_report(args.files[0], args.max_length), ensure_ascii=False))
         return 0
     if args.command == "check-data":
         print(f"{args.files[0]}: conversation, 3000 samples")

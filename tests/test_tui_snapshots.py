@@ -84,7 +84,7 @@ class TestWizard:
 
     def test_dataset(self, pinned, snap_compare):
         assert snap_compare(make_app(open_wizard=True), terminal_size=SMALL,
-                            run_before=wizard_at("DatasetStep", "tokens: p50"))
+                            run_before=wizard_at("DatasetStep", "first sample"))
 
     def test_layout(self, pinned, snap_compare):
         assert snap_compare(make_app(open_wizard=True), terminal_size=SMALL,

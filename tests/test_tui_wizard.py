@@ -173,3 +173,21 @@ async def test_layout_shows_every_node_command_and_writes_the_slurm_script(workd
     assert "#SBATCH --nodes=2" in body and "tunewiz train" in body and "assistant.yaml" in body
     saved = load_config(workdir / "work_dirs" / "configs" / "assistant.yaml")
     assert saved.layout.nnodes == 2 and saved.layout.master_addr == "10.0.0.1"
+
+
+async def test_dataset_preview_highlights_trained_spans_and_shows_lengths(workdir):
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for step in ("ModelStep", "PresetStep"):
+            await goto(pilot, step)
+            await pilot.press("enter")
+        await goto(pilot, "DatasetStep")
+        text = await wait_for_text(pilot, "first sample")
+        # check-data --json (the fake's report): 1200 samples of 30 tokens, 1800 of 40.
+        assert "tokens per sample" in text and "1-32" in text and "1200" in text and "1800" in text
+        assert "129-256" in text  # the max_length row, here empty
+        segments = [seg for strip in app.screen.query_one("#data-preview").lines for seg in strip]
+        trained = "".join(s.text for s in segments if s.style and s.style.bold and s.style.color
+                          and s.style.color.name == "green")
+        assert "I am Alice's assistant.<|im_end|>" in trained
+        assert "Please introduce yourself" not in trained

@@ -2,13 +2,16 @@
 
 Validation runs in-process with the engine's torch-free reader (instant, errors with
 file:line); the rendered preview and token histogram need the tokenizer, so they come
-from `tunewiz check-data` in a subprocess and are shown as it prints them.
+from `tunewiz check-data --json` in a subprocess: the first sample as it is rendered with
+the template, trained spans highlighted, and the token lengths against max_length.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -37,10 +40,12 @@ class DataChecked(Message):
         self.files, self.summary, self.problems = files, summary, problems
 
 
-class PreviewLine(Message):
-    def __init__(self, line: str):
+class PreviewReady(Message):
+    """check-data's report (None when it failed), or the reason it failed."""
+
+    def __init__(self, files: list[str], report: dict | None, problem: str = ""):
         super().__init__()
-        self.line = line
+        self.files, self.report, self.problem = files, report, problem
 
 
 class AssistantSetWritten(Message):
@@ -63,6 +68,56 @@ def check_files(files: list[str], fmt: str) -> tuple[str, list[str]]:
     return f"{len(loaded.samples)} samples · format {kinds}{dropped}", []
 
 
+BAR_WIDTH = 24
+TRAINED_STYLE, PROMPT_STYLE = "bold green", "dim"
+
+
+def render_report(report: dict) -> list[Text]:
+    """check-data's JSON as lines: totals, the length histogram, the first sample's spans."""
+    n, max_length = report["samples"], report["max_length"]
+    share = report["trained_tokens"] / max(report["tokens"], 1)
+    lines = [Text(f"{report['tokens']:,} tokens, {report['trained_tokens']:,} trained ({share:.0%}) · "
+                  f"{report['truncated']} of {n} cut at max_length {max_length}",
+                  style="bold red" if report["truncated"] else "")]
+    if report.get("no_loss"):
+        lines.append(Text(f"{report['no_loss']} samples have no answer within {max_length} tokens", style="red"))
+    lines.append(Text("tokens per sample (max_length is the last row):", style="bold"))
+    buckets = report["length_histogram"]
+    used = [i for i, b in enumerate(buckets) if b["count"]]
+    peak = max((b["count"] for b in buckets), default=0) or 1
+    # Empty buckets outside the samples' range say nothing, except the max_length row itself.
+    for i, b in enumerate(buckets):
+        if used and not used[0] <= i <= used[-1] and i != len(buckets) - 1:
+            continue
+        bar = "█" * max(1, round(BAR_WIDTH * b["count"] / peak)) if b["count"] else ""
+        row = Text(f"{b['lo'] + 1:>6}-{b['hi']:<6}", style="dim")
+        row.append(bar, style="red" if i == len(buckets) - 1 and report["truncated"] else "cyan")
+        row.append(f" {b['count']}")
+        lines.append(row)
+    first = report["first_sample"]
+    lines.append(Text(""))
+    lines.append(Text.assemble(("first sample ", "bold"), (f"({first['source']}, {first['tokens']} tokens); ", ""),
+                               ("trained", TRAINED_STYLE), (" / not trained:", PROMPT_STYLE)))
+    sample = Text()
+    for span in first["spans"]:
+        sample.append(span["text"], style=TRAINED_STYLE if span["trained"] else PROMPT_STYLE)
+    if first.get("truncated"):
+        sample.append(f" … cut at {first['tokens']} tokens", style="bold red")
+    lines.append(sample)
+    return lines
+
+
+def last_json_object(lines: list[str]) -> dict | None:
+    """check-data prints its report as the last JSON line (warnings may come before it)."""
+    for line in reversed(lines):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                return None
+    return None
+
+
 class DatasetStep(WizardStep):
     INDEX = 2
 
@@ -77,7 +132,8 @@ class DatasetStep(WizardStep):
             yield DataFileTree(".", id="data-tree")
             with Vertical(id="data-right"):
                 yield Static(id="data-status")
-                yield RichLog(id="data-preview", wrap=True, markup=False, max_lines=400)
+                yield RichLog(id="data-preview", wrap=True, markup=False, max_lines=400, auto_scroll=False,
+                              min_width=20)
         with Horizontal(id="data-generate-row"):
             yield Static("personal-assistant set for", classes="inline-label")
             yield Input(placeholder="your name", id="data-owner", compact=True)
@@ -130,26 +186,49 @@ class DatasetStep(WizardStep):
             for line in message.problems:
                 preview.write(line)
             return
-        status.update(f"[b green]✓[/] {message.summary} · preview from check-data below")
+        self.summary = message.summary
+        status.update(f"[b green]✓[/] {message.summary} · tokenizing with the model…")
         self.preview(message.files, self.fmt())
 
     @work(exclusive=True, group="data-preview")
     async def preview(self, files: list[str], fmt: str) -> None:
         data = self.state.config.data
         args = ["check-data", *files, "--format", fmt, "--model", self.state.config.model.path,
-                "--max-length", str(data.max_length), "--stage", self.state.config.stage]
+                "--max-length", str(data.max_length), "--stage", self.state.config.stage, "--json"]
+        if data.template and data.template != "auto":
+            args += ["--template", data.template]
         if data.system:
             args += ["--system", data.system]
+        lines: list[str] = []
         try:
             async for line in self.app.engine.stream(*args):
-                self.post_message(PreviewLine(line))
+                lines.append(line)
         except EngineCommandFailed as e:
-            self.post_message(PreviewLine(f"check-data: {e.message}"))
+            # A complete report is the last thing check-data prints before it exits 0; trust
+            # it even if asyncio lost the exit status (it then reports 255).
+            if (report := last_json_object(lines)) is None:
+                self.post_message(PreviewReady(files, None, f"check-data: {e.message}"))
+                return
+            self.post_message(PreviewReady(files, report))
+            return
         except OSError as e:
-            self.post_message(PreviewLine(f"check-data could not start: {e}"))
+            self.post_message(PreviewReady(files, None, f"check-data could not start: {e}"))
+            return
+        report = last_json_object(lines)
+        self.post_message(PreviewReady(files, report, "" if report else "check-data printed no report"))
 
-    def on_preview_line(self, message: PreviewLine) -> None:
-        self.query_one("#data-preview", RichLog).write(message.line)
+    def on_preview_ready(self, message: PreviewReady) -> None:
+        if message.files != self.files():
+            return
+        preview = self.query_one("#data-preview", RichLog)
+        if message.report is None:
+            preview.write(Text(message.problem, style="red"))
+            return
+        self.query_one("#data-status", Static).update(
+            f"[b green]✓[/] {getattr(self, 'summary', '')} · as the model sees it:")
+        for line in render_report(message.report):
+            preview.write(line)
+        preview.scroll_home(animate=False)
 
     def on_directory_tree_file_selected(self, event: DirectoryTree.FileSelected) -> None:
         path = event.path
