@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -20,6 +20,7 @@ class BatchPlan:
     grad_accum: int
     world_size: int
     seed: int
+    _orders: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def micro_per_epoch(self) -> int:
@@ -39,9 +40,12 @@ class BatchPlan:
         return max(1, math.ceil(epochs * self.steps_per_epoch))
 
     def _order(self, epoch: int) -> list[int]:
-        order = list(range(self.n_seqs))
-        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-        return order
+        """The epoch's shuffle, computed once (called for every micro-batch)."""
+        if epoch not in self._orders:
+            order = list(range(self.n_seqs))
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+            self._orders = {epoch: order}  # only the current epoch is ever needed again
+        return self._orders[epoch]
 
     def micro_batch(self, step: int, micro: int, rank: int) -> list[int]:
         """Sequence indices for (optimizer step, micro-step, rank). Epochs wrap around;

@@ -194,5 +194,33 @@ def supervise(cfg: Config, plan: Plan, run: Path, resume: bool) -> int:
     env.setdefault("NCCL_NVLS_ENABLE", "0")
     env.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     cmd = torchrun_command(plan, run / rundir.CONFIG, run, resume)
-    print("launching:", " ".join(shlex.quote(c) for c in cmd), flush=True)
-    return subprocess.call(cmd, env=env)
+    print(f"launching {plan.world_size} processes ({plan.nnodes} node(s) x {plan.nproc}); "
+          f"launcher output in {run / rundir.LOGS / 'launcher-torchrun.log'}", flush=True)
+    # torchrun's own chatter (and its stack traces when a worker fails) goes to a file; the
+    # terminal follows rank 0's log instead, and a failure ends with the run's error line.
+    with open(run / rundir.LOGS / "launcher-torchrun.log", "ab") as log:
+        log.write((" ".join(shlex.quote(c) for c in cmd) + "\n").encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        follow(run / rundir.LOGS / f"rank{plan.node_rank * plan.nproc}.log", proc)
+    return proc.returncode
+
+
+def follow(path: Path, proc: subprocess.Popen) -> None:
+    """Copy new lines of path to stdout until proc ends (a foreground run's live view)."""
+    offset = 0
+    while True:
+        ended = proc.poll() is not None
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            offset += len(chunk)
+            sys.stdout.write(chunk.decode(errors="replace"))
+            sys.stdout.flush()
+        if ended:
+            return
+        time.sleep(0.5)

@@ -121,7 +121,9 @@ def stream_reply(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, t
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        # no_grad, not inference_mode: under ZeRO-3 the forward gathers weights into the
+        # parameters themselves, and inference tensors there would break the next backward.
+        with torch.no_grad():
             out = model(input_ids=torch.tensor([list(prompt_ids)], device=device), use_cache=True)
             for step in range(max_new_tokens):
                 token = _pick_token(out.logits[0, -1], temperature, top_p)

@@ -112,7 +112,11 @@ def _run_here(run: Path, resume: bool, node_rank: int | None = None, tee: bool =
         code = supervise(cfg, plan, run, resume)
     except TunewizError as e:
         return _fail(run, e)
-    if plan.node_rank == 0 and not any(ev["type"] == "done" for ev in read_events(run / rundir.EVENTS)):
+    events = read_events(run / rundir.EVENTS) if plan.node_rank == 0 else []
+    errors = [ev for ev in events if ev["type"] == "error"]
+    if code != 0 and errors:
+        print(f"tunewiz: error: {errors[-1]['msg']} ({errors[-1]['hint']})", file=sys.stderr, flush=True)
+    if plan.node_rank == 0 and not any(ev["type"] == "done" for ev in events):
         # Workers died without a word (killed, lost a node): the run must not look alive.
         return _fail(run, DistributedError(f"the training processes exited with code {code}",
                                            f"see the per-rank logs in {run / rundir.LOGS}"))

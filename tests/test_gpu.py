@@ -31,7 +31,8 @@ def losses(run: Path) -> list[float]:
 
 
 def completed(r, run: Path) -> dict:
-    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    logs = "".join(f"\n--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted((run / "logs").glob("*.log")))
+    assert r.returncode == 0, r.stderr[-2000:] + logs
     evs = read_events(run / "events.jsonl")
     assert evs[-1]["type"] == "done" and evs[-1]["status"] == "completed", evs[-3:]
     return next(e for e in evs if e["type"] == "start")
@@ -82,7 +83,10 @@ def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
     data = tmp_path / "long.jsonl"
     data.write_text("\n".join(json.dumps({"text": words}) for _ in range(16)) + "\n")
     cfg = write_config(tmp_path, model, data, stage="pretrain", train__max_steps=4, train__save_every=2,
-                       train__batch_size=1, train__grad_accum=1, data={"files": [str(data)], "max_length": 256})
+                       train__batch_size=1, train__grad_accum=1)
+    conf = yaml.safe_load(cfg.read_text())
+    conf["data"]["max_length"] = 256
+    cfg.write_text(yaml.safe_dump(conf))
     r = cli("train", str(cfg))
     run = only_run(tmp_path)
     completed(r, run)
