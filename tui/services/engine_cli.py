@@ -67,6 +67,7 @@ class EngineCli:
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             stdin=asyncio.subprocess.DEVNULL, env=self._env())
         last = ""
+        ended = False
         assert proc.stdout is not None
         try:
             # Progress bars redraw with \r; split on both so each update becomes a line.
@@ -81,8 +82,12 @@ class EngineCli:
             if tail := buffer.decode(errors="replace").strip():
                 last = tail
                 yield tail
+            ended = True
         finally:
-            if proc.returncode is None:
+            # Kill only a command whose reader gave up (cancelled, or the caller stopped
+            # iterating). After EOF the process is exiting: killing it then would poll() and
+            # reap it behind asyncio's back (which then reports 255) or cut its teardown.
+            if not ended and proc.returncode is None:
                 try:
                     proc.kill()
                 except ProcessLookupError:
