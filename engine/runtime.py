@@ -52,8 +52,10 @@ class Runtime:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
     # ---------------------------------------------------------------- collectives
-    def init_distributed(self, timeout_s: int) -> None:
-        """Join the process group torchrun set up (NCCL on GPUs, gloo on CPUs)."""
+    def init_distributed(self, timeout_s: int, deepspeed: bool = False) -> None:
+        """Join the process group torchrun set up (NCCL on GPUs, gloo on CPUs). With
+        DeepSpeed its own comm layer must know the world too, before ZeRO-3 partitions
+        the weights at load time."""
         if not self.distributed:
             return
         from datetime import timedelta
@@ -61,7 +63,12 @@ class Runtime:
         import torch.distributed as dist
 
         backend = "nccl" if self.device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+        if deepspeed:
+            import deepspeed as ds
+
+            ds.init_distributed(dist_backend=backend, timeout=timedelta(seconds=timeout_s))
+        else:
+            dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
 
     def barrier(self) -> None:
         if self.distributed:

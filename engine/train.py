@@ -265,7 +265,8 @@ def run_training(run: Path, resume: bool = False) -> int:
         _install_stop_handlers(recipe)
         recipe.preflight()
         rt.select_device()
-        rt.init_distributed(int(os.environ.get("TUNEWIZ_JOIN_TIMEOUT_S", cfg.layout.join_timeout_s)))
+        rt.init_distributed(int(os.environ.get("TUNEWIZ_JOIN_TIMEOUT_S", cfg.layout.join_timeout_s)),
+                            deepspeed=cfg.layout.deepspeed != "none")
         # Checkpoints go to rank 0's run directory (shared storage across nodes).
         recipe.run = Path(rt.broadcast(str(run)))
         recipe.setup(resume)
