@@ -204,12 +204,7 @@ class DatasetStep(WizardStep):
             async for line in self.app.engine.stream(*args):
                 lines.append(line)
         except EngineCommandFailed as e:
-            # A complete report is the last thing check-data prints before it exits 0; trust
-            # it even if asyncio lost the exit status (it then reports 255).
-            if (report := last_json_object(lines)) is None:
-                self.post_message(PreviewReady(files, None, f"check-data: {e.message}"))
-                return
-            self.post_message(PreviewReady(files, report))
+            self.post_message(PreviewReady(files, None, f"check-data: {e.message}"))
             return
         except OSError as e:
             self.post_message(PreviewReady(files, None, f"check-data could not start: {e}"))
