@@ -59,7 +59,9 @@ def visible_gpus() -> list[int]:
     return list(range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
 
 
-def make_plan(cfg: Config, node_rank: int | None = None) -> Plan:
+def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True) -> Plan:
+    """This node's share of the layout. launching=False only plans (node commands, Slurm
+    scripts), which a CPU-only login node must be able to do for a GPU cluster."""
     layout = cfg.layout
     for env, key in ENV_OVERRIDES.items():
         if os.environ.get(env):
@@ -91,7 +93,7 @@ def make_plan(cfg: Config, node_rank: int | None = None) -> Plan:
     else:
         # CPU-only: one process unless asked for more (gloo); useful for tests and laptops.
         devices, nproc = None, int(env_nproc) if env_nproc else 1
-    if cfg.layout.deepspeed != "none" and not gpus:
+    if launching and cfg.layout.deepspeed != "none" and not gpus:
         raise ConfigError(f"layout.deepspeed: {cfg.layout.deepspeed} needs CUDA GPUs and none is visible",
                           "set layout.deepspeed: none on this machine")
     return Plan(nproc=nproc, nnodes=layout.nnodes, node_rank=layout.node_rank, master_addr=str(layout.master_addr),

@@ -50,7 +50,7 @@ def cmd_train(args) -> int:
 
 def _print_launch_help(args) -> int:
     cfg = load_config(args.config)
-    plan = make_plan(cfg, args.node_rank)
+    plan = make_plan(cfg, args.node_rank, launching=False)
     if args.slurm:
         script = slurm_script(args.config, cfg, plan)
         if args.slurm == "-":

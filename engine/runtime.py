@@ -63,12 +63,11 @@ class Runtime:
         import torch.distributed as dist
 
         backend = "nccl" if self.device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
         if deepspeed:
             import deepspeed as ds
 
-            ds.init_distributed(dist_backend=backend, timeout=timedelta(seconds=timeout_s))
-        else:
-            dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+            ds.init_distributed(dist_backend=backend)  # adopts the group made above
 
     def barrier(self) -> None:
         if self.distributed:

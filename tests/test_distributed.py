@@ -140,3 +140,6 @@ def test_deepspeed_without_gpu_is_a_config_error(tiny_model, tmp_path, cli):
     r = cli("train", str(cfg))
     assert_user_error(r, "needs CUDA GPUs")
     assert not (tmp_path / "runs").exists()
+    # ...but a CPU-only login node can still plan a ZeRO job for the GPU nodes.
+    r = cli("train", str(cfg), "--print-node-commands")
+    assert r.returncode == 0 and "--node-rank 0" in r.stdout, r.stderr

@@ -58,7 +58,7 @@ def node_commands_text(cfg: Config, config_path: str) -> str:
     if cfg.layout.nnodes <= 1:
         return "one node: nothing to run elsewhere"
     try:
-        plan = make_plan(copy.deepcopy(cfg))
+        plan = make_plan(copy.deepcopy(cfg), launching=False)
     except TunewizError as e:
         return f"{e.one_line()}"
     lines = [f"{plan.nnodes} nodes x {plan.nproc} process(es); node 0 listens on "
