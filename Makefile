@@ -30,7 +30,7 @@ run: $(STAMP)
 	$(VENV)/bin/tunewiz
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -143,3 +143,24 @@ def test_deepspeed_without_gpu_is_a_config_error(tiny_model, tmp_path, cli):
     # ...but a CPU-only login node can still plan a ZeRO job for the GPU nodes.
     r = cli("train", str(cfg), "--print-node-commands")
     assert r.returncode == 0 and "--node-rank 0" in r.stdout, r.stderr
+
+
+def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
+    """`tunewiz stop` signals one process; all ranks stop at the same step and checkpoint."""
+    from test_train import _wait_for
+
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=24),
+                       layout={"master_port": free_port()},
+                       **{**LAYOUT, "train__max_steps": 400, "train__save_every": 5, "eval": {"inputs": [], "every": 0}})
+    r = cli("train", str(cfg), "--detach", env={"NPROC_PER_NODE": "2"})
+    assert r.returncode == 0, r.stderr
+    run = Path(r.stdout.strip().splitlines()[-1])
+    assert _wait_for(lambda: len(rundir.checkpoints(run)) >= 1, 180)
+    r = cli("stop", str(run), "--wait")
+    assert r.returncode == 0, r.stderr
+    assert _wait_for(lambda: json.loads((run / "state.json").read_text()).get("status") == "stopped", 60)
+    evs = read_events(run / "events.jsonl")
+    assert evs[-1]["type"] == "done" and evs[-1]["status"] == "stopped"
+    last = max(e["step"] for e in evs if e["type"] == "step")
+    assert last < 400 and rundir.checkpoints(run)[-1].name == f"step-{last}"
+    assert (rundir.checkpoints(run)[-1] / "rng-rank1.pt").is_file()
