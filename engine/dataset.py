@@ -11,7 +11,7 @@ from typing import Callable
 from .config import DataConfig
 from .encode import Encoded, Encoder
 from .errors import DataError
-from .formats import LoadedData, load_samples
+from .formats import load_samples
 from .packing import pack, unpacked
 
 Progress = Callable[[int, int], None]

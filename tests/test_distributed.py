@@ -66,7 +66,6 @@ def test_two_processes_match_one_at_the_same_global_batch(tiny_model, tmp_path, 
 
 def test_two_nodes_on_localhost(tiny_model, tmp_path):
     """Node 0 and node 1 as two supervisors, each started the way a user starts it."""
-    from conftest import run_cli  # noqa: F401  (same environment as the CLI helper)
     import os
 
     port = free_port()

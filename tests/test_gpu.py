@@ -17,7 +17,7 @@ import yaml
 
 from tunewiz.engine import rundir
 from tunewiz.engine.events import read_events
-from test_train import IDENTITY, only_run, write_config, write_data
+from test_train import only_run, write_config, write_data
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
