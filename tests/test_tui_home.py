@@ -13,7 +13,7 @@ from tunewiz.engine.config import Config, dump_yaml
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from tui_support import screen_text, wait_for, wait_for_text
+from tui_support import wait_for_text
 
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
 T0 = 1_763_800_000.0  # a fixed time, so the "started" column never changes

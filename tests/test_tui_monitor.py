@@ -13,7 +13,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.run_follower import RunFollower
 
-from tui_support import screen_text, wait_for, wait_for_text
+from tui_support import wait_for, wait_for_text
 
 FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
 

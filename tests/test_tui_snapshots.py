@@ -19,7 +19,6 @@ from tunewiz.tui.screens.chat import ChatScreen
 from tunewiz.tui.services import model_folders
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
-from tunewiz.tui.widgets.chat.chat_column import ChatColumn
 
 from test_tui_home import sample_runs
 from tui_support import wait_for, wait_for_text

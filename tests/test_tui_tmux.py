@@ -11,7 +11,6 @@ step writes HF weights that need no merge. Merging itself is covered by the CLI 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
