@@ -81,8 +81,8 @@ def _run_to_resume(target: str, output_dir: str) -> Path:
         return p
     if p.is_file():
         cfg = load_config(p)
-        runs = [r for r in rundir.list_runs(cfg.output_dir) if r.name.rsplit("-", 2)[0] == cfg.name
-                or r.name.startswith(cfg.name + "-")]
+        runs = [r for r in rundir.list_runs(cfg.output_dir)
+                if rundir.run_name(r) == cfg.name and not rundir.is_other_node(r)]
         if runs:
             return runs[0]
         raise ConfigError(f"no run of {cfg.name!r} under {cfg.output_dir} to resume",

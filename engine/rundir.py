@@ -68,6 +68,16 @@ def is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / CONFIG).is_file() and bool(_RUN_RE.search(path.name))
 
 
+def run_name(path: Path) -> str:
+    """The config name a run directory was made for (its timestamp suffix removed)."""
+    return _RUN_RE.sub("", Path(path).name)
+
+
+def is_other_node(path: Path) -> bool:
+    """A -nodeK folder: logs of a node other than 0, not a run to resume or attach."""
+    return bool(re.search(r"-node\d+$", Path(path).name))
+
+
 def list_runs(output_dir: str | Path) -> list[Path]:
     """Run directories under output_dir, newest first."""
     root = Path(output_dir)

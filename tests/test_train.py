@@ -92,6 +92,10 @@ def test_second_run_never_overwrites_the_first(tiny_model, tmp_path, cli):
     assert cli("train", str(cfg)).returncode == 0
     runs = rundir.list_runs(tmp_path / "runs")
     assert len(runs) == 2 and all(types(r)[-1] == "done" for r in runs)
+    # --resume with the config continues the newest run of that name, in place
+    assert cli("train", str(cfg), "--resume").returncode == 0
+    assert rundir.list_runs(tmp_path / "runs") == runs
+    assert types(runs[0]).count("start") == 2 and types(runs[1]).count("start") == 1
 
 
 def _losses(run: Path) -> dict[int, float]:
