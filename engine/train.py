@@ -18,7 +18,6 @@ from pathlib import Path
 from . import checkpoint, rundir
 from .batches import BatchPlan
 from .config import Config, load_config, to_dict
-from .errors import DataError
 from .events import EventWriter, NullWriter
 from .runtime import Runtime
 
@@ -62,8 +61,6 @@ class Recipe:
         self.seqs, self.data_stats = build_dataset(
             cfg.data, cfg.stage, self.tokenizer, progress=lambda d, t: self.progress("tokenize", d, t),
             loaded=self.loaded)
-        if not self.seqs:
-            raise DataError("the dataset is empty after filtering", "check data.files and data.format")
         self.encoder = Encoder(self.tokenizer, template=cfg.data.template, system=cfg.data.system,
                                stage=cfg.stage, max_length=cfg.data.max_length)
         # Trained-token count per sequence (labels shift by one inside the model's loss).
