@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -121,31 +122,74 @@ def summarize(run: Path, name: str, spec: dict, seconds: float) -> dict:
     }
 
 
-def run_case(out: Path, name: str, model: Path, data: Path, port: int) -> dict:
+def run_tunewiz(args: list[str], timeout_s: float, env: dict | None = None) -> tuple[int, str]:
+    """Run `tunewiz ARGS`; on timeout ask every rank for its Python stacks (they land in
+    the rank logs, see engine/train.py) before killing the whole process group."""
+    proc = subprocess.Popen([sys.executable, "-m", "tunewiz", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
+    try:
+        out = proc.communicate(timeout=timeout_s)[0]
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        ranks = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "--run-dir"], capture_output=True, text=True)
+        for pid in ranks.stdout.split():
+            os.kill(int(pid), signal.SIGUSR1)
+        time.sleep(5)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out = proc.communicate()[0]
+        return 124, out + f"\n--- timed out after {timeout_s:.0f}s; stacks dumped into the rank logs\n"
+
+
+def log_tails(run: Path | None, chars: int = 6000) -> str:
+    if run is None:
+        return ""
+    return "".join(f"\n=== {f.name}\n{f.read_text(errors='replace')[-chars:]}"
+                   for f in sorted((run / "logs").glob("*.log")))
+
+
+def run_case(out: Path, name: str, model: Path, data: Path, port: int, timeout_s: float) -> dict:
     spec = CASES[name]
     cfg = config(out, name, model, data, spec, port)
     t = time.time()
-    r = subprocess.run([sys.executable, "-m", "tunewiz", "train", str(cfg)], capture_output=True, text=True)
+    rc, text = run_tunewiz(["train", str(cfg)], timeout_s)
     runs = sorted((out / "runs").glob(f"{name}-*"), key=lambda p: p.stat().st_mtime)
-    (out / f"{name}.log").write_text(r.stdout[-20000:] + "\n--- stderr\n" + r.stderr[-20000:])
-    return summarize(runs[-1], name, spec, time.time() - t)
+    run = runs[-1] if runs else None
+    (out / f"{name}.log").write_text(f"rc {rc}\n{text[-20000:]}{log_tails(run)}")
+    if run is None:
+        return {"case": name, "status": f"no run (rc {rc})", "tail": text[-1500:]}
+    res = summarize(run, name, spec, time.time() - t)
+    if rc == 124:
+        res["status"] = "timeout"
+    return res
 
 
-def two_nodes(out: Path, model: Path, data: Path, port: int) -> dict:
+def two_nodes(out: Path, model: Path, data: Path, port: int, timeout_s: float) -> dict:
     """2 nodes x 1 GPU on one host: two supervisors, each seeing its own GPU."""
     spec = dict(method="lora", ckpt=True, batch=1, gpus=1)
     cfg = config(out, "two-nodes", model, data, spec, port, nnodes=2, join_timeout_s=120)
     t = time.time()
     procs = [subprocess.Popen([sys.executable, "-m", "tunewiz", "train", str(cfg), "--node-rank", str(k)],
                               env={**os.environ, "CUDA_VISIBLE_DEVICES": str(k)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for k in (0, 1)]
-    logs = [p.communicate()[0] for p in procs]
-    (out / "two-nodes.log").write_text("\n=== node 1\n".join(logs)[-40000:])
-    run = next(p for p in sorted((out / "runs").glob("two-nodes-*")) if "-node" not in p.name)
-    return summarize(run, "two-nodes", spec, time.time() - t)
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True) for k in (0, 1)]
+    logs, timed_out = [], False
+    for p in procs:
+        try:
+            logs.append(p.communicate(timeout=max(timeout_s - (time.time() - t), 1))[0])
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(p.pid, signal.SIGKILL)
+            logs.append(p.communicate()[0] + "\n--- timed out\n")
+    run = next((p for p in sorted((out / "runs").glob("two-nodes-*")) if "-node" not in p.name), None)
+    (out / "two-nodes.log").write_text("\n=== node 1\n".join(logs)[-40000:] + log_tails(run))
+    if run is None:
+        return {"case": "two-nodes", "status": "no run", "tail": logs[0][-1500:]}
+    res = summarize(run, "two-nodes", spec, time.time() - t)
+    if timed_out:
+        res["status"] = "timeout"
+    return res
 
 
-def zero3_convert_merge_chat(out: Path, model: Path) -> dict:
+def zero3_convert_merge_chat(out: Path, model: Path, timeout_s: float) -> dict:
     """The ZeRO-3 LoRA run's sharded checkpoint -> adapter -> merged -> chat."""
     run = sorted((out / "runs").glob("zero3-lora-2gpu-*"))[-1]
     steps = {}
@@ -154,8 +198,8 @@ def zero3_convert_merge_chat(out: Path, model: Path) -> dict:
                       ("chat", ["chat", str(run / "merged"), "--prompt", "Please introduce yourself",
                                 "--max-new-tokens", "16"])]:
         t = time.time()
-        r = subprocess.run([sys.executable, "-m", "tunewiz", *cmd], capture_output=True, text=True)
-        steps[name] = {"rc": r.returncode, "s": round(time.time() - t, 1), "out": (r.stdout + r.stderr)[-1500:]}
+        rc, text = run_tunewiz(cmd, timeout_s)
+        steps[name] = {"rc": rc, "s": round(time.time() - t, 1), "out": text[-1500:]}
     return {"case": "zero3-convert-merge-chat", **steps}
 
 
@@ -165,6 +209,7 @@ def main() -> int:
                                                                                     "zero3-convert"]))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--model", type=Path, default=Path("/tmp/tunewiz-18b"))
+    p.add_argument("--timeout", type=float, default=600, help="seconds per case before it is killed")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     names = [n for c in args.cases for n in GROUPS.get(c, [c])]
@@ -174,11 +219,11 @@ def main() -> int:
     for name in names:
         port += 1
         if name == "two-nodes":
-            res = two_nodes(args.out, model, data, port)
+            res = two_nodes(args.out, model, data, port, args.timeout)
         elif name == "zero3-convert":
-            res = zero3_convert_merge_chat(args.out, model)
+            res = zero3_convert_merge_chat(args.out, model, args.timeout)
         else:
-            res = run_case(args.out, name, model, data, port)
+            res = run_case(args.out, name, model, data, port, args.timeout)
         brief = {k: v for k, v in res.items() if k not in ("losses", "evals", "run")}
         print(json.dumps(brief), flush=True)
         with open(args.out / "evidence.jsonl", "a") as f:

@@ -9,7 +9,7 @@ it is whole.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 REPLACEMENT_CHAR = "\ufffd"  # what a decoder gives for an incomplete UTF-8 sequence
 
@@ -105,8 +105,12 @@ def _pick_token(logits, temperature: float, top_p: float, generator=None) -> int
 
 def stream_reply(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, temperature: float = 0.0,
                  top_p: float = 0.9, stop_token_ids: Iterable[int] = (),
-                 stop_words: Iterable[str] = ()) -> Iterator[str]:
+                 stop_words: Iterable[str] = (), agree: Callable[[int], int] | None = None) -> Iterator[str]:
     """Yield the reply to prompt_ids piece by piece; stops at EOS, a stop token or a stop word.
+
+    With weights sharded across ranks (ZeRO-3) every forward pass is a collective, so all
+    ranks must pick the same tokens and stop at the same step; ``agree(token)`` returns the
+    token rank 0 picked, and every rank continues with that one.
 
     The model is put in eval mode while generating (no dropout in the answers a training
     loop shows) and given back in the mode it came in, also when the caller stops early.
@@ -127,6 +131,8 @@ def stream_reply(model, tokenizer, prompt_ids: list[int], max_new_tokens: int, t
             out = model(input_ids=torch.tensor([list(prompt_ids)], device=device), use_cache=True)
             for step in range(max_new_tokens):
                 token = _pick_token(out.logits[0, -1], temperature, top_p)
+                if agree is not None:
+                    token = agree(token)
                 if token in ends:
                     break
                 piece = words.feed(decoder.push(token))

@@ -178,7 +178,7 @@ def lora_config(cfg):
 def count_params(model) -> tuple[int, int]:
     total = trainable = 0
     for p in model.parameters():
-        n = p.numel()
+        n = getattr(p, "ds_numel", None) or p.numel()  # ZeRO-3 leaves an empty local shard
         # 4-bit weights pack two values per byte element.
         if p.__class__.__name__ == "Params4bit":
             n *= 2

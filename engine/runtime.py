@@ -93,6 +93,18 @@ class Runtime:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def agree(self, value: int) -> int:
+        """Rank 0's integer on every rank, through one small tensor broadcast (cheap enough
+        to run once per generated token, unlike pickling an object)."""
+        if not self.distributed:
+            return value
+        import torch
+        import torch.distributed as dist
+
+        box = torch.tensor([value], dtype=torch.long, device=self.device)
+        dist.broadcast(box, src=0)
+        return int(box.item())
+
     def shutdown(self) -> None:
         if self.distributed:
             import torch.distributed as dist
