@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -179,7 +180,8 @@ def two_nodes(out: Path, model: Path, data: Path, port: int, timeout_s: float) -
             timed_out = True
             os.killpg(p.pid, signal.SIGKILL)
             logs.append(p.communicate()[0] + "\n--- timed out\n")
-    run = next((p for p in sorted((out / "runs").glob("two-nodes-*")) if "-node" not in p.name), None)
+    # Node 1's log folder is "<run>-node1"; node 0's run directory holds the events.
+    run = next((p for p in sorted((out / "runs").glob("two-nodes-*")) if not re.search(r"-node\d+$", p.name)), None)
     (out / "two-nodes.log").write_text("\n=== node 1\n".join(logs)[-40000:] + log_tails(run))
     if run is None:
         return {"case": "two-nodes", "status": "no run", "tail": logs[0][-1500:]}

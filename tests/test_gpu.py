@@ -52,10 +52,24 @@ print(float(m(ids).logits.abs().sum()))
     assert float(r.stdout.strip().splitlines()[-1]) > 0
 
 
-@needs_bnb
-def test_qlora_trains_resumes_converts_merges_and_chats(tiny_model, tmp_path, cli):
-    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=32), method="qlora",
-                       train__max_steps=20, train__save_every=10, train__lr=5e-3,
+def resume_for_more_steps(cli, run: Path, steps: int) -> None:
+    """Continue a finished run from its last checkpoint up to `steps` (what a user does to
+    train longer): the optimizer, scheduler and RNG state load on the GPU too."""
+    last = rundir.checkpoints(run)[-1]
+    conf = yaml.safe_load((run / "config.yaml").read_text())
+    conf["train"]["max_steps"] = steps
+    (run / "config.yaml").write_text(yaml.safe_dump(conf))
+    r = cli("train", str(run), "--resume")
+    completed(r, run)
+    start = [e for e in read_events(run / "events.jsonl") if e["type"] == "start"][-1]
+    assert start["resumed_from"] == str(last)
+    assert max(e["step"] for e in read_events(run / "events.jsonl") if e["type"] == "step") == steps
+
+
+@pytest.mark.parametrize("method", [pytest.param("qlora", marks=needs_bnb), "lora", "full"])
+def test_one_gpu_trains_resumes_converts_merges_and_chats(tiny_model, tmp_path, cli, method):
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=32), method=method,
+                       train__max_steps=20, train__save_every=10, train__lr=1e-3 if method == "full" else 5e-3,
                        lora={"r": 16, "alpha": 32, "dropout": 0.0})
     r = cli("train", str(cfg))
     run = only_run(tmp_path)
@@ -63,12 +77,20 @@ def test_qlora_trains_resumes_converts_merges_and_chats(tiny_model, tmp_path, cl
     assert start["device"].startswith("cuda") and start["dtype"] in ("bfloat16", "float16")
     got = losses(run)
     assert got[-1] < got[0]
-    r = cli("convert", str(run), str(run / "adapter"))
+    resume_for_more_steps(cli, run, 24)
+    out = run / ("hf" if method == "full" else "adapter")
+    r = cli("convert", str(run), str(out))
     assert r.returncode == 0, r.stderr
-    r = cli("merge", str(tiny_model), str(run / "adapter"), str(run / "merged"))
+    if method == "full":
+        merged_logits_match(tiny_model, out, None)
+        r = cli("chat", str(out), "--prompt", "Who are you?", "--max-new-tokens", "8")
+        assert r.returncode == 0, r.stderr
+        return
+    r = cli("merge", str(tiny_model), str(out), str(run / "merged"))
     assert r.returncode == 0, r.stderr
-    merged_logits_match(tiny_model, run / "merged", run / "adapter")
-    r = cli("chat", str(tiny_model), "--adapter", str(run / "adapter"), "--bits", "4", "--prompt", "Who are you?",
+    merged_logits_match(tiny_model, run / "merged", out)
+    bits = ["--bits", "4"] if method == "qlora" else []
+    r = cli("chat", str(tiny_model), "--adapter", str(out), *bits, "--prompt", "Who are you?",
             "--max-new-tokens", "8")
     assert r.returncode == 0, r.stderr
 
@@ -111,7 +133,8 @@ def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
 
 
 @two_gpus
-@pytest.mark.parametrize("stage,method", [("zero2", "lora"), ("zero3", "lora"), ("zero2", "full"), ("zero3", "full")])
+@pytest.mark.parametrize("stage,method", [("zero2", "lora"), ("zero3", "lora"), ("zero2", "full"), ("zero3", "full"),
+                                          ("zero2_offload", "lora"), ("zero3_offload", "full")])
 def test_deepspeed_on_two_gpus(tiny_model, tmp_path, cli, stage, method):
     lr = 1e-3 if method == "full" else 1e-2
     cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=32), method=method,
@@ -124,9 +147,10 @@ def test_deepspeed_on_two_gpus(tiny_model, tmp_path, cli, stage, method):
     assert {"rank0.log", "rank1.log"} <= {p.name for p in (run / "logs").iterdir()}
     ckpt = rundir.checkpoints(run)[-1]
     zero = json.loads((ckpt / "zero.json").read_text())
-    assert zero["stage"] == int(stage[-1])
+    assert zero["stage"] == int(stage[4])
     evals = [e for e in read_events(run / "events.jsonl") if e["type"] == "eval"]
     assert [e["step"] for e in evals] == [0, 3, 6]  # generation works with sharded weights too
+    resume_for_more_steps(cli, run, 8)  # DeepSpeed's own checkpoint loads back on every rank
     out = run / ("adapter" if method == "lora" else "hf")
     r = cli("convert", str(run), str(out))
     assert r.returncode == 0, r.stderr
