@@ -163,3 +163,30 @@ def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
     last = max(e["step"] for e in evs if e["type"] == "step")
     assert last < 400 and rundir.checkpoints(run)[-1].name == f"step-{last}"
     assert (rundir.checkpoints(run)[-1] / "rng-rank1.pt").is_file()
+
+
+@pytest.mark.parametrize("stage", ["zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"])
+def test_deepspeed_config_follows_the_tunewiz_config(stage):
+    """One source of truth: batch, accumulation, clipping, precision and optimizer come from
+    `train`; only the stage and offload from `layout.deepspeed`."""
+    from tunewiz.engine.config import config_from_dict
+    from tunewiz.engine.deepspeed_config import deepspeed_config
+
+    cfg = config_from_dict({"name": "t", "model": {"path": "m"}, "data": {"files": ["d.jsonl"]},
+                            "train": {"batch_size": 3, "grad_accum": 5, "max_grad_norm": 0.7, "dtype": "bf16",
+                                      "lr": 4e-4, "weight_decay": 0.01},
+                            "layout": {"gpus": 4, "deepspeed": stage}})
+    ds = deepspeed_config(cfg, world_size=4)
+    assert ds["train_micro_batch_size_per_gpu"] == 3 and ds["gradient_accumulation_steps"] == 5
+    assert ds["train_batch_size"] == 3 * 5 * 4
+    assert ds["gradient_clipping"] == 0.7
+    assert ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
+    zero = ds["zero_optimization"]
+    assert zero["stage"] == int(stage[4])
+    offload = stage.endswith("_offload")
+    assert ("offload_optimizer" in zero) == offload
+    assert ("offload_param" in zero) == (stage == "zero3_offload")
+    if offload:  # DeepSpeed's CPU Adam then, with the same hyper-parameters
+        assert ds["optimizer"]["params"]["lr"] == 4e-4 and ds["optimizer"]["params"]["weight_decay"] == 0.01
+    else:
+        assert "optimizer" not in ds  # the engine's own AdamW is handed over

@@ -70,11 +70,12 @@ def resume_for_more_steps(cli, run: Path, steps: int) -> None:
 def test_one_gpu_trains_resumes_converts_merges_and_chats(tiny_model, tmp_path, cli, method):
     cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=32), method=method,
                        train__max_steps=20, train__save_every=10, train__lr=1e-3 if method == "full" else 5e-3,
-                       lora={"r": 16, "alpha": 32, "dropout": 0.0})
+                       lora={"r": 16, "alpha": 32, "dropout": 0.0}, layout={"gpus": 1})
     r = cli("train", str(cfg))
     run = only_run(tmp_path)
     start = completed(r, run)
     assert start["device"].startswith("cuda") and start["dtype"] in ("bfloat16", "float16")
+    assert start["world_size"] == 1
     got = losses(run)
     assert got[-1] < got[0]
     resume_for_more_steps(cli, run, 24)
