@@ -29,11 +29,13 @@ run: $(STAMP)
 	$(VENV)/bin/tunewiz demo --quiet
 	$(VENV)/bin/tunewiz
 
+# One test worker per core (-n auto); the longest tests start first and idle workers
+# steal queued ones, so the suite takes about as long as its longest test allows.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n auto --dist worksteal --durations=15
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow"
 
 test-gpu: $(STAMP)
 	$(PY) -m pytest -q -m gpu

@@ -21,8 +21,10 @@ from tunewiz.engine import rundir
 from tunewiz.engine.events import read_events
 from test_train import IDENTITY, write_data
 
-# The demo model is big enough for two CPU threads to pay off.
-DEMO_ENV = {"OMP_NUM_THREADS": str(min(2, os.cpu_count() or 1))}
+from conftest import demo_threads
+
+# The demo model is big enough for two CPU threads to pay off (when the cores are free).
+DEMO_ENV = {"OMP_NUM_THREADS": str(demo_threads())}
 
 ASK = """
 import sys, torch
