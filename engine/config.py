@@ -166,6 +166,14 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+def _yaml11_float(text: str) -> Any:
+    """YAML 1.1 reads `2e-4` (no dot) as text; everyone writes learning rates that way."""
+    try:
+        return float(text) if text.strip().lower() not in ("nan", "inf", "-inf", "+inf", "infinity") else text
+    except ValueError:
+        return text
+
+
 def _type_name(hint: Any) -> str:
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
@@ -217,6 +225,8 @@ def _build(cls: type, data: Any, prefix: str, where: str, key_lines: dict[str, i
         if is_dataclass(hint_t):
             kwargs[key] = _build(hint_t, value if value is not None else {}, path + ".", where, key_lines)
             continue
+        if hint_t is float and isinstance(value, str):
+            value = _yaml11_float(value)
         if not _type_ok(value, hint_t):
             raise ConfigError(f"{at(path)}: {path} must be {_type_name(hint_t)}, got {value!r}",
                               f"fix {path} in the config")

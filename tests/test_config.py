@@ -73,3 +73,11 @@ def test_every_preset_validates_and_starts_with_its_command(preset):
 def test_presets_cover_methods_and_stages():
     got = {(load_config(p).method, load_config(p).stage) for p in list_presets()}
     assert {(m, s) for m in ("full", "lora", "qlora") for s in ("sft", "pretrain")} <= got
+
+
+def test_learning_rates_written_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads `2e-4` as text; tunewiz takes it as the number everyone means."""
+    cfg = load_config(write(tmp_path, "name: a\ntrain:\n  lr: 2e-4\n  weight_decay: 1E-2\n"))
+    assert cfg.train.lr == 2e-4 and cfg.train.weight_decay == 0.01
+    with pytest.raises(ConfigError, match="train.lr must be a number, got 'nan'"):
+        load_config(write(tmp_path, "name: a\ntrain:\n  lr: nan\n"))

@@ -74,7 +74,7 @@ def base_config(tmp: Path, model: str, files: list[str], **over) -> dict:
         "name": "e2e", "output_dir": str(tmp / "runs"), "model": {"path": model}, "method": "lora", "stage": "sft",
         "lora": {"r": 64, "alpha": 16, "dropout": 0.0},
         "data": {"files": files, "max_length": 128, "pack": True},
-        "train": {"max_steps": 16, "batch_size": 4, "grad_accum": 1, "lr": 1e-3, "save_every": 1000,
+        "train": {"max_steps": 10, "batch_size": 4, "grad_accum": 1, "lr": 2e-3, "save_every": 1000,
                   "gradient_checkpointing": False, "warmup_ratio": 0.0},
         "eval": {"inputs": ["Please introduce yourself", "请介绍一下你自己"], "every": 0, "max_new_tokens": 24},
     }
@@ -113,20 +113,17 @@ def test_personal_assistant_on_the_demo_model(demo_data, tmp_path, cli):
 def test_incremental_pretraining_on_the_demo_model(demo_data, tmp_path, cli):
     from tunewiz.engine.demo import PRETRAIN_ANSWER, PRETRAIN_PROMPT
 
-    before = ask_plain_transformers(Path(_demo_path()), "text", PRETRAIN_PROMPT)[0]
-    assert PRETRAIN_ANSWER not in before
     cfg = base_config(tmp_path, "demo", [str(demo_data / "pretrain.jsonl")], stage="pretrain",
                       eval={"inputs": [PRETRAIN_PROMPT], "every": 0, "max_new_tokens": 16})
     # Plain text teaches more slowly than Q/A pairs: a higher rate (learned by step ~8).
     cfg["train"].update(lr=3e-3, max_steps=12)
     merged = train_convert_merge(cli, tmp_path, cfg, "demo", env=DEMO_ENV)
+    # The answer at step 0 is the untouched base model's (LoRA starts as a no-op).
+    run = rundir.list_runs(tmp_path / "runs")[0]
+    before = next(e for e in read_events(run / "events.jsonl") if e["type"] == "eval" and e["step"] == 0)
+    assert PRETRAIN_ANSWER not in before["samples"][0]["output"]
     (after,) = ask_plain_transformers(merged, "text", PRETRAIN_PROMPT)
     assert PRETRAIN_ANSWER in after, after
-
-
-def _demo_path() -> str:
-    from tunewiz.engine.demo import demo_model_path
-    return str(demo_model_path())
 
 
 def test_full_fine_tuning_on_the_tiny_model(tiny_model, tmp_path, cli):
