@@ -51,18 +51,19 @@ def encoding_stats(encoded: list[Encoded], max_length: int, records: int) -> dic
 
 
 def build_dataset(data_cfg: DataConfig, stage: str, tokenizer, progress: Progress | None = None,
-                  loaded=None):
+                  loaded=None, encoder: Encoder | None = None):
     """Return (sequences, stats).
 
     sequences: dicts of ``input_ids``, ``labels``, ``position_ids`` (lists of ints), packed
     to ``data_cfg.max_length`` when ``data_cfg.pack``; batch them with ``packing.collate``.
     stats: records, samples, tokens, trained_tokens, truncated, no_loss, sequences,
     length_histogram. ``progress(done, total)`` reports tokenization. ``loaded`` passes
-    samples already read (training validates the files before torch loads).
+    samples already read (training validates the files before torch loads); ``encoder``
+    one the caller keeps (training renders its eval prompts with the same template).
     """
     loaded = loaded or load_samples(data_cfg.files, data_cfg.format)
-    encoder = Encoder(tokenizer, template=data_cfg.template, system=data_cfg.system, stage=stage,
-                      max_length=data_cfg.max_length)
+    encoder = encoder or Encoder(tokenizer, template=data_cfg.template, system=data_cfg.system, stage=stage,
+                                 max_length=data_cfg.max_length)
     encoded = encoder.encode_many(loaded.samples, progress=progress)
     stats = encoding_stats(encoded, data_cfg.max_length, loaded.records)
     useful = [e for e in encoded if e.trained_tokens]

@@ -59,11 +59,11 @@ class Recipe:
         self.tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
         self.progress("load", 1, 3)
 
-        self.seqs, self.data_stats = build_dataset(
-            cfg.data, cfg.stage, self.tokenizer, progress=lambda d, t: self.progress("tokenize", d, t),
-            loaded=self.loaded)
         self.encoder = Encoder(self.tokenizer, template=cfg.data.template, system=cfg.data.system,
                                stage=cfg.stage, max_length=cfg.data.max_length)
+        self.seqs, self.data_stats = build_dataset(
+            cfg.data, cfg.stage, self.tokenizer, progress=lambda d, t: self.progress("tokenize", d, t),
+            loaded=self.loaded, encoder=self.encoder)
         # Trained-token count per sequence (labels shift by one inside the model's loss).
         self.n_trained = [sum(1 for x in s["labels"][1:] if x != -100) for s in self.seqs]
 
