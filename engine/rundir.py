@@ -135,5 +135,8 @@ def checkpoints(run: Path) -> list[Path]:
     root = Path(run) / CHECKPOINTS
     if not root.is_dir():
         return []
-    done = [p for p in root.glob("step-*") if (p / "trainer_state.json").is_file()]
-    return sorted(done, key=lambda p: int(p.name.split("-")[1]))
+    # "step-N.tmp" is a checkpoint being written: it gets its marker just before the
+    # rename, so it must not count (nor break the sort) in that window.
+    done = [p for p in root.glob("step-*")
+            if p.name[len("step-"):].isdigit() and (p / "trainer_state.json").is_file()]
+    return sorted(done, key=lambda p: int(p.name[len("step-"):]))

@@ -177,3 +177,13 @@ def test_foreground_run_survives_a_closed_terminal(tiny_model, tmp_path):
     run = only_run(tmp_path)
     assert read_events(run / "events.jsonl")[-1]["status"] == "completed"
     assert "step 30/30" in (run / "logs" / "rank0.log").read_text()
+
+
+def test_checkpoint_being_written_is_not_listed(tmp_path):
+    """A checkpoint gets its marker inside step-N.tmp just before the rename; a reader
+    polling at that moment (attach, convert, the TUI) must neither list nor trip on it."""
+    for name in ("step-10", "step-5", "step-15.tmp", "step-20"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+        if name != "step-20":  # step-20: marker not written yet
+            (tmp_path / "checkpoints" / name / "trainer_state.json").write_text("{}")
+    assert [p.name for p in rundir.checkpoints(tmp_path)] == ["step-5", "step-10"]
