@@ -8,7 +8,6 @@ and the only host sync per optimizer step is reading the loss and grad norm for 
 
 from __future__ import annotations
 
-import faulthandler
 import math
 import os
 import signal
@@ -253,9 +252,6 @@ def run_training(run: Path, resume: bool = False) -> int:
     rt = Runtime.from_env()
     if rt.distributed:
         _log_to(run / rundir.LOGS / f"rank{rt.rank}.log")
-    # `kill -USR1 PID` writes every thread's Python stack to this rank's log: the first
-    # thing to look at when a distributed run seems stuck in a collective.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
     events = EventWriter(run / rundir.EVENTS) if rt.is_main else NullWriter()
     if rt.is_main:
         rundir.mark_running(run)

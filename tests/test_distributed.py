@@ -145,7 +145,8 @@ def test_deepspeed_without_gpu_is_a_config_error(tiny_model, tmp_path, cli):
 
 
 def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
-    """`tunewiz stop` signals one process; all ranks stop at the same step and checkpoint."""
+    """`tunewiz stop` signals one process; all ranks stop at the same step and checkpoint.
+    Before that, `tunewiz stacks` shows every rank's Python stack and training carries on."""
     from test_train import _wait_for
 
     cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=24),
@@ -155,6 +156,12 @@ def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
     assert r.returncode == 0, r.stderr
     run = Path(r.stdout.strip().splitlines()[-1])
     assert _wait_for(lambda: len(rundir.checkpoints(run)) >= 1, 180)
+    r = cli("stacks", str(run), "--wait", "3")
+    assert r.returncode == 0, r.stderr
+    for rank in ("rank0.log", "rank1.log"):  # each worker's stack, down in the training loop
+        section = r.stdout.split(f"=== {rank}\n")[1].split("\n=== ")[0]
+        assert "most recent call first" in section and "train.py" in section, r.stdout
+    assert rundir.run_info(run).status == "running"  # nothing was stopped, torchrun included
     r = cli("stop", str(run), "--wait")
     assert r.returncode == 0, r.stderr
     assert _wait_for(lambda: json.loads((run / "state.json").read_text()).get("status") == "stopped", 60)

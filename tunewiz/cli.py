@@ -8,8 +8,10 @@ can cause (TunewizError) become one line on stderr and exit code 1; usage errors
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import os
+import signal
 import sys
 
 # subcommand -> "module:function"; a test checks this map and the parser agree.
@@ -18,6 +20,7 @@ COMMANDS = {
     "attach": "tunewiz.tui.app:cmd_attach",
     "train": "tunewiz.engine.launch:cmd_train",
     "stop": "tunewiz.engine.launch:cmd_stop",
+    "stacks": "tunewiz.engine.stacks:cmd_stacks",
     "presets": "tunewiz.engine.preset_catalog:cmd_presets",
     "check-data": "tunewiz.engine.check_data:cmd_check_data",
     "convert": "tunewiz.engine.convert:cmd_convert",
@@ -69,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", nargs="?", help="run directory or name (default: the newest)")
     s.add_argument("--output-dir", default=argparse.SUPPRESS, help="folder with the runs (default: work_dirs)")
     s.add_argument("--wait", action="store_true", help="wait until the run has exited")
+
+    s = sub.add_parser("stacks", help="print what every process of a running run is doing (Python stacks)",
+                       description="Signal the run's processes on this machine (SIGUSR1: each prints its "
+                                   "threads' Python stacks to its log and carries on) and show the stacks. "
+                                   "For a run that seems stuck.")
+    s.add_argument("run", nargs="?", help="run directory or name (default: the newest)")
+    s.add_argument("--output-dir", default=argparse.SUPPRESS, help="folder with the runs (default: work_dirs)")
+    s.add_argument("--wait", type=float, default=1.0, help="seconds to let the processes write (default 1)")
 
     s = sub.add_parser("presets", help="list or copy ready-made configs")
     ps = s.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -130,6 +141,9 @@ def _load(target: str):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `kill -USR1 PID` prints every thread's Python stack to stderr (for a training rank,
+    # its log) and carries on: the first thing to look at when a run seems stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = build_parser().parse_args(argv)
     if getattr(args, "output_dir", None) is None:
         args.output_dir = os.environ.get("TUNEWIZ_OUTPUT_DIR", "work_dirs")
