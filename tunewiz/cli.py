@@ -143,7 +143,10 @@ def _load(target: str):
 def main(argv: list[str] | None = None) -> int:
     # `kill -USR1 PID` prints every thread's Python stack to stderr (for a training rank,
     # its log) and carries on: the first thing to look at when a run seems stuck.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    except (OSError, ValueError, AttributeError):  # stderr is no real file (captured, embedded)
+        pass
     args = build_parser().parse_args(argv)
     if getattr(args, "output_dir", None) is None:
         args.output_dir = os.environ.get("TUNEWIZ_OUTPUT_DIR", "work_dirs")
