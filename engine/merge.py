@@ -9,7 +9,6 @@ already a full model (method full) is re-sharded and given the same extras.
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 from typing import Callable
 
@@ -81,59 +80,12 @@ def _ensure_chat_template(tokenizer, template_name: str | None, default_system: 
     if getattr(tokenizer, "chat_template", None):
         say(f"merge: note: keeping the tokenizer's own chat template (trained with {template_name})")
         return
-    from .templates import get_template
-
     from .encode import Encoder
+    from .templates import get_template, template_to_jinja
 
     uses_bos = bool(Encoder(tokenizer, template_name).bos_ids)
     tokenizer.chat_template = template_to_jinja(get_template(template_name), uses_bos, default_system)
     say(f"merge: wrote a chat template for {template_name}")
-
-
-def _fields_to_jinja(fmt: str, values: dict[str, str]) -> str:
-    """A str.format template as Jinja: literal text quoted, {field} as the given expression."""
-    out = []
-    for literal, name, _, _ in string.Formatter().parse(fmt):
-        if literal:
-            out.append("{{ " + _jinja_str(literal) + " }}")
-        if name is not None:
-            out.append("{{ " + values[name] + " }}")
-    return "".join(out)
-
-
-def _jinja_str(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
-    return f"'{escaped}'"
-
-
-def template_to_jinja(t, bos: bool, default_system: str = "") -> str:
-    """A chat_template that renders what the Encoder builds for a named template.
-
-    Turns are (system?, user, assistant): a system message goes with the next turn, user
-    messages before an answer are joined; BOS opens the first turn and every turn after an
-    EOS; each answer gets the suffix, EOS when the template wants one, then sep. The
-    system prompt used in training is the default for a conversation that brings none.
-    """
-    fields = {"system": "ns.system", "input": "ns.question", "round": "ns.round"}
-    system = _fields_to_jinja(t.system, fields) if t.system else ""
-    instruction = _fields_to_jinja(t.instruction, fields)
-    open_turn = ("{% if ns.bos %}{{ bos_token }}{% endif %}" if bos else "") + \
-        ("{% if ns.system %}" + system + "{% endif %}" if system else "") + instruction
-    answer_end = ("{{ " + _jinja_str(t.suffix) + " }}" if t.suffix else "") + \
-        ("{{ eos_token }}" if t.needs_eos else "")
-    sep = "{{ " + _jinja_str(t.sep) + " }}" if t.sep else ""
-    return (
-        "{% set ns = namespace(system=" + _jinja_str(default_system) + ", question='', round=1, bos=true) %}"
-        "{% for message in messages %}"
-        "{% if message['role'] == 'system' %}{% set ns.system = message['content'] %}"
-        "{% elif message['role'] == 'user' %}{% set ns.question = ns.question + message['content'] %}"
-        "{% else %}" + open_turn + "{% generation %}{{ message['content'] }}" + answer_end + "{% endgeneration %}"
-        + sep +
-        "{% set ns.round = ns.round + 1 %}{% set ns.system = '' %}{% set ns.question = '' %}"
-        "{% set ns.bos = " + ("true" if t.needs_eos else "false") + " %}"
-        "{% endif %}{% endfor %}"
-        "{% if add_generation_prompt %}" + open_turn + "{% endif %}"
-    )
 
 
 def cmd_merge(args) -> int:

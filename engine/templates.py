@@ -18,6 +18,7 @@ there and chatted with here (or the other way round) sees the same text.
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
@@ -151,3 +152,53 @@ def get_template(name: str) -> Template:
     except KeyError:
         raise ConfigError(f"unknown template {name!r}",
                           f"use auto or one of: {', '.join(TEMPLATES)}") from None
+
+
+# --------------------------------------------------------------------------- as Jinja
+# merge writes a named template into the merged folder's tokenizer as a chat_template, so
+# plain transformers renders conversations the way training did (a test compares the two).
+
+def _fields_to_jinja(fmt: str, values: dict[str, str]) -> str:
+    """A str.format template as Jinja: literal text quoted, {field} as the given expression."""
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(fmt):
+        if literal:
+            out.append("{{ " + _jinja_str(literal) + " }}")
+        if name is not None:
+            out.append("{{ " + values[name] + " }}")
+    return "".join(out)
+
+
+def _jinja_str(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
+def template_to_jinja(t, bos: bool, default_system: str = "") -> str:
+    """A chat_template that renders what the Encoder builds for a named template.
+
+    Turns are (system?, user, assistant): a system message goes with the next turn, user
+    messages before an answer are joined; BOS opens the first turn and every turn after an
+    EOS; each answer gets the suffix, EOS when the template wants one, then sep. The
+    system prompt used in training is the default for a conversation that brings none.
+    """
+    fields = {"system": "ns.system", "input": "ns.question", "round": "ns.round"}
+    system = _fields_to_jinja(t.system, fields) if t.system else ""
+    instruction = _fields_to_jinja(t.instruction, fields)
+    open_turn = ("{% if ns.bos %}{{ bos_token }}{% endif %}" if bos else "") + \
+        ("{% if ns.system %}" + system + "{% endif %}" if system else "") + instruction
+    answer_end = ("{{ " + _jinja_str(t.suffix) + " }}" if t.suffix else "") + \
+        ("{{ eos_token }}" if t.needs_eos else "")
+    sep = "{{ " + _jinja_str(t.sep) + " }}" if t.sep else ""
+    return (
+        "{% set ns = namespace(system=" + _jinja_str(default_system) + ", question='', round=1, bos=true) %}"
+        "{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{% set ns.system = message['content'] %}"
+        "{% elif message['role'] == 'user' %}{% set ns.question = ns.question + message['content'] %}"
+        "{% else %}" + open_turn + "{% generation %}{{ message['content'] }}" + answer_end + "{% endgeneration %}"
+        + sep +
+        "{% set ns.round = ns.round + 1 %}{% set ns.system = '' %}{% set ns.question = '' %}"
+        "{% set ns.bos = " + ("true" if t.needs_eos else "false") + " %}"
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}" + open_turn + "{% endif %}"
+    )
