@@ -34,6 +34,7 @@ class Tmux:
     def __init__(self, cwd: Path):
         self.socket = f"tunewiz-test-{uuid.uuid4().hex[:8]}"
         self.session = "t"
+        self.target = "t:main"  # the window keys go to and the screen is read from
         self.cwd = cwd
 
     def run(self, *args: str) -> str:
@@ -41,20 +42,23 @@ class Tmux:
                               check=True).stdout
 
     def start(self, command: str) -> None:
-        self.run("new-session", "-d", "-s", self.session, "-x", "80", "-y", "24", "-c", str(self.cwd), command)
+        self.run("new-session", "-d", "-s", self.session, "-n", "main", "-x", "80", "-y", "24", "-c", str(self.cwd),
+                 command)
         # A window whose program exits stays (dead) instead of ending the session with it.
         self.run("set-option", "-g", "remain-on-exit", "on")
 
-    def new_window(self, command: str) -> None:
-        self.run("new-window", "-t", self.session, "-c", str(self.cwd), command)
+    def new_window(self, name: str, command: str) -> None:
+        """A new window, named so that keys and screens address it and no other."""
+        self.run("new-window", "-t", f"{self.session}:", "-n", name, "-c", str(self.cwd), command)
+        self.target = f"{self.session}:{name}"
 
     def keys(self, *keys: str) -> None:
         for key in keys:
-            self.run("send-keys", "-t", self.session, key)
+            self.run("send-keys", "-t", self.target, key)
             time.sleep(0.15)
 
     def type(self, text: str) -> None:
-        self.run("send-keys", "-t", self.session, "-l", text)
+        self.run("send-keys", "-t", self.target, "-l", text)
         time.sleep(0.15)
 
     def replace(self, text: str) -> None:
@@ -63,7 +67,7 @@ class Tmux:
         self.type(text)
 
     def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", self.session)
+        return self.run("capture-pane", "-p", "-t", self.target)
 
     def wait_for(self, text: str, timeout: float = 30) -> str:
         deadline = time.monotonic() + timeout
@@ -72,7 +76,9 @@ class Tmux:
             if text in screen:
                 return screen
             time.sleep(0.2)
-        raise AssertionError(f"{text!r} not on screen after {timeout}s:\n{self.screen()}")
+        windows = self.run("list-windows", "-t", self.session, "-F", "#{window_name}: dead=#{pane_dead} "
+                           "status=#{pane_dead_status} #{pane_current_command}")
+        raise AssertionError(f"{text!r} not on screen of {self.target} after {timeout}s:\n{self.screen()}\n{windows}")
 
     def wait_gone(self, text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -152,8 +158,8 @@ def test_wizard_train_quit_attach_merge_chat_in_tmux(tmux, tmp_path, tiny_model)
     # The app is gone and the engine is still loading or training: quitting did not stop it.
     assert not any(e["type"] == "done" for e in events(run))
 
-    tmux.new_window(f"{TUNEWIZ} attach")
-    screen = tmux.wait_for("Training completed", timeout=120)
+    tmux.new_window("attach", f"{TUNEWIZ} attach")
+    screen = tmux.wait_for("Training completed", timeout=300)  # generous: CI runs tests in parallel
     assert "step 40/40" in screen
     tmux.wait_for(ANSWER, timeout=10)            # the eval timeline shows the learned answer
     tmux.keys("m")                                # convert the checkpoint, then merge it
