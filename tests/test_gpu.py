@@ -134,7 +134,8 @@ def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
 
 
 @two_gpus
-@pytest.mark.parametrize("stage,method", [("zero2", "lora"), ("zero3", "lora"), ("zero2", "full"), ("zero3", "full"),
+@pytest.mark.parametrize("stage,method", [("zero1", "lora"), ("zero2", "lora"), ("zero3", "lora"), ("zero2", "full"),
+                                          ("zero3", "full"),
                                           ("zero2_offload", "lora"), ("zero3_offload", "full")])
 def test_deepspeed_on_two_gpus(tiny_model, tmp_path, cli, stage, method):
     lr = 1e-3 if method == "full" else 1e-2
