@@ -120,6 +120,7 @@ def last_json_object(lines: list[str]) -> dict | None:
 
 class DatasetStep(WizardStep):
     INDEX = 2
+    ACTIONS = {"data-generate": "generate_set", "data-owner": "generate_set"}  # button, Enter in the name
 
     def compose_body(self) -> ComposeResult:
         data = self.state.config.data
@@ -232,18 +233,6 @@ class DatasetStep(WizardStep):
         except ValueError:
             pass
         self.query_one("#data-path", Input).value = str(path)
-
-    def button_pressed(self, button: Button) -> bool:
-        if button.id == "data-generate":
-            self.generate_set()
-            return True
-        return False
-
-    def input_submitted(self, field: Input) -> bool:
-        if field.id == "data-owner":
-            self.generate_set()
-            return True
-        return False
 
     def generate_set(self) -> None:
         name = self.query_one("#data-owner", Input).value.strip()

@@ -76,6 +76,7 @@ def gpus_value(selected: list[int], all_gpus: list[Gpu]):
 
 class LayoutStep(WizardStep):
     INDEX = 3
+    ACTIONS = {"layout-slurm-write": "write_slurm", "layout-slurm": "write_slurm"}  # button, Enter in the file name
 
     def compose_body(self) -> ComposeResult:
         layout = self.state.config.layout
@@ -149,18 +150,6 @@ class LayoutStep(WizardStep):
 
     def on_commands_planned(self, message: CommandsPlanned) -> None:
         self.query_one("#layout-commands", Static).update(message.text)
-
-    def button_pressed(self, button: Button) -> bool:
-        if button.id == "layout-slurm-write":
-            self.write_slurm()
-            return True
-        return False
-
-    def input_submitted(self, field: Input) -> bool:
-        if field.id == "layout-slurm":
-            self.write_slurm()
-            return True
-        return False
 
     def write_slurm(self) -> None:
         """Save the config (the script points at it), then let the engine write the script."""

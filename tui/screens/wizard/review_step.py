@@ -41,6 +41,7 @@ def gpu_count(layout_gpus, detected: int) -> int:
 
 class ReviewStep(WizardStep):
     INDEX = 4
+    ACTIONS = {"review-save": "action_save"}
     BINDINGS = [Binding("ctrl+s", "save", "save only"), Binding("ctrl+l", "next", "save & launch")]
 
     def next_label(self) -> str:
@@ -124,8 +125,3 @@ class ReviewStep(WizardStep):
         self.state.run = message.run
         self.dismiss("next")
 
-    def button_pressed(self, button: Button) -> bool:
-        if button.id == "review-save":
-            self.action_save()
-            return True
-        return False

@@ -78,18 +78,20 @@ class WizardStep(Screen[str]):
     def action_cancel(self) -> None:
         self.dismiss("cancel")
 
-    # Textual calls on_* handlers of every class in the MRO, so steps extend these two
-    # through hooks instead of overriding them.
-    def button_pressed(self, button: Button) -> bool:
-        """A step's own buttons; True when handled."""
-        return False
+    # A step's own buttons, and fields where Enter does something other than "next":
+    # widget id -> name of the method to call. Textual calls on_* handlers of every class
+    # in the MRO, so steps declare these instead of overriding the handlers below.
+    ACTIONS: dict[str, str] = {}
 
-    def input_submitted(self, field: Input) -> bool:
-        """Enter in a step's own special field; True when handled (else Enter means next)."""
-        return False
+    def _run_action(self, widget_id: str | None) -> bool:
+        method = self.ACTIONS.get(widget_id or "")
+        if method is None:
+            return False
+        getattr(self, method)()
+        return True
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        if self.button_pressed(event.button):
+        if self._run_action(event.button.id):
             event.stop()
         elif event.button.id == "step-next":
             event.stop()
@@ -101,7 +103,7 @@ class WizardStep(Screen[str]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         # Enter in any field moves on: pressing Enter through the wizard trains with defaults.
         event.stop()
-        if not self.input_submitted(event.input):
+        if not self._run_action(event.input.id):
             self.action_next()
 
 
