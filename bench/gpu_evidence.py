@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from tunewiz.engine.rundir import is_other_node
 
 SHAPE_18B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
                  num_key_value_heads=8, vocab_size=92544, max_position_embeddings=4096)
@@ -181,7 +182,7 @@ def two_nodes(out: Path, model: Path, data: Path, port: int, timeout_s: float) -
             os.killpg(p.pid, signal.SIGKILL)
             logs.append(p.communicate()[0] + "\n--- timed out\n")
     # Node 1's log folder is "<run>-node1"; node 0's run directory holds the events.
-    run = next((p for p in sorted((out / "runs").glob("two-nodes-*")) if not re.search(r"-node\d+$", p.name)), None)
+    run = next((p for p in sorted((out / "runs").glob("two-nodes-*")) if not is_other_node(p)), None)
     (out / "two-nodes.log").write_text("\n=== node 1\n".join(logs)[-40000:] + log_tails(run))
     if run is None:
         return {"case": "two-nodes", "status": "no run", "tail": logs[0][-1500:]}

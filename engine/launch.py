@@ -186,10 +186,7 @@ def spawn_detached(run: Path, resume: bool = False, node_rank: int | None = None
 
 
 def cmd_stop(args) -> int:
-    run = rundir.resolve_run(args.run, args.output_dir)
-    if run is None:
-        raise TunewizError(f"no run {args.run or ''} under {args.output_dir}".replace("  ", " "),
-                           "list runs with `tunewiz runs`")
+    run = rundir.require_run(args.run, args.output_dir)
     info = rundir.run_info(run)
     pid = info.state.get("pid")
     if info.status not in ("starting", "running") or not pid_alive(pid):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import TunewizError
 from .events import RunSummary, pid_alive, read_events, summarize
 
 CONFIG = "config.yaml"
@@ -100,6 +101,15 @@ def resolve_run(arg: str | None, output_dir: str | Path = "work_dirs") -> Path |
         return matches[0] if matches else None
     runs = list_runs(output_dir)
     return runs[0] if runs else None
+
+
+def require_run(arg: str | None, output_dir: str | Path = "work_dirs") -> Path:
+    """resolve_run for commands that act on an existing run: none found is a user error."""
+    run = resolve_run(arg, output_dir)
+    if run is None:
+        raise TunewizError(f"no run {arg or ''} under {output_dir}".replace("  ", " "),
+                           "list runs with `tunewiz runs`")
+    return run
 
 
 @dataclass

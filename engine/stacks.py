@@ -43,10 +43,7 @@ def run_processes(run: Path) -> list[int]:
 
 
 def cmd_stacks(args) -> int:
-    run = rundir.resolve_run(args.run, args.output_dir)
-    if run is None:
-        raise TunewizError(f"no run {args.run or ''} under {args.output_dir}".replace("  ", " "),
-                           "list runs with `tunewiz runs`")
+    run = rundir.require_run(args.run, args.output_dir)
     pids = run_processes(run)
     if not pids:
         raise TunewizError(f"{run.name} has no process on this machine ({rundir.run_info(run).status})",

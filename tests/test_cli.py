@@ -38,3 +38,17 @@ def test_presets_copy_never_overwrites(cli, tmp_path):
     assert r.returncode == 1 and "already exists" in r.stderr and "Traceback" not in r.stderr
     r = cli("presets", "copy", "nope", str(tmp_path / "b.yaml"))
     assert r.returncode == 1 and "known presets" in r.stderr
+
+
+def test_run_commands_without_a_run_say_where_they_looked(cli, tmp_path):
+    """stop and stacks act on an existing run: none there is one line and exit 1; a run
+    that is not running has no process to show."""
+    for command in ("stop", "stacks"):
+        r = cli(command, "--output-dir", str(tmp_path / "runs"))
+        assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+            f"tunewiz: error: no run under {tmp_path / 'runs'} (list runs with `tunewiz runs`)"], r.stderr
+    run = tmp_path / "runs" / "t-20261122-101010"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("name: t\n")
+    r = cli("stacks", "t", "--output-dir", str(tmp_path / "runs"))
+    assert r.returncode == 1 and "has no process on this machine" in r.stderr, r.stderr
