@@ -60,7 +60,7 @@ def node_commands_text(cfg: Config, config_path: str) -> str:
     try:
         plan = make_plan(copy.deepcopy(cfg), launching=False)
     except TunewizError as e:
-        return f"{e.one_line()}"
+        return e.one_line()
     lines = [f"{plan.nnodes} nodes x {plan.nproc} process(es); node 0 listens on "
              f"{plan.master_addr}:{plan.master_port}. On each node (same config path there):"]
     lines += [f"{line}    # node {k}" for k, line in enumerate(node_commands(config_path, plan))]
