@@ -74,7 +74,7 @@ def base_config(tmp: Path, model: str, files: list[str], **over) -> dict:
         "name": "e2e", "output_dir": str(tmp / "runs"), "model": {"path": model}, "method": "lora", "stage": "sft",
         "lora": {"r": 64, "alpha": 16, "dropout": 0.0},
         "data": {"files": files, "max_length": 128, "pack": True},
-        "train": {"max_steps": 10, "batch_size": 4, "grad_accum": 1, "lr": 2e-3, "save_every": 1000,
+        "train": {"max_steps": 10, "batch_size": 2, "grad_accum": 1, "lr": 2e-3, "save_every": 1000,
                   "gradient_checkpointing": False, "warmup_ratio": 0.0},
         "eval": {"inputs": ["Please introduce yourself", "请介绍一下你自己"], "every": 0, "max_new_tokens": 24},
     }
@@ -115,8 +115,8 @@ def test_incremental_pretraining_on_the_demo_model(demo_data, tmp_path, cli):
 
     cfg = base_config(tmp_path, "demo", [str(demo_data / "pretrain.jsonl")], stage="pretrain",
                       eval={"inputs": [PRETRAIN_PROMPT], "every": 0, "max_new_tokens": 16})
-    # Plain text teaches more slowly than Q/A pairs: a higher rate (learned by step ~8).
-    cfg["train"].update(lr=3e-3, max_steps=12)
+    # Plain text teaches more slowly than Q/A pairs: a higher rate (learned by step 6 of 8).
+    cfg["train"].update(lr=3e-3, max_steps=8)
     merged = train_convert_merge(cli, tmp_path, cfg, "demo", env=DEMO_ENV)
     # The answer at step 0 is the untouched base model's (LoRA starts as a no-op).
     run = rundir.list_runs(tmp_path / "runs")[0]
