@@ -44,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=256, help="tokens per packed sequence")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--attention", choices=("auto", "varlen", "sdpa", "eager", "flex_attention"), default="auto",
+                   help="tunewiz's train.attention (auto: varlen on CUDA); the HF peer runs sdpa for auto/varlen")
     p.add_argument("--threads", type=int, help="CPU threads for both sides (default: torch's own choice)")
     p.add_argument("--repeats", type=int, default=2, help="runs of each side, interleaved")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
@@ -61,6 +63,10 @@ def child_env(args) -> dict:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
     if args.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # tunewiz trains on a GPU whenever it sees one
+    else:
+        # One GPU for both sides: on a multi-GPU machine tunewiz would start DDP and the
+        # Trainer DataParallel, and the figures would not be one GPU's.
+        env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
     return env
 
 
@@ -74,7 +80,7 @@ def write_config(args, model_path: Path, data_file: Path, workdir: Path) -> Path
         "data": {"files": [str(data_file)], "max_length": args.max_length, "pack": True},
         "train": {"max_steps": total, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                   "lr": 2e-5 if args.method == "full" else 2e-4,
-                  "gradient_checkpointing": args.gradient_checkpointing,
+                  "gradient_checkpointing": args.gradient_checkpointing, "attention": args.attention,
                   # No checkpoint inside the run: the one written after the last step is outside the window.
                   "save_every": total + 1},
         "eval": {"inputs": [], "every": 0},
@@ -102,10 +108,12 @@ def run_tunewiz(config: Path, env: dict, workdir: Path, r: int) -> dict:
     before = set(runs.glob("*")) if runs.exists() else set()
     launched = run_child([sys.executable, "-m", "tunewiz", "train", str(config)], env, workdir / f"tunewiz-{r}.log")
     (run,) = set(runs.glob("*")) - before
-    steps = [e for e in read_events(run / "events.jsonl") if e["type"] == "step"]
+    events = read_events(run / "events.jsonl")
+    steps = [e for e in events if e["type"] == "step"]
     shutil.rmtree(run)  # its checkpoint can be large
     return {"launched": launched, "step_times": [e["t"] for e in steps], "losses": [e["loss"] for e in steps],
-            "peak_gib": max(e["mem_gib"] for e in steps)}
+            "peak_gib": max(e["mem_gib"] for e in steps),
+            "attention": next(e for e in events if e["type"] == "start").get("attention", "?")}
 
 
 def run_hf(config: Path, env: dict, workdir: Path, r: int) -> dict:
@@ -151,13 +159,14 @@ def main(argv=None) -> int:
                 print(f"  repeat {r + 1}/{args.repeats} {side:8s} done in {time.time() - t0:.0f}s", flush=True)
             for side in order:  # the peer reports the plan's tokens per step, the same for both
                 figures[side].append(window(raw[side], args, raw["hf"]["step_tokens"]))
-        report(args, figures, raw["hf"]["threads"], raw["hf"]["device"])
+        report(args, figures, raw["hf"]["threads"], raw["hf"]["device"],
+               {"tunewiz": raw["tunewiz"]["attention"], "hf": raw["hf"]["attention"]})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
-def report(args, figures: dict, threads: int, device: str) -> None:
+def report(args, figures: dict, threads: int, device: str, attention: dict) -> None:
     med = {side: {k: statistics.median(f[k] for f in runs) for k in runs[0]} for side, runs in figures.items()}
     ratios = [a["s_per_step"] / b["s_per_step"] for a, b in zip(figures["tunewiz"], figures["hf"])]
     ratio = med["tunewiz"]["s_per_step"] / med["hf"]["s_per_step"]
@@ -168,6 +177,7 @@ def report(args, figures: dict, threads: int, device: str) -> None:
     print(f"\n{args.model}, {args.method}, batch {args.batch_size} x accum {args.grad_accum}, "
           f"max_length {args.max_length}, grad ckpt {'on' if args.gradient_checkpointing else 'off'}, "
           f"{device}" + (f" ({threads} thread{'s' if threads > 1 else ''})" if device == "cpu" else ""))
+    print(f"attention: tunewiz {attention['tunewiz']}, HF {attention['hf']}")
     print(f"steps {args.warmup_steps + 1}..{total} of {total} measured, median of {args.repeats} "
           f"interleaved repeats\n")
     print(f"{'':12s} {'s/step':>8s} {'tokens/s':>10s} {'peak GiB':>9s} {'to 1st step s':>14s} {'MFU':>6s}")
@@ -182,7 +192,8 @@ def report(args, figures: dict, threads: int, device: str) -> None:
           + ("" if abs(la - lb) <= 0.01 * max(abs(lb), 1e-6) else "  (DIFFERENT: the two sides saw different data)"))
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "args": vars(args), "device": device, "threads": threads, "median": med, "per_repeat": figures,
+            "args": vars(args), "device": device, "threads": threads, "attention": attention,
+            "median": med, "per_repeat": figures,
             "ratio_time": ratio, "ratio_per_repeat": ratios, "mfu": mfu,
             "gflop_per_token": gflop}, indent=2) + "\n")
 

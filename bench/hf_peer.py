@@ -56,13 +56,15 @@ def main(config_path: str, out_path: str) -> None:
         return collate([seqs[i] for i in idxs], tokenizer.pad_token_id)
 
     dtype = pick_dtype(tc.dtype, device)
-    kwargs = dict(dtype=dtype, attn_implementation="sdpa" if tc.attention == "auto" else tc.attention)
+    # The peer is plain transformers: `varlen` is tunewiz's own backend, so it runs sdpa.
+    kwargs = dict(dtype=dtype, attn_implementation="sdpa" if tc.attention in ("auto", "varlen") else tc.attention)
     if cfg.method == "qlora":
         kwargs.update(quantization_config=quant_config(cfg.quant, dtype), device_map={"": 0})
     model = AutoModelForCausalLM.from_pretrained(cfg.model.path, **kwargs)
     # Packed rows keep samples apart only without a KV cache (see tunewiz's packing notes);
     # with one, transformers would silently run plain causal attention instead.
     model.config.use_cache = False
+    attn = model.config._attn_implementation
     gc_kwargs = {"use_reentrant": False}
     if cfg.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=tc.gradient_checkpointing,
@@ -109,7 +111,7 @@ def main(config_path: str, out_path: str) -> None:
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     Path(out_path).write_text(json.dumps({
         "step_times": marks, "losses": losses, "step_tokens": step_tokens, "peak_gib": peak,
-        "threads": torch.get_num_threads(), "device": device}))
+        "threads": torch.get_num_threads(), "device": device, "attention": attn}))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any, Union
 
 import yaml
 
+from .attention import CHOICES as ATTENTION_CHOICES
 from .errors import ConfigError
 
 METHODS = ("full", "lora", "qlora")
@@ -77,7 +78,7 @@ class TrainConfig:
     save_total_limit: int = doc("keep this many newest checkpoints", 2)
     gradient_checkpointing: bool = doc("recompute activations to save memory", True)
     dtype: str = doc("auto (bf16 on capable GPUs, fp16 on older, fp32 on CPU) | bf16 | fp16 | fp32", "auto")
-    attention: str = doc("auto | sdpa | eager | flex_attention", "auto")
+    attention: str = doc("auto | varlen | sdpa | eager | flex_attention (auto: varlen on CUDA, else sdpa)", "auto")
 
 
 @dataclass
@@ -120,7 +121,7 @@ class Config:
             "data.format": (self.data.format, FORMATS),
             "layout.deepspeed": (self.layout.deepspeed, DEEPSPEED),
             "train.dtype": (self.train.dtype, ("auto", "bf16", "fp16", "fp32")),
-            "train.attention": (self.train.attention, ("auto", "sdpa", "eager", "flex_attention")),
+            "train.attention": (self.train.attention, ATTENTION_CHOICES),
             "quant.type": (self.quant.type, ("nf4", "fp4")),
         }
         for key, (value, allowed) in choices.items():

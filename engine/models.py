@@ -112,9 +112,10 @@ def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True, p
     import torch
     from transformers import AutoModelForCausalLM
 
+    from . import attention
+
     kwargs = dict(trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
-    attn = cfg.train.attention
-    kwargs["attn_implementation"] = "sdpa" if attn == "auto" else attn
+    kwargs["attn_implementation"] = attention.implementation(cfg.train.attention, device, dtype)
     if cfg.method == "qlora":
         require_cuda_for_quantization(device)
         kwargs["quantization_config"] = quant_config(cfg.quant, dtype)
@@ -124,6 +125,12 @@ def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True, p
     except ValueError as e:
         raise ModelError(f"{path}: cannot load as a causal LM ({str(e).splitlines()[0]})",
                          "choose a chat or base LLM folder") from None
+    if attention.uses_lengths(model) and not model.is_backend_compatible():
+        # A model with its own attention code (remote code, older classes) never calls ours.
+        if cfg.train.attention == "varlen":
+            raise ModelError(f"{path}: this model's attention code cannot use train.attention: varlen",
+                             "set train.attention: auto (or sdpa)")
+        model.set_attn_implementation("sdpa")
     if cfg.method != "qlora" and place:
         model.to(device)
     if for_training:

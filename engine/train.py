@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import checkpoint, rundir
+from . import attention, checkpoint, rundir
 from .batches import BatchPlan
 from .config import Config, load_config, to_dict
 from .events import EventWriter, NullWriter
@@ -77,6 +77,8 @@ class Recipe:
             from .deepspeed_config import deepspeed_config
             self._hf_ds = HfDeepSpeedConfig(deepspeed_config(cfg, rt.world_size))
         model = load_model(cfg, path, rt.device, self.dtype, place=cfg.layout.deepspeed == "none")
+        self.varlen = attention.uses_lengths(model)
+        self.attention = "varlen" if self.varlen else model.config._attn_implementation
         model = wrap_for_method(model, cfg)
         self.params, self.trainable = count_params(model)
         self.progress("load", 2, 3)
@@ -98,10 +100,10 @@ class Recipe:
         self.events.emit(
             "start", name=cfg.name, config=to_dict(cfg), world_size=rt.world_size, total_steps=self.total,
             model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
-            dtype=str(self.dtype).replace("torch.", ""), data=self.data_stats,
+            dtype=str(self.dtype).replace("torch.", ""), attention=self.attention, data=self.data_stats,
             truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step)
         self.log(f"{self.params / 1e6:.1f}M params, {self.trainable / 1e6:.2f}M trainable, "
-                 f"{len(self.seqs)} sequences, {self.total} steps on {rt.device}"
+                 f"{len(self.seqs)} sequences, {self.total} steps on {rt.device}, {self.attention} attention"
                  + (f", resumed at step {self.step}" if self.resumed_from else ""))
 
     # ------------------------------------------------------------------ train
@@ -163,7 +165,9 @@ class Recipe:
         from .packing import collate
 
         batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id)
-        out = {k: v.to(self.rt.device, non_blocking=True) for k, v in batch.items()}
+        if self.varlen:
+            batch.update(attention.sample_lengths(batch["position_ids"]))  # on the CPU: no sync
+        out = {k: v.to(self.rt.device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
         out["n_tokens"] = sum(len(self.seqs[i]["input_ids"]) for i in idxs)
         return out
 

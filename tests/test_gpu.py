@@ -76,6 +76,7 @@ def test_one_gpu_trains_resumes_converts_merges_and_chats(tiny_model, tmp_path, 
     start = completed(r, run)
     assert start["device"].startswith("cuda") and start["dtype"] in ("bfloat16", "float16")
     assert start["world_size"] == 1
+    assert start["attention"] == "varlen"  # auto on a GPU: the flash kernel on packed rows
     got = losses(run)
     assert got[-1] < got[0]
     resume_for_more_steps(cli, run, 24)
@@ -94,6 +95,41 @@ def test_one_gpu_trains_resumes_converts_merges_and_chats(tiny_model, tmp_path, 
     r = cli("chat", str(tiny_model), "--adapter", str(out), *bits, "--prompt", "Who are you?",
             "--max-new-tokens", "8")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_varlen_flash_kernel_matches_sdpa_on_packed_rows(tiny_model, dtype):
+    """The flash varlen backend gives sdpa's (block-diagonal mask) loss and gradients, with
+    GQA (4 query heads, 2 key/value heads), several samples per row and a padded row."""
+    import random
+
+    from transformers import AutoModelForCausalLM
+
+    from tunewiz.engine import attention
+    from tunewiz.engine.encode import Encoded
+    from tunewiz.engine.packing import collate, pack
+
+    rng = random.Random(3)
+    samples = [Encoded(ids, ids) for ids in ([rng.randrange(10, 300) for _ in range(n)]
+                                             for n in (100, 37, 250, 12, 64, 90, 5))]
+    batch = {k: v.cuda() for k, v in collate(pack(samples, max_length=256), pad_id=0).items()}
+    assert batch["input_ids"].shape[0] >= 2
+    results = {}
+    for attn in ("sdpa", "varlen"):
+        torch.manual_seed(0)
+        m = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=getattr(torch, dtype),
+                                                 attn_implementation=attention.implementation(attn, "cuda")).cuda()
+        m.config.use_cache = False
+        extra = attention.sample_lengths(batch["position_ids"].cpu()) if attn == "varlen" else {}
+        extra = {k: v.cuda() if hasattr(v, "cuda") else v for k, v in extra.items()}
+        loss = m(**batch, **extra).loss
+        loss.backward()
+        results[attn] = (loss.float().item(), torch.cat([p.grad.float().flatten() for p in m.parameters()]))
+    (l_ref, g_ref), (l_var, g_var) = results["sdpa"], results["varlen"]
+    assert l_var == pytest.approx(l_ref, rel=1e-2)
+    cos = torch.nn.functional.cosine_similarity(g_var, g_ref, dim=0).item()
+    assert cos > 0.999, cos
+    print(f"varlen vs sdpa ({dtype}): loss {l_var:.5f} vs {l_ref:.5f}, gradient cosine {cos:.6f}")
 
 
 def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
@@ -146,6 +182,7 @@ def test_deepspeed_on_two_gpus(tiny_model, tmp_path, cli, stage, method):
     run = next(r_ for r_ in rundir.list_runs(tmp_path / "runs"))
     start = completed(r, run)
     assert start["world_size"] == 2
+    assert start["attention"] == "varlen"
     assert {"rank0.log", "rank1.log"} <= {p.name for p in (run / "logs").iterdir()}
     ckpt = rundir.checkpoints(run)[-1]
     zero = json.loads((ckpt / "zero.json").read_text())

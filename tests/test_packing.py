@@ -71,19 +71,22 @@ def model(tiny_model):
     return m.eval()
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", "varlen"])
 def test_packed_samples_do_not_attend_to_each_other(model, attn):
     import torch
 
-    model.set_attn_implementation(attn)
+    from tunewiz.engine import attention
+
+    model.set_attn_implementation(attention.implementation(attn, "cpu"))
     rng = random.Random(1)
     vocab = model.config.vocab_size
     samples = [Encoded(ids, ids) for ids in ([rng.randrange(10, vocab) for _ in range(n)] for n in (17, 9, 23, 5, 30))]
     seqs = pack(samples, max_length=40)
     assert any(len(_boundaries(s["position_ids"])) > 1 for s in seqs)   # some row holds several
     batch = collate(seqs, pad_id=model.config.pad_token_id)
+    lengths = attention.sample_lengths(batch["position_ids"]) if attn == "varlen" else {}
     with torch.no_grad():
-        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], **lengths).logits
         for row, seq in enumerate(seqs):
             start = 0
             for pos_end in _boundaries(seq["position_ids"]):
@@ -92,6 +95,45 @@ def test_packed_samples_do_not_attend_to_each_other(model, attn):
                 torch.testing.assert_close(packed[row, start:pos_end], alone, rtol=0, atol=1e-5)
                 start = pos_end
     model.set_attn_implementation("sdpa")
+
+
+def test_varlen_gradients_match_sdpa(tiny_model):
+    """Training through the varlen backend gives sdpa's loss and gradients on packed rows
+    (here with the reference kernel; tests/test_gpu.py runs the flash kernel)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tunewiz.engine import attention
+
+    rng = random.Random(2)
+    samples = [Encoded(ids, ids) for ids in ([rng.randrange(10, 300) for _ in range(n)] for n in (12, 7, 20, 3, 9))]
+    batch = collate(pack(samples, max_length=24), pad_id=0)
+    assert attention.sample_lengths(batch["position_ids"])["tw_cu_seqlens"].tolist()[0] == 0
+    results = []
+    for attn in ("sdpa", "varlen"):
+        m = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32,
+                                                 attn_implementation=attention.implementation(attn, "cpu"))
+        m.config.use_cache = False
+        extra = attention.sample_lengths(batch["position_ids"]) if attention.uses_lengths(m) else {}
+        assert bool(extra) == (attn == "varlen")
+        loss = m(**batch, **extra).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in m.named_parameters()}))
+    (l_sdpa, g_sdpa), (l_var, g_var) = results
+    torch.testing.assert_close(l_var, l_sdpa, rtol=0, atol=1e-5)
+    for name, g in g_sdpa.items():
+        torch.testing.assert_close(g_var[name], g, rtol=1e-4, atol=1e-6)
+
+
+def test_sample_lengths_flatten_rows_and_padding():
+    import torch
+
+    from tunewiz.engine.attention import sample_lengths
+
+    pos = torch.tensor([[0, 1, 2, 0, 1], [0, 1, 0, 1, 2]])   # row 2: a 2-token sample, then 3 of padding
+    out = sample_lengths(pos)
+    assert out["tw_cu_seqlens"].tolist() == [0, 3, 5, 7, 10] and out["tw_cu_seqlens"].dtype == torch.int32
+    assert out["tw_max_seqlen"] == 3
 
 
 def test_cross_attention_would_show(model):
