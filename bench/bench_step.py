@@ -38,13 +38,16 @@ def main(argv=None) -> int:
     p.add_argument("--cases", default="unpacked-causal,packed-sdpa,packed-varlen")
     p.add_argument("--profile", metavar="OUT", help="write the varlen case's top CUDA kernels here")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu only checks the script runs")
+    p.add_argument("--input-casts", action=argparse.BooleanOptionalAction, default=False,
+                   help="keep peft's cast of every adapter input to fp32 (what tunewiz skips under autocast)")
+    p.add_argument("--compile", action="store_true", help="compile each decoder layer (train.compile)")
     args = p.parse_args(argv)
 
     import time
 
     import torch
 
-    from tunewiz.engine import attention
+    from tunewiz.engine import attention, step_speed
     from tunewiz.engine.config import config_from_dict
     from tunewiz.engine.demo import write_sample_datasets
     from tunewiz.engine.models import load_model, load_tokenizer, wrap_for_method
@@ -58,7 +61,8 @@ def main(argv=None) -> int:
     data = write_sample_datasets(work / "data", "Ada")["conversation"]
     tok = load_tokenizer(path)
     print(f"{args.model}, {args.method}, batch {args.batch_size} x {args.max_length} tokens, "
-          f"LoRA dropout {args.lora_dropout}, torch {torch.__version__}, "
+          f"LoRA dropout {args.lora_dropout}, adapter input casts {'on' if args.input_casts else 'off'}, "
+          f"compile {'on' if args.compile else 'off'}, torch {torch.__version__}, "
           f"{torch.cuda.get_device_name() if cuda else 'cpu'}")
     print(f"{'case':18s} {'fwd ms':>8s} {'loss ms':>8s} {'bwd ms':>8s} {'opt ms':>7s} {'total ms':>9s} "
           f"{'tokens/s':>9s} {'peak GiB':>9s}")
@@ -85,6 +89,10 @@ def main(argv=None) -> int:
 
         dtype = torch.bfloat16 if cuda else torch.float32
         model = wrap_for_method(load_model(cfg, path, dev, dtype), cfg)
+        if not args.input_casts and cuda and args.method == "lora":
+            step_speed.skip_adapter_input_casts(model)
+        if args.compile:
+            step_speed.compile_layers(model)
         model.train()
         opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-5, fused=cuda)
         autocast = torch.autocast(dev, dtype=torch.bfloat16, enabled=cuda and args.method != "full")

@@ -46,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--attention", choices=("auto", "varlen", "sdpa", "eager", "flex_attention"), default="auto",
                    help="tunewiz's train.attention (auto: varlen on CUDA); the HF peer runs sdpa for auto/varlen")
+    p.add_argument("--compile", action="store_true", help="tunewiz's train.compile (compiled layers)")
     p.add_argument("--threads", type=int, help="CPU threads for both sides (default: torch's own choice)")
     p.add_argument("--repeats", type=int, default=2, help="runs of each side, interleaved")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
@@ -81,6 +82,7 @@ def write_config(args, model_path: Path, data_file: Path, workdir: Path) -> Path
         "train": {"max_steps": total, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                   "lr": 2e-5 if args.method == "full" else 2e-4,
                   "gradient_checkpointing": args.gradient_checkpointing, "attention": args.attention,
+                  "compile": args.compile,
                   # No checkpoint inside the run: the one written after the last step is outside the window.
                   "save_every": total + 1},
         "eval": {"inputs": [], "every": 0},
@@ -176,6 +178,7 @@ def report(args, figures: dict, threads: int, device: str, attention: dict) -> N
     total = args.warmup_steps + args.steps
     print(f"\n{args.model}, {args.method}, batch {args.batch_size} x accum {args.grad_accum}, "
           f"max_length {args.max_length}, grad ckpt {'on' if args.gradient_checkpointing else 'off'}, "
+          f"tunewiz compile {'on' if args.compile else 'off'}, "
           f"{device}" + (f" ({threads} thread{'s' if threads > 1 else ''})" if device == "cpu" else ""))
     print(f"attention: tunewiz {attention['tunewiz']}, HF {attention['hf']}")
     print(f"steps {args.warmup_steps + 1}..{total} of {total} measured, median of {args.repeats} "

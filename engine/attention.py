@@ -56,15 +56,18 @@ def uses_lengths(model) -> bool:
     return getattr(cfg, "_attn_implementation", None) == VARLEN
 
 
-def sample_lengths(position_ids) -> dict:
+def sample_lengths(position_ids, bound: int | None = None) -> dict:
     """The varlen kwargs for a (batch, width) CPU tensor of position ids: where each sample
-    starts in the flattened batch (int32, the kernel's type) and the longest sample."""
+    starts in the flattened batch (int32, the kernel's type) and the longest sample.
+    ``bound`` reports that fixed upper bound instead (the kernel only sizes its grid by it),
+    so compiled layers are not specialised on a number that changes every batch."""
     import torch
 
     flat = position_ids.reshape(-1)
     starts = torch.nonzero(flat == 0).flatten()
     cu = torch.cat([starts, torch.tensor([flat.numel()])]).to(torch.int32)
-    return {LENGTH_KEYS[0]: cu, LENGTH_KEYS[1]: int((cu[1:] - cu[:-1]).max())}
+    longest = int((cu[1:] - cu[:-1]).max())
+    return {LENGTH_KEYS[0]: cu, LENGTH_KEYS[1]: max(longest, bound or 0)}
 
 
 def register() -> None:

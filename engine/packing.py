@@ -65,17 +65,18 @@ def _concat(members: Iterable[Encoded]) -> dict:
     return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
-def collate(seqs: Sequence[dict], pad_id: int, attention_mask: bool = False) -> dict:
+def collate(seqs: Sequence[dict], pad_id: int, attention_mask: bool = False, width: int | None = None) -> dict:
     """Stack sequences into right-padded tensors.
 
     The padding gets position ids 0, 1, ... of its own, so transformers treats it as one
     more (fully masked) sample and no attention_mask is needed, with or without packing
     and for any batch size. ``attention_mask=True`` adds the usual 0/1 mask for code paths
     that need it; do not use it with packed rows (it switches the per-sample masking off).
+    ``width`` pads every row to that many tokens (compiled layers then see one shape).
     """
     import torch
 
-    width = max(len(s["input_ids"]) for s in seqs)
+    width = max(max(len(s["input_ids"]) for s in seqs), width or 0)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
     pos = torch.zeros((len(seqs), width), dtype=torch.long)

@@ -8,6 +8,7 @@ and the only host sync per optimizer step is reading the loss and grad norm for 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -28,6 +29,7 @@ class Recipe:
         self.step = 0
         self.stop_requested = False
         self._last_saved = -1
+        self.compiled = False
 
     # ------------------------------------------------------------------ setup
     def preflight(self) -> None:
@@ -81,6 +83,7 @@ class Recipe:
         self.attention = "varlen" if self.varlen else model.config._attn_implementation
         model = wrap_for_method(model, cfg)
         self.params, self.trainable = count_params(model)
+        self.compiled = self._speed_up(model)
         self.progress("load", 2, 3)
 
         trainable = [p for p in model.parameters() if p.requires_grad]
@@ -152,6 +155,22 @@ class Recipe:
             self.save_checkpoint()
         return "stopped" if stopped else "completed"
 
+    def _speed_up(self, model) -> bool:
+        """The step_speed settings that apply to this run; True when layers were compiled."""
+        from . import step_speed
+
+        if self.uses_autocast() and self.cfg.method == "lora":
+            step_speed.skip_adapter_input_casts(model)
+        cfg = self.cfg
+        on, why_not = step_speed.should_compile(cfg.train.compile, self.rt.device, cfg.layout.deepspeed)
+        if not on:
+            if cfg.train.compile:
+                self.log(f"train.compile is on, but {why_not}: this run trains uncompiled", level="warning")
+            return False
+        n = step_speed.compile_layers(model)
+        self.log(f"compiling {n} layers (the first steps include the compile)")
+        return n > 0
+
     def should_stop(self) -> bool:
         """Every rank must stop at the same step, and a signal reaches one process only."""
         if not self.rt.distributed:
@@ -164,24 +183,34 @@ class Recipe:
     def collate(self, idxs: list[int]) -> dict:
         from .packing import collate
 
-        batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id)
+        # Compiled layers get one row width and one length bound, so they compile once.
+        fixed = self.cfg.data.max_length if self.compiled else None
+        batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id, width=fixed)
         if self.varlen:
-            batch.update(attention.sample_lengths(batch["position_ids"]))  # on the CPU: no sync
+            batch.update(attention.sample_lengths(batch["position_ids"], bound=fixed))  # on the CPU: no sync
         out = {k: v.to(self.rt.device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
+        if self.compiled and self.varlen:
+            import torch._dynamo
+
+            # The sample count changes every batch: compile for any, not for the first one seen.
+            torch._dynamo.mark_dynamic(out[attention.LENGTH_KEYS[0]], 0)
         out["n_tokens"] = sum(len(self.seqs[i]["input_ids"]) for i in idxs)
         return out
+
+    def uses_autocast(self) -> bool:
+        """LoRA keeps fp32 adapters on a bf16/fp16 base; full training runs in the model's
+        own dtype, and DeepSpeed handles precision itself."""
+        import torch
+
+        return (self.rt.device.startswith("cuda") and self.dtype != torch.float32 and self.cfg.method != "full"
+                and self.cfg.layout.deepspeed == "none")
 
     def autocast(self):
         import contextlib
 
         import torch
 
-        # LoRA keeps fp32 adapters on a bf16/fp16 base; full training runs in the model's
-        # own dtype, and DeepSpeed handles precision itself.
-        if (self.rt.device.startswith("cuda") and self.dtype != torch.float32 and self.cfg.method != "full"
-                and self.cfg.layout.deepspeed == "none"):
-            return torch.autocast("cuda", dtype=self.dtype)
-        return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.dtype) if self.uses_autocast() else contextlib.nullcontext()
 
     def report_step(self, loss_sum, grad_norm, tokens, dt, started, start_step) -> None:
         loss = float(loss_sum)  # the one host sync per optimizer step
@@ -206,6 +235,8 @@ class Recipe:
             return
         from .generate import stream_reply
 
+        from .step_speed import eager
+
         model = self.backend.module
         was_training = model.training
         model.eval()
@@ -215,10 +246,13 @@ class Recipe:
                 ids = self.tokenizer(prompt).input_ids
             else:
                 ids = self.encoder.prompt_ids([{"role": "user", "content": prompt}])
-            text = "".join(stream_reply(model, self.tokenizer, ids, self.cfg.eval.max_new_tokens,
-                                        stop_token_ids=self.encoder.stop_token_ids,
-                                        stop_words=self.encoder.stop_words,
-                                        agree=self.rt.agree if self.backend.sharded else None))
+            # The same autocast as the training forward: the adapters take their input
+            # uncast (step_speed), and bf16 generation is the faster one anyway.
+            with eager() if self.compiled else contextlib.nullcontext(), self.autocast():
+                text = "".join(stream_reply(model, self.tokenizer, ids, self.cfg.eval.max_new_tokens,
+                                            stop_token_ids=self.encoder.stop_token_ids,
+                                            stop_words=self.encoder.stop_words,
+                                            agree=self.rt.agree if self.backend.sharded else None))
             samples.append({"input": prompt, "output": text})
         if was_training:
             model.train()

@@ -132,6 +132,29 @@ def test_varlen_flash_kernel_matches_sdpa_on_packed_rows(tiny_model, dtype):
     print(f"varlen vs sdpa ({dtype}): loss {l_var:.5f} vs {l_ref:.5f}, gradient cosine {cos:.6f}")
 
 
+@pytest.mark.parametrize("ckpt", [False, True])
+def test_compiled_layers_train_like_eager(tiny_model, tmp_path, cli, ckpt):
+    """train.compile: the same losses as an uncompiled run (bf16 rounding apart), eval
+    answers in between (generation runs uncompiled), with and without checkpointing."""
+    data = write_data(tmp_path / "d.jsonl", n=32)
+    curves = {}
+    for compiled in (False, True):
+        d = tmp_path / f"c{int(compiled)}"
+        d.mkdir()
+        cfg = write_config(d, tiny_model, data, train__max_steps=10, train__save_every=5, train__lr=5e-3,
+                           train__compile=compiled, train__gradient_checkpointing=ckpt,
+                           eval={"inputs": ["Who are you?"], "every": 5, "max_new_tokens": 8},
+                           lora={"r": 16, "alpha": 32, "dropout": 0.0}, layout={"gpus": 1})
+        r = cli("train", str(cfg))
+        run = only_run(d)
+        completed(r, run)
+        logs = " ".join(e["msg"] for e in read_events(run / "events.jsonl") if e["type"] == "log")
+        assert ("compiling" in logs) == compiled
+        assert [e["step"] for e in read_events(run / "events.jsonl") if e["type"] == "eval"] == [0, 5, 10]
+        curves[compiled] = losses(run)
+    assert curves[True] == pytest.approx(curves[False], rel=2e-2)
+
+
 def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
     """Out of memory: an `oom` error naming what to try; the last checkpoint resumes."""
     from conftest import build_tiny_model

@@ -134,6 +134,9 @@ def test_sample_lengths_flatten_rows_and_padding():
     out = sample_lengths(pos)
     assert out["tw_cu_seqlens"].tolist() == [0, 3, 5, 7, 10] and out["tw_cu_seqlens"].dtype == torch.int32
     assert out["tw_max_seqlen"] == 3
+    assert sample_lengths(pos, bound=8)["tw_max_seqlen"] == 8     # compiled runs: one fixed bound
+    wide = collate([{"input_ids": [5, 6], "labels": [5, 6], "position_ids": [0, 1]}], pad_id=0, width=6)
+    assert wide["position_ids"].tolist() == [[0, 1, 0, 1, 2, 3]] and wide["labels"].tolist()[0][2:] == [-100] * 4
 
 
 def test_cross_attention_would_show(model):

@@ -1,0 +1,53 @@
+"""The step-speed settings change how fast a step runs, never what it computes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunewiz.engine.step_speed import should_compile
+
+
+@pytest.mark.parametrize("setting, device, deepspeed, expected", [
+    (True, "cuda:0", "none", True),
+    (True, "cuda:0", "zero2", False),    # DeepSpeed's parameter hooks
+    (True, "cpu", "none", False),
+    (False, "cuda:0", "none", False),
+])
+def test_when_layers_are_compiled(setting, device, deepspeed, expected):
+    on, why_not = should_compile(setting, device, deepspeed)
+    assert on is expected
+    assert ("CUDA" in why_not) == (setting and not on)
+
+
+def test_adapters_without_input_casts_compute_the_same_under_autocast(tiny_model):
+    """bf16 autocast (on the CPU here, as on a GPU): the adapter matmuls see the same
+    bf16 input whether or not peft first copies it to fp32."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from tunewiz.engine.step_speed import skip_adapter_input_casts
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(r=8, target_modules="all-linear", init_lora_weights=False,
+                                            lora_dropout=0.0))
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            p.data = p.data.float()          # fp32 adapters on a bf16 base, as training keeps them
+    ids = torch.tensor([[1, 5, 9, 20, 33, 40, 7]])
+
+    def run():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    loss_cast, grads_cast = run()
+    n = skip_adapter_input_casts(model)
+    assert n == 2 * 7                         # every adapted linear layer of the two blocks
+    loss_plain, grads_plain = run()
+    assert loss_plain == loss_cast
+    for a, b in zip(grads_plain, grads_cast):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
