@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--input-casts", action=argparse.BooleanOptionalAction, default=False,
                    help="keep peft's cast of every adapter input to fp32 (what tunewiz skips under autocast)")
     p.add_argument("--compile", action="store_true", help="compile each decoder layer (train.compile)")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                   help="recompute activations (on by default, as in tunewiz's config)")
     args = p.parse_args(argv)
 
     import time
@@ -62,7 +64,8 @@ def main(argv=None) -> int:
     tok = load_tokenizer(path)
     print(f"{args.model}, {args.method}, batch {args.batch_size} x {args.max_length} tokens, "
           f"LoRA dropout {args.lora_dropout}, adapter input casts {'on' if args.input_casts else 'off'}, "
-          f"compile {'on' if args.compile else 'off'}, torch {torch.__version__}, "
+          f"compile {'on' if args.compile else 'off'}, grad ckpt {'on' if args.gradient_checkpointing else 'off'}, "
+          f"torch {torch.__version__}, "
           f"{torch.cuda.get_device_name() if cuda else 'cpu'}")
     print(f"{'case':18s} {'fwd ms':>8s} {'loss ms':>8s} {'bwd ms':>8s} {'opt ms':>7s} {'total ms':>9s} "
           f"{'tokens/s':>9s} {'peak GiB':>9s}")
@@ -72,7 +75,8 @@ def main(argv=None) -> int:
             "model": {"path": str(path)}, "method": args.method,
             "lora": {"r": 64, "alpha": 16, "dropout": args.lora_dropout},
             "data": {"files": [str(data)], "max_length": args.max_length, "pack": case.startswith("packed")},
-            "train": {"attention": attn, "batch_size": args.batch_size},
+            "train": {"attention": attn, "batch_size": args.batch_size,
+                      "gradient_checkpointing": args.gradient_checkpointing},
         })
         if case.startswith("packed"):
             seqs, _ = build_dataset(cfg.data, "sft", tok)
