@@ -80,7 +80,7 @@ class TrainConfig:
     dtype: str = doc("auto (bf16 on capable GPUs, fp16 on older, fp32 on CPU) | bf16 | fp16 | fp32", "auto")
     attention: str = doc("auto | varlen | sdpa | eager | flex_attention (auto: varlen on CUDA, else sdpa)", "auto")
     compile: bool = doc("experimental: compile each transformer layer (CUDA, no DeepSpeed); measured 1.7x "
-                        "faster at batch 1 but slower at batch 4 (docs/bench.md)", False)
+                        "faster at batch 1, slower at batch 4 without checkpointing (docs/bench.md)", False)
 
 
 @dataclass
