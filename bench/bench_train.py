@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="CPU threads for both sides (default: torch's own choice)")
     p.add_argument("--repeats", type=int, default=2, help="runs of each side, interleaved")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    p.add_argument("--warmup-run", action=argparse.BooleanOptionalAction, default=None,
+                   help="one untimed child before the timed ones (default: on for cuda, where the first "
+                        "process on a fresh machine has always been the slow one)")
     args = p.parse_args(argv)
     if args.warmup_steps < 1:
         p.error("--warmup-steps must be at least 1: the first step has no start mark to time it from")
@@ -152,6 +155,10 @@ def main(argv=None) -> int:
         data = write_sample_datasets(workdir / "data", "Ada")["conversation"]
         config = write_config(args, model_path, data, workdir)
         figures: dict[str, list[dict]] = {"tunewiz": [], "hf": []}
+        if args.warmup_run if args.warmup_run is not None else args.device == "cuda":
+            t0 = time.time()
+            run_tunewiz(config, env, workdir, -1)
+            print(f"  warm-up run (not counted) done in {time.time() - t0:.0f}s", flush=True)
         raw = {}
         for r in range(args.repeats):
             order = ("tunewiz", "hf") if r % 2 == 0 else ("hf", "tunewiz")
