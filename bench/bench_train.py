@@ -44,7 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-length", type=int, default=256, help="tokens per packed sequence")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--attention", choices=("auto", "varlen", "sdpa", "eager", "flex_attention"), default="auto",
+    from tunewiz.engine.attention import CHOICES as ATTENTION_CHOICES
+
+    p.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto",
                    help="tunewiz's train.attention (auto: varlen on CUDA); the HF peer runs sdpa for auto/varlen")
     p.add_argument("--compile", action="store_true", help="tunewiz's train.compile (compiled layers)")
     p.add_argument("--threads", type=int, help="CPU threads for both sides (default: torch's own choice)")

@@ -20,6 +20,7 @@ varlen backend then runs SDPA, which is exact for one unpadded prompt with a KV 
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -132,13 +133,10 @@ def _reference_varlen(q, k, v, cu, max_len: int, scale):
     return torch.cat(outs)
 
 
-_PARAMS: set | None = None
+@functools.cache
+def _varlen_params() -> frozenset:
+    """varlen_attn's keyword names: torch 2.10 takes is_causal, later ones window_size;
+    enable_gqa is newer still."""
+    from torch.nn.attention.varlen import varlen_attn
 
-
-def _varlen_params() -> set:
-    global _PARAMS
-    if _PARAMS is None:
-        from torch.nn.attention.varlen import varlen_attn
-
-        _PARAMS = set(inspect.signature(varlen_attn).parameters)
-    return _PARAMS
+    return frozenset(inspect.signature(varlen_attn).parameters)

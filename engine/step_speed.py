@@ -13,8 +13,9 @@ Two things cut that:
   which fuses the elementwise work around the matmuls and removes most launches. The first
   steps pay for the compile. Measured on one H100 (docs/bench.md): 1.7x faster steps at
   batch 1, but several times slower in a full run at batch 4 without checkpointing, not
-  yet explained; hence off unless asked for. A layer that fails to compile runs uncompiled instead of failing
-  the run. Generation (eval answers) runs the same layers uncompiled.
+  yet explained; hence off unless asked for. A layer that fails to compile runs
+  uncompiled instead of failing the run. Generation (eval answers) runs the same layers
+  uncompiled.
 """
 
 from __future__ import annotations

@@ -79,8 +79,7 @@ class Recipe:
             from .deepspeed_config import deepspeed_config
             self._hf_ds = HfDeepSpeedConfig(deepspeed_config(cfg, rt.world_size))
         model = load_model(cfg, path, rt.device, self.dtype, place=cfg.layout.deepspeed == "none")
-        self.varlen = attention.uses_lengths(model)
-        self.attention = "varlen" if self.varlen else model.config._attn_implementation
+        self.attn_backend = "varlen" if attention.uses_lengths(model) else model.config._attn_implementation
         model = wrap_for_method(model, cfg)
         self.params, self.trainable = count_params(model)
         self.compiled = self._speed_up(model)
@@ -103,10 +102,10 @@ class Recipe:
         self.events.emit(
             "start", name=cfg.name, config=to_dict(cfg), world_size=rt.world_size, total_steps=self.total,
             model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
-            dtype=str(self.dtype).replace("torch.", ""), attention=self.attention, data=self.data_stats,
+            dtype=str(self.dtype).replace("torch.", ""), attention=self.attn_backend, data=self.data_stats,
             truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step)
         self.log(f"{self.params / 1e6:.1f}M params, {self.trainable / 1e6:.2f}M trainable, "
-                 f"{len(self.seqs)} sequences, {self.total} steps on {rt.device}, {self.attention} attention"
+                 f"{len(self.seqs)} sequences, {self.total} steps on {rt.device}, {self.attn_backend} attention"
                  + (f", resumed at step {self.step}" if self.resumed_from else ""))
 
     # ------------------------------------------------------------------ train
@@ -186,10 +185,11 @@ class Recipe:
         # Compiled layers get one row width and one length bound, so they compile once.
         fixed = self.cfg.data.max_length if self.compiled else None
         batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id, width=fixed)
-        if self.varlen:
+        varlen = self.attn_backend == "varlen"
+        if varlen:
             batch.update(attention.sample_lengths(batch["position_ids"], bound=fixed))  # on the CPU: no sync
         out = {k: v.to(self.rt.device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
-        if self.compiled and self.varlen:
+        if self.compiled and varlen:
             import torch._dynamo
 
             # The sample count changes every batch: compile for any, not for the first one seen.
@@ -206,8 +206,6 @@ class Recipe:
                 and self.cfg.layout.deepspeed == "none")
 
     def autocast(self):
-        import contextlib
-
         import torch
 
         return torch.autocast("cuda", dtype=self.dtype) if self.uses_autocast() else contextlib.nullcontext()
@@ -234,7 +232,6 @@ class Recipe:
             self.rt.barrier()
             return
         from .generate import stream_reply
-
         from .step_speed import eager
 
         model = self.backend.module
