@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import warm_cli
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # The tiny model is far too small to gain from threads, and two OpenMP threads on two busy
@@ -86,12 +88,23 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
+def pytest_configure(config):
+    """Each test process (not an xdist controller) starts its warm CLI server now, so the
+    server's imports overlap with collection and the tiny-model build."""
+    if not (config.getoption("numprocesses", None) and not hasattr(config, "workerinput")):
+        warm_cli.start({**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def pytest_unconfigure(config):
+    warm_cli.stop()
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600,
             input: str | None = None) -> subprocess.CompletedProcess:
-    """Run the real `tunewiz` CLI in a subprocess (the way a user does)."""
+    """Run the real `tunewiz` CLI in its own process, the way a user does (forked from a
+    warm server that has already imported torch; see warm_cli.py)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tunewiz", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, input=input)
+    return warm_cli.run(args, cwd=cwd, env=full_env, timeout=timeout, input=input)
 
 
 @pytest.fixture
