@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     p.add_argument("--input-casts", action=argparse.BooleanOptionalAction, default=False,
                    help="keep peft's cast of every adapter input to fp32 (what tunewiz skips under autocast)")
     p.add_argument("--compile", action="store_true", help="compile each decoder layer (train.compile)")
+    p.add_argument("--fused-loss", action="store_true",
+                   help="the loss from the last hidden states (train.fused_loss): its time shows under fwd")
     p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                    help="recompute activations (on by default, as in tunewiz's config)")
     args = p.parse_args(argv)
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from tunewiz.engine import attention, step_speed
+    from tunewiz.engine import attention, fused_loss, step_speed
     from tunewiz.engine.config import config_from_dict
     from tunewiz.engine.demo import write_sample_datasets
     from tunewiz.engine.models import load_model, load_tokenizer, wrap_for_method
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
     tok = load_tokenizer(path)
     print(f"{args.model}, {args.method}, batch {args.batch_size} x {args.max_length} tokens, "
           f"LoRA dropout {args.lora_dropout}, adapter input casts {'on' if args.input_casts else 'off'}, "
-          f"compile {'on' if args.compile else 'off'}, grad ckpt {'on' if args.gradient_checkpointing else 'off'}, "
+          f"compile {'on' if args.compile else 'off'}, fused loss {'on' if args.fused_loss else 'off'}, grad ckpt {'on' if args.gradient_checkpointing else 'off'}, "
           f"torch {torch.__version__}, "
           f"{torch.cuda.get_device_name() if cuda else 'cpu'}")
     print(f"{'case':18s} {'fwd ms':>8s} {'loss ms':>8s} {'bwd ms':>8s} {'opt ms':>7s} {'total ms':>9s} "
@@ -87,9 +89,12 @@ def main(argv=None) -> int:
             rows = [{"input_ids": ids, "labels": ids, "position_ids": list(range(len(ids)))}]
         batch = collate((rows * args.batch_size)[:args.batch_size], tok.pad_token_id)
         extra = attention.sample_lengths(batch["position_ids"]) if attn == "varlen" else {}
+        if args.fused_loss:  # as the recipe does: trained positions found on the CPU
+            extra.update(fused_loss.trained_rows(batch["labels"]))
         batch = {k: v.to(dev) for k, v in batch.items()}
         extra = {k: v.to(dev) if hasattr(v, "to") else v for k, v in extra.items()}
         n_tokens = batch["input_ids"].numel()
+        n_trained = int((batch["labels"][:, 1:] != -100).sum())
 
         dtype = torch.bfloat16 if cuda else torch.float32
         model = wrap_for_method(load_model(cfg, path, dev, dtype), cfg)
@@ -112,9 +117,14 @@ def main(argv=None) -> int:
         def step(record: bool):
             t = [mark()]
             with autocast:
-                out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], **extra)
-                t.append(mark())
-                loss = model.loss_function(out.logits, batch["labels"], vocab_size=out.logits.shape[-1])
+                if args.fused_loss:
+                    inputs = {k: batch[k] for k in ("input_ids", "position_ids", "labels")}  # rows in extra
+                    loss = fused_loss.shifted_loss(model, {**inputs, **extra}, n_trained)
+                    t.append(mark())
+                else:
+                    out = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], **extra)
+                    t.append(mark())
+                    loss = model.loss_function(out.logits, batch["labels"], vocab_size=out.logits.shape[-1])
             t.append(mark())
             loss.backward()
             t.append(mark())

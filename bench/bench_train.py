@@ -49,9 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto",
                    help="tunewiz's train.attention (auto: varlen on CUDA); the HF peer runs sdpa for auto/varlen")
     p.add_argument("--compile", action="store_true", help="tunewiz's train.compile (compiled layers)")
+    p.add_argument("--fused-loss", action=argparse.BooleanOptionalAction, default=True,
+                   help="tunewiz's train.fused_loss (the loss without full logits; on by default)")
     p.add_argument("--threads", type=int, help="CPU threads for both sides (default: torch's own choice)")
     p.add_argument("--repeats", type=int, default=2, help="runs of each side, interleaved")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
+    p.add_argument("--keep-logs", metavar="DIR", help="copy each child's output (per-step lines) into DIR")
     p.add_argument("--warmup-run", action=argparse.BooleanOptionalAction, default=None,
                    help="one untimed child before the timed ones (default: on for cuda, where the first "
                         "process on a fresh machine has always been the slow one)")
@@ -87,7 +90,7 @@ def write_config(args, model_path: Path, data_file: Path, workdir: Path) -> Path
         "train": {"max_steps": total, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                   "lr": 2e-5 if args.method == "full" else 2e-4,
                   "gradient_checkpointing": args.gradient_checkpointing, "attention": args.attention,
-                  "compile": args.compile,
+                  "compile": args.compile, "fused_loss": args.fused_loss,
                   # No checkpoint inside the run: the one written after the last step is outside the window.
                   "save_every": total + 1},
         "eval": {"inputs": [], "every": 0},
@@ -117,10 +120,14 @@ def run_tunewiz(config: Path, env: dict, workdir: Path, r: int) -> dict:
     (run,) = set(runs.glob("*")) - before
     events = read_events(run / "events.jsonl")
     steps = [e for e in events if e["type"] == "step"]
+    start = next(e for e in events if e["type"] == "start")
+    for e in events:  # e.g. memory pressure, which explains a slow run
+        if e["type"] == "log" and e.get("level") == "warning":
+            print(f"  tunewiz warning: {e['msg']}", flush=True)
     shutil.rmtree(run)  # its checkpoint can be large
     return {"launched": launched, "step_times": [e["t"] for e in steps], "losses": [e["loss"] for e in steps],
             "peak_gib": max(e["mem_gib"] for e in steps),
-            "attention": next(e for e in events if e["type"] == "start").get("attention", "?")}
+            "attention": "{attention}, {loss} loss".format(**{"attention": "?", "loss": "?", **start})}
 
 
 def run_hf(config: Path, env: dict, workdir: Path, r: int) -> dict:
@@ -173,6 +180,10 @@ def main(argv=None) -> int:
         report(args, figures, raw["hf"]["threads"], raw["hf"]["device"],
                {"tunewiz": raw["tunewiz"]["attention"], "hf": raw["hf"]["attention"]})
     finally:
+        if args.keep_logs:
+            Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
+            for log in workdir.glob("*.log"):
+                shutil.copy(log, args.keep_logs)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -15,25 +15,52 @@ from . import checkpoint
 from .runtime import Runtime
 
 
+def training_loss(model, fused: bool):
+    """A module whose forward(batch, num_items) is the training loss, so DDP can wrap the
+    whole computation: with `fused`, from the last hidden states (fused_loss.py), else the
+    model's own loss."""
+    import torch
+
+    from . import fused_loss
+
+    class TrainingLoss(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, batch: dict, num_items):
+            if fused:
+                return fused_loss.shifted_loss(self.model, batch, num_items)
+            # Keep only the loss: holding the output would keep the whole logits tensor
+            # alive through the next forward and the optimizer step.
+            return self.model(**batch, num_items_in_batch=num_items).loss
+
+    return TrainingLoss()
+
+
 class SingleBackend:
     """One process (also the base for DDP): plain torch optimizer, scheduler and clipping."""
 
     sharded = False
 
-    def __init__(self, model, optimizer, scheduler, cfg, rt: Runtime):
-        self.model, self.optimizer, self.scheduler, self.cfg, self.rt = model, optimizer, scheduler, cfg, rt
+    def __init__(self, model, optimizer, scheduler, cfg, rt: Runtime, fused_loss: bool = False):
+        self.optimizer, self.scheduler, self.cfg, self.rt = optimizer, scheduler, cfg, rt
+        self._raw = model
+        self.model = training_loss(model, fused_loss)
         self.trainable = [p for p in model.parameters() if p.requires_grad]
 
     @property
     def module(self):
         """The peft / HF model itself (for generation and save_pretrained)."""
-        return self.model
+        return self._raw
 
     def micro_context(self, last: bool):
         return contextlib.nullcontext()
 
-    def forward(self, **batch):
-        return self.model(**batch)
+    def loss(self, batch: dict, num_items):
+        """This micro-batch's share of the step's loss (summed over its trained tokens and
+        divided by the whole step's count, num_items)."""
+        return self.model(batch, num_items)
 
     def backward(self, loss) -> None:
         loss.backward()
@@ -77,17 +104,12 @@ class SingleBackend:
 class DDPBackend(SingleBackend):
     """Data parallel over NCCL (GPU) or gloo (CPU); gradients sync on the last micro-step only."""
 
-    def __init__(self, model, optimizer, scheduler, cfg, rt: Runtime):
+    def __init__(self, model, optimizer, scheduler, cfg, rt: Runtime, fused_loss: bool = False):
         from torch.nn.parallel import DistributedDataParallel
 
-        super().__init__(model, optimizer, scheduler, cfg, rt)
+        super().__init__(model, optimizer, scheduler, cfg, rt, fused_loss)
         ids = [rt.local_rank] if rt.device.startswith("cuda") else None
-        self._raw = model
-        self.model = DistributedDataParallel(model, device_ids=ids)
-
-    @property
-    def module(self):
-        return self._raw
+        self.model = DistributedDataParallel(self.model, device_ids=ids)
 
     def micro_context(self, last: bool):
         return contextlib.nullcontext() if last else self.model.no_sync()
@@ -117,8 +139,8 @@ class DeepSpeedBackend:
     def micro_context(self, last: bool):
         return contextlib.nullcontext()
 
-    def forward(self, **batch):
-        return self.engine(**batch)
+    def loss(self, batch: dict, num_items):
+        return self.engine(**batch, num_items_in_batch=num_items).loss
 
     def backward(self, loss) -> None:
         # DeepSpeed divides by gradient_accumulation_steps itself; the recipe has already
@@ -154,12 +176,14 @@ class DeepSpeedBackend:
         checkpoint.load_rng(ckpt, self.rt.rank)
 
 
-def make_backend(model, optimizer, make_scheduler, cfg, rt: Runtime):
-    """make_scheduler(optimizer) builds the lr schedule (DeepSpeed may own the optimizer)."""
+def make_backend(model, optimizer, make_scheduler, cfg, rt: Runtime, fused_loss: bool = False):
+    """make_scheduler(optimizer) builds the lr schedule (DeepSpeed may own the optimizer).
+    DeepSpeed always runs the model's own loss: ZeRO-3 gathers the output layer's weight
+    only inside that layer's forward."""
     if cfg.layout.deepspeed != "none":
         from .deepspeed_config import deepspeed_config
 
         return DeepSpeedBackend(model, optimizer, make_scheduler, cfg, rt, deepspeed_config(cfg, rt.world_size))
     if rt.distributed:
-        return DDPBackend(model, optimizer, make_scheduler(optimizer), cfg, rt)
-    return SingleBackend(model, optimizer, make_scheduler(optimizer), cfg, rt)
+        return DDPBackend(model, optimizer, make_scheduler(optimizer), cfg, rt, fused_loss)
+    return SingleBackend(model, optimizer, make_scheduler(optimizer), cfg, rt, fused_loss)

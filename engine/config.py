@@ -81,6 +81,9 @@ class TrainConfig:
     attention: str = doc("auto | varlen | sdpa | eager | flex_attention (auto: varlen on CUDA, else sdpa)", "auto")
     compile: bool = doc("experimental: compile each transformer layer (CUDA, no DeepSpeed); measured 1.7x "
                         "faster at batch 1, slower at batch 4 without checkpointing (docs/bench.md)", False)
+    fused_loss: bool = doc("compute the loss chunk by chunk from the last hidden states, never holding the "
+                           "full logits (plain-head architectures, no DeepSpeed; others use the model's own)",
+                           True)
 
 
 @dataclass

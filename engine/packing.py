@@ -65,22 +65,26 @@ def _concat(members: Iterable[Encoded]) -> dict:
     return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids}
 
 
-def collate(seqs: Sequence[dict], pad_id: int, attention_mask: bool = False, width: int | None = None) -> dict:
+def collate(seqs: Sequence[dict], pad_id: int, attention_mask: bool = False, width: int | None = None,
+            rows: int | None = None) -> dict:
     """Stack sequences into right-padded tensors.
 
     The padding gets position ids 0, 1, ... of its own, so transformers treats it as one
     more (fully masked) sample and no attention_mask is needed, with or without packing
     and for any batch size. ``attention_mask=True`` adds the usual 0/1 mask for code paths
     that need it; do not use it with packed rows (it switches the per-sample masking off).
-    ``width`` pads every row to that many tokens (compiled layers then see one shape).
+    ``width`` pads every row to that many tokens and ``rows`` adds rows of padding up to
+    that many (an epoch's short last batch): compiled layers then see one shape and never
+    recompile mid-run. Padding rows train nothing.
     """
     import torch
 
     width = max(max(len(s["input_ids"]) for s in seqs), width or 0)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(seqs), width), IGNORE, dtype=torch.long)
-    pos = torch.zeros((len(seqs), width), dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    n_rows = max(len(seqs), rows or 0)
+    ids = torch.full((n_rows, width), pad_id, dtype=torch.long)
+    labels = torch.full((n_rows, width), IGNORE, dtype=torch.long)
+    pos = torch.arange(width).repeat(n_rows, 1)  # a padding row is one sample of its own
+    mask = torch.zeros((n_rows, width), dtype=torch.long)
     for row, s in enumerate(seqs):
         n = len(s["input_ids"])
         ids[row, :n] = torch.tensor(s["input_ids"], dtype=torch.long)

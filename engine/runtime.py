@@ -51,6 +51,16 @@ class Runtime:
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
+    def alloc_retries(self) -> int:
+        """How often the CUDA caching allocator has run dry, freed its cache and retried
+        (0 on the CPU). Each retry synchronises the device, so a count that keeps rising
+        means every step runs at the edge of memory and loses much of its speed."""
+        import torch
+
+        if self.device.startswith("cuda"):
+            return int(torch.cuda.memory_stats(self.device).get("num_alloc_retries", 0))
+        return 0
+
     # ---------------------------------------------------------------- collectives
     def init_distributed(self, timeout_s: int, deepspeed: bool = False) -> None:
         """Join the process group torchrun set up (NCCL on GPUs, gloo on CPUs). With

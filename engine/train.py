@@ -29,6 +29,8 @@ class Recipe:
         self.step = 0
         self.stop_requested = False
         self._last_saved = -1
+        self.loss_kind = "model"
+        self.memory_pressure = MemoryPressure()
         self.compiled = False
 
     # ------------------------------------------------------------------ setup
@@ -89,8 +91,10 @@ class Recipe:
         optimizer = torch.optim.AdamW(trainable, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                                       betas=(0.9, 0.999), fused=rt.device.startswith("cuda"))
         warmup = math.ceil(self.total * cfg.train.warmup_ratio)
+        self.loss_kind = self._loss_kind(model)
         self.backend = make_backend(model, optimizer,
-                                    lambda opt: get_cosine_schedule_with_warmup(opt, warmup, self.total), cfg, rt)
+                                    lambda opt: get_cosine_schedule_with_warmup(opt, warmup, self.total), cfg, rt,
+                                    fused_loss=self.loss_kind == "fused")
         self.resumed_from = None
         if resume:
             ckpts = rundir.checkpoints(self.run)
@@ -102,10 +106,12 @@ class Recipe:
         self.events.emit(
             "start", name=cfg.name, config=to_dict(cfg), world_size=rt.world_size, total_steps=self.total,
             model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
-            dtype=str(self.dtype).replace("torch.", ""), attention=self.attn_backend, data=self.data_stats,
+            dtype=str(self.dtype).replace("torch.", ""), attention=self.attn_backend, loss=self.loss_kind,
+            data=self.data_stats,
             truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step)
         self.log(f"{self.params / 1e6:.1f}M params, {self.trainable / 1e6:.2f}M trainable, "
-                 f"{len(self.seqs)} sequences, {self.total} steps on {rt.device}, {self.attn_backend} attention"
+                 f"{len(self.seqs)} sequences, {self.total} steps on {rt.device}, {self.attn_backend} attention, "
+                 f"{self.loss_kind} loss"
                  + (f", resumed at step {self.step}" if self.resumed_from else ""))
 
     # ------------------------------------------------------------------ train
@@ -132,9 +138,7 @@ class Recipe:
                 tokens += batch.pop("n_tokens")
                 with backend.micro_context(last=k == len(mine) - 1):
                     with self.autocast():
-                        # Keep only the loss: holding the output would keep the whole
-                        # logits tensor alive through the next forward and the step.
-                        loss = backend.forward(**batch, num_items_in_batch=window).loss
+                        loss = backend.loss(batch, window)
                     # The model divides the summed loss by the whole step's trained tokens;
                     # gradient averaging across ranks divides by world size, so undo that.
                     backend.backward(loss * rt.world_size)
@@ -153,6 +157,19 @@ class Recipe:
         if self._last_saved != self.step:
             self.save_checkpoint()
         return "stopped" if stopped else "completed"
+
+    def _loss_kind(self, model) -> str:
+        """'fused' (fused_loss.py) where it applies, else 'model' (the model's own loss)."""
+        from . import fused_loss
+
+        if not self.cfg.train.fused_loss:
+            return "model"
+        why_not = ("DeepSpeed runs the model's own loss" if self.cfg.layout.deepspeed != "none"
+                   else fused_loss.unsupported(model))
+        if why_not:
+            self.log(f"train.fused_loss is on, but {why_not}: this run uses the model's own loss")
+            return "model"
+        return "fused"
 
     def _speed_up(self, model) -> bool:
         """The step_speed settings that apply to this run; True when layers were compiled."""
@@ -182,12 +199,18 @@ class Recipe:
     def collate(self, idxs: list[int]) -> dict:
         from .packing import collate
 
-        # Compiled layers get one row width and one length bound, so they compile once.
+        # Compiled layers get one batch shape and one length bound, so they compile once: an
+        # epoch's short last batch would otherwise recompile every layer (seconds each).
         fixed = self.cfg.data.max_length if self.compiled else None
-        batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id, width=fixed)
+        rows = self.cfg.train.batch_size if self.compiled else None
+        batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id, width=fixed, rows=rows)
         varlen = self.attn_backend == "varlen"
         if varlen:
             batch.update(attention.sample_lengths(batch["position_ids"], bound=fixed))  # on the CPU: no sync
+        if self.loss_kind == "fused":
+            from .fused_loss import trained_rows
+
+            batch.update(trained_rows(batch["labels"]))  # on the CPU too
         out = {k: v.to(self.rt.device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
         if self.compiled and varlen:
             import torch._dynamo
@@ -219,6 +242,9 @@ class Recipe:
                   tokens_per_s=round(tokens * self.rt.world_size / max(dt, 1e-9), 1),
                   mem_gib=round(self.rt.peak_memory_gib(), 3), eta_s=round(per_step * (self.total - self.step), 1))
         self.events.emit("step", **ev)
+        warning = self.memory_pressure.check(self.step, self.rt.alloc_retries())
+        if warning:
+            self.log(warning, level="warning")
         if self.rt.is_main:
             print(f"step {self.step}/{self.total} loss {loss:.4f} lr {ev['lr']:.2e} "
                   f"grad_norm {ev['grad_norm']:.3f} {ev['tokens_per_s']:.0f} tok/s eta {ev['eta_s']:.0f}s", flush=True)
@@ -279,6 +305,22 @@ class Recipe:
         self.events.emit("log", level=level, msg=msg)
         if self.rt.is_main:
             print(msg, flush=True)
+
+
+class MemoryPressure:
+    """Says so, once, when the GPU allocator starts running out of memory mid-training: the
+    run goes on, but each retry stalls the device, which shows only as a slow run."""
+
+    def __init__(self):
+        self.warned = False
+
+    def check(self, step: int, retries: int) -> str | None:
+        if self.warned or retries == 0:
+            return None
+        self.warned = True
+        return (f"GPU memory ran short by step {step}: the allocator emptied its cache and retried "
+                f"{retries} time(s), which stalls every step that does it. Lower train.batch_size or "
+                "data.max_length, or turn on train.gradient_checkpointing")
 
 
 def run_training(run: Path, resume: bool = False) -> int:

@@ -77,6 +77,7 @@ def test_one_gpu_trains_resumes_converts_merges_and_chats(tiny_model, tmp_path, 
     assert start["device"].startswith("cuda") and start["dtype"] in ("bfloat16", "float16")
     assert start["world_size"] == 1
     assert start["attention"] == "varlen"  # auto on a GPU: the flash kernel on packed rows
+    assert start["loss"] == "fused"  # the output layer stays unquantized under QLoRA too
     got = losses(run)
     assert got[-1] < got[0]
     resume_for_more_steps(cli, run, 24)
@@ -206,6 +207,7 @@ def test_deepspeed_on_two_gpus(tiny_model, tmp_path, cli, stage, method):
     start = completed(r, run)
     assert start["world_size"] == 2
     assert start["attention"] == "varlen"
+    assert start["loss"] == "model"  # ZeRO-3 gathers the output layer only in its own forward
     assert {"rank0.log", "rank1.log"} <= {p.name for p in (run / "logs").iterdir()}
     ckpt = rundir.checkpoints(run)[-1]
     zero = json.loads((ckpt / "zero.json").read_text())
@@ -241,3 +243,20 @@ def test_two_gpus_match_one_at_the_same_global_batch(tiny_model, tmp_path, cli):
         completed(r, run)
         curves[n] = losses(run)
     assert curves[2] == pytest.approx(curves[1], rel=1e-3)
+
+
+def test_fused_loss_matches_the_models_own_under_bf16_on_gpu(tiny_model):
+    import torch
+
+    from test_fused_loss import load, loss_and_grads, packed_batch
+
+    tok, model = load(tiny_model, "lora")
+    model.cuda()
+    batch, n_items = packed_batch(tok, rows=4, width=200)
+    batch = {k: v.cuda() for k, v in batch.items()}
+    ref_loss, ref_grads = loss_and_grads(model, batch, n_items, fused=False, autocast=True, device="cuda")
+    loss, grads = loss_and_grads(model, batch, n_items, fused=True, autocast=True, device="cuda")
+    torch.testing.assert_close(loss, ref_loss, rtol=2e-3, atol=1e-3)
+    for name in ref_grads:
+        cos = torch.nn.functional.cosine_similarity(grads[name].flatten(), ref_grads[name].flatten(), dim=0)
+        assert cos > 0.999, (name, float(cos))

@@ -137,6 +137,11 @@ def test_sample_lengths_flatten_rows_and_padding():
     assert sample_lengths(pos, bound=8)["tw_max_seqlen"] == 8     # compiled runs: one fixed bound
     wide = collate([{"input_ids": [5, 6], "labels": [5, 6], "position_ids": [0, 1]}], pad_id=0, width=6)
     assert wide["position_ids"].tolist() == [[0, 1, 0, 1, 2, 3]] and wide["labels"].tolist()[0][2:] == [-100] * 4
+    # an epoch's short last batch, padded to the compiled batch shape: the extra row trains nothing
+    full = collate([{"input_ids": [5, 6], "labels": [5, 6], "position_ids": [0, 1]}], pad_id=0, width=4, rows=3)
+    assert full["input_ids"].shape == (3, 4) and full["input_ids"][1:].eq(0).all()
+    assert full["labels"][1:].eq(-100).all() and full["position_ids"].tolist()[1:] == [[0, 1, 2, 3]] * 2
+    assert sample_lengths(full["position_ids"])["tw_cu_seqlens"].tolist() == [0, 2, 4, 8, 12]
 
 
 def test_cross_attention_would_show(model):

@@ -51,3 +51,13 @@ def test_adapters_without_input_casts_compute_the_same_under_autocast(tiny_model
     assert loss_plain == loss_cast
     for a, b in zip(grads_plain, grads_cast):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_memory_pressure_is_reported_once_when_the_allocator_starts_retrying():
+    from tunewiz.engine.train import MemoryPressure
+
+    watch = MemoryPressure()
+    assert watch.check(1, 0) is None and watch.check(2, 0) is None
+    message = watch.check(3, 2)
+    assert "by step 3" in message and "2 time(s)" in message and "train.batch_size" in message
+    assert watch.check(4, 5) is None  # one warning per run, not one per step

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,9 +149,11 @@ _server: _Server | None = None
 
 
 def start(env: dict) -> None:
-    """Start the server early so its imports overlap with test collection."""
+    """Start the server early so its imports overlap with test collection. Not on GPU
+    machines: the libraries may initialise the CUDA driver while importing, and a forked
+    child cannot use a driver its parent initialised."""
     global _server
-    if _server is None and os.environ.get("TUNEWIZ_TEST_COLD") != "1":
+    if _server is None and os.environ.get("TUNEWIZ_TEST_COLD") != "1" and not shutil.which("nvidia-smi"):
         _server = _Server(env)
 
 
