@@ -79,8 +79,8 @@ class TrainConfig:
     gradient_checkpointing: bool = doc("recompute activations to save memory", True)
     dtype: str = doc("auto (bf16 on capable GPUs, fp16 on older, fp32 on CPU) | bf16 | fp16 | fp32", "auto")
     attention: str = doc("auto | varlen | sdpa | eager | flex_attention (auto: varlen on CUDA, else sdpa)", "auto")
-    compile: bool = doc("experimental: compile each transformer layer (CUDA, no DeepSpeed); measured 1.7x "
-                        "faster at batch 1, slower at batch 4 without checkpointing (docs/bench.md)", False)
+    compile: bool = doc("compile each transformer layer (CUDA, no DeepSpeed; the first steps include the "
+                        "compile): 1.4x faster LoRA at batch 4 on an H100 (docs/bench.md)", False)
     fused_loss: bool = doc("compute the loss chunk by chunk from the last hidden states, never holding the "
                            "full logits (plain-head architectures, no DeepSpeed; others use the model's own)",
                            True)

@@ -8,14 +8,14 @@ Two things cut that:
   (fp32) before the adapter matmuls; under bf16 autocast the matmul casts it straight back.
   That is two full copies of the activations per adapted layer for nothing; with autocast
   on, the adapters take the bf16 input as it is (the matmul sees the same bf16 values).
-- **Compiled layers** (`train.compile`, experimental, off by default). Each decoder layer
-  is compiled by torch.compile ("regional" compilation: one graph, shared by every layer),
-  which fuses the elementwise work around the matmuls and removes most launches. The first
-  steps pay for the compile. Measured on one H100 (docs/bench.md): 1.7x faster steps at
-  batch 1, but several times slower in a full run at batch 4 without checkpointing, not
-  yet explained; hence off unless asked for. A layer that fails to compile runs
-  uncompiled instead of failing the run. Generation (eval answers) runs the same layers
-  uncompiled.
+- **Compiled layers** (`train.compile`, off by default: it costs about 20 s up front and
+  is shown on single-GPU LoRA only). Each decoder layer is compiled by torch.compile
+  ("regional" compilation: one graph, shared by every layer), which fuses the elementwise
+  work around the matmuls and removes most launches. Batches keep one shape (train.py
+  pads an epoch's short last batch) so nothing recompiles mid-run. Measured on one H100
+  (docs/bench.md): 1.4x the uncompiled tokens/s at batch 4. A layer that fails to compile
+  runs uncompiled instead of failing the run. Generation (eval answers) runs the same
+  layers uncompiled.
 """
 
 from __future__ import annotations
