@@ -29,7 +29,7 @@ ROW_KEYS = ("tw_loss_rows", "tw_loss_targets")
 
 
 def causal_lm(model):
-    """The transformers model inside peft / DDP wrappers."""
+    """The transformers model inside a peft wrapper (or the model itself)."""
     get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
 
@@ -42,6 +42,9 @@ def unsupported(model) -> str | None:
     kind = getattr(lm.config, "model_type", "?")
     if kind not in ARCHITECTURES:
         return f"architecture {kind} is not known to have a plain output projection"
+    get_decoder = getattr(lm, "get_decoder", None)
+    if not callable(get_decoder) or get_decoder() in (None, lm):
+        return "the model does not expose its decoder stack"
     head = lm.get_output_embeddings()
     if type(head) is not torch.nn.Linear or head.bias is not None:
         return "the output layer is adapted, quantized or biased"
