@@ -66,6 +66,7 @@ def test_lora_run_writes_the_contract(tiny_model, tmp_path, cli):
     start = next(e for e in evs if e["type"] == "start")
     assert start["total_steps"] == 6 and start["trainable_params"] < start["params"]
     assert start["world_size"] == 1 and "truncated" in start
+    assert start["loss"] == "fused"  # a Llama's plain output layer: the loss without full logits
     steps = [e for e in evs if e["type"] == "step"]
     assert [e["step"] for e in steps] == [1, 2, 3, 4, 5, 6]
     for e in steps:
