@@ -260,3 +260,21 @@ def test_fused_loss_matches_the_models_own_under_bf16_on_gpu(tiny_model):
     for name in ref_grads:
         cos = torch.nn.functional.cosine_similarity(grads[name].flatten(), ref_grads[name].flatten(), dim=0)
         assert cos > 0.999, (name, float(cos))
+
+
+def test_fp32_inputs_under_autocast_take_the_flash_kernel():
+    """QLoRA's residual stream is fp32 (peft upcasts the norms): under bf16 autocast its
+    attention must still run the flash kernel, not the per-sample reference path."""
+    from tunewiz.engine import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, heads, 64, 32, device="cuda") for heads in (4, 2, 2))
+    pos = torch.tensor([list(range(40)) + list(range(24)), list(range(64))])
+    lengths = {key: value.cuda() if hasattr(value, "cuda") else value
+               for key, value in attention.sample_lengths(pos).items()}
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out, _ = attention.varlen_attention_forward(None, q, k, v, None, scaling=32 ** -0.5, **lengths)
+    assert out.dtype == torch.bfloat16  # the flash path; the reference path would keep fp32
+    ref = attention._reference_varlen(*(t.transpose(1, 2).reshape(128, t.shape[1], 32) for t in (q, k, v)),
+                                      lengths["tw_cu_seqlens"], 64, 32 ** -0.5)
+    torch.testing.assert_close(out.float().reshape(128, 4, 32), ref, rtol=2e-2, atol=2e-2)
