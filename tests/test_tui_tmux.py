@@ -174,3 +174,26 @@ def test_wizard_train_quit_attach_merge_chat_in_tmux(tmux, tmp_path, tiny_model)
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert (run / "merged" / "config.json").is_file()
     assert [e["status"] for e in events(run) if e["type"] == "done"] == ["completed"]
+
+
+def test_app_leaves_when_its_terminal_is_gone_even_if_the_hangup_never_reaches_it(tmux, tmp_path):
+    """A killed tmux or a dropped SSH link hangs the terminal up. Under `make run` the
+    hangup signal stops at make; here the app ignores it outright. It must still exit
+    instead of living on without a terminal, spinning a core."""
+    import os
+    import signal
+
+    pid_file = tmp_path / "app.pid"
+    tmux.start(f"bash -c 'trap \"\" HUP; echo $$ > {pid_file}; exec {TUNEWIZ}'")
+    tmux.wait_for("1 Model")
+    pid = int(pid_file.read_text())
+    tmux.kill()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    raise AssertionError("the app outlived its terminal by 20 s")

@@ -8,6 +8,7 @@ so the first screen shows in well under a second.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from textual.app import App
@@ -37,11 +38,23 @@ class TunewizApp(App):
     def on_mount(self) -> None:
         from .screens.home import HomeScreen
 
+        self._tty_fds = [] if self.is_headless else [fd for fd in (0, 1, 2) if _is_tty(fd)]
+        if self._tty_fds:
+            self.set_interval(2.0, self.exit_if_terminal_gone)
         self.push_screen(HomeScreen())
         if self.attach_to is not None:
             self.open_monitor(self.attach_to)
         elif self.open_wizard:
             self.start_wizard()
+
+    def exit_if_terminal_gone(self) -> None:
+        """A dropped SSH link or a killed tmux hangs the terminal up, but the hangup signal
+        reaches only the session's leader: under `make run` that is make, which waits on,
+        and the app would live on without a terminal, its input loop spinning a core. A
+        hung-up terminal is no longer a tty, so the app checks and leaves. Training runs
+        in its own session and carries on."""
+        if not any(_is_tty(fd) for fd in self._tty_fds):
+            os._exit(129)  # 128 + SIGHUP; the terminal is gone, so there is nothing to restore
 
     def start_wizard(self) -> None:
         from .screens.wizard.flow import run_wizard
@@ -89,3 +102,10 @@ def cmd_attach(args) -> int:
         raise TunewizError(what, "see `tunewiz runs`, or start one with `tunewiz`")
     TunewizApp(args.output_dir, attach=run).run()
     return 0
+
+
+def _is_tty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
