@@ -111,7 +111,16 @@ def events(run: Path) -> list[dict]:
 def test_wizard_train_quit_attach_merge_chat_in_tmux(tmux, tmp_path, tiny_model):
     tmux.start(TUNEWIZ)
     tmux.wait_for("1 Model")                      # no runs yet: straight into the wizard
-    tmux.replace(str(tiny_model))                 # the model path field has the focus
+    # The model path field has the focus once the step is mounted; keys sent before that
+    # (a busy machine) land elsewhere, so type again until the path shows in the field.
+    for attempt in range(3):
+        tmux.replace(str(tiny_model))
+        try:
+            tmux.wait_for(tiny_model.name, timeout=10)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     tmux.wait_for("LlamaForCausalLM")
     tmux.keys("Enter")
 
