@@ -127,7 +127,7 @@ def run_tunewiz(config: Path, env: dict, workdir: Path, r: int) -> dict:
     shutil.rmtree(run)  # its checkpoint can be large
     return {"launched": launched, "step_times": [e["t"] for e in steps], "losses": [e["loss"] for e in steps],
             "peak_gib": max(e["mem_gib"] for e in steps),
-            "attention": "{attention}, {loss} loss".format(**{"attention": "?", "loss": "?", **start})}
+            "attention": start.get("attention", "?"), "loss": start.get("loss", "?")}
 
 
 def run_hf(config: Path, env: dict, workdir: Path, r: int) -> dict:
@@ -177,8 +177,10 @@ def main(argv=None) -> int:
                 print(f"  repeat {r + 1}/{args.repeats} {side:8s} done in {time.time() - t0:.0f}s", flush=True)
             for side in order:  # the peer reports the plan's tokens per step, the same for both
                 figures[side].append(window(raw[side], args, raw["hf"]["step_tokens"]))
-        report(args, figures, raw["hf"]["threads"], raw["hf"]["device"],
-               {"tunewiz": raw["tunewiz"]["attention"], "hf": raw["hf"]["attention"]})
+        tw = raw["tunewiz"]
+        setup = {"tunewiz": f"{tw['attention']} attention, {tw['loss']} loss",
+                 "hf": f"{raw['hf']['attention']} attention, the model's own loss"}
+        report(args, figures, raw["hf"]["threads"], raw["hf"]["device"], setup)
     finally:
         if args.keep_logs:
             Path(args.keep_logs).mkdir(parents=True, exist_ok=True)
@@ -188,7 +190,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def report(args, figures: dict, threads: int, device: str, attention: dict) -> None:
+def report(args, figures: dict, threads: int, device: str, setup: dict) -> None:
     med = {side: {k: statistics.median(f[k] for f in runs) for k in runs[0]} for side, runs in figures.items()}
     ratios = [a["s_per_step"] / b["s_per_step"] for a, b in zip(figures["tunewiz"], figures["hf"])]
     ratio = med["tunewiz"]["s_per_step"] / med["hf"]["s_per_step"]
@@ -200,7 +202,7 @@ def report(args, figures: dict, threads: int, device: str, attention: dict) -> N
           f"max_length {args.max_length}, grad ckpt {'on' if args.gradient_checkpointing else 'off'}, "
           f"tunewiz compile {'on' if args.compile else 'off'}, "
           f"{device}" + (f" ({threads} thread{'s' if threads > 1 else ''})" if device == "cpu" else ""))
-    print(f"attention: tunewiz {attention['tunewiz']}, HF {attention['hf']}")
+    print(f"tunewiz: {setup['tunewiz']}; HF: {setup['hf']}")
     print(f"steps {args.warmup_steps + 1}..{total} of {total} measured, median of {args.repeats} "
           f"interleaved repeats\n")
     print(f"{'':12s} {'s/step':>8s} {'tokens/s':>10s} {'peak GiB':>9s} {'to 1st step s':>14s} {'MFU':>6s}")
@@ -215,7 +217,7 @@ def report(args, figures: dict, threads: int, device: str, attention: dict) -> N
           + ("" if abs(la - lb) <= 0.01 * max(abs(lb), 1e-6) else "  (DIFFERENT: the two sides saw different data)"))
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "args": vars(args), "device": device, "threads": threads, "attention": attention,
+            "args": vars(args), "device": device, "threads": threads, "setup": setup,
             "median": med, "per_repeat": figures,
             "ratio_time": ratio, "ratio_per_repeat": ratios, "mfu": mfu,
             "gflop_per_token": gflop}, indent=2) + "\n")

@@ -242,7 +242,7 @@ class Recipe:
                   tokens_per_s=round(tokens * self.rt.world_size / max(dt, 1e-9), 1),
                   mem_gib=round(self.rt.peak_memory_gib(), 3), eta_s=round(per_step * (self.total - self.step), 1))
         self.events.emit("step", **ev)
-        warning = self.memory_pressure.check(self.step, self.rt.alloc_retries())
+        warning = self.memory_pressure.check(self.step, self.rt.alloc_retries)
         if warning:
             self.log(warning, level="warning")
         if self.rt.is_main:
@@ -314,8 +314,13 @@ class MemoryPressure:
     def __init__(self):
         self.warned = False
 
-    def check(self, step: int, retries: int) -> str | None:
-        if self.warned or retries == 0:
+    def check(self, step: int, read_retries) -> str | None:
+        """read_retries() gives the allocator's retry count; it is not asked again after
+        the warning, so a warned run pays nothing per step."""
+        if self.warned:
+            return None
+        retries = read_retries()
+        if retries == 0:
             return None
         self.warned = True
         return (f"GPU memory ran short by step {step}: the allocator emptied its cache and retried "

@@ -57,7 +57,7 @@ def test_memory_pressure_is_reported_once_when_the_allocator_starts_retrying():
     from tunewiz.engine.train import MemoryPressure
 
     watch = MemoryPressure()
-    assert watch.check(1, 0) is None and watch.check(2, 0) is None
-    message = watch.check(3, 2)
+    assert watch.check(1, lambda: 0) is None and watch.check(2, lambda: 0) is None
+    message = watch.check(3, lambda: 2)
     assert "by step 3" in message and "2 time(s)" in message and "train.batch_size" in message
-    assert watch.check(4, 5) is None  # one warning per run, not one per step
+    assert watch.check(4, lambda: 5) is None  # one warning per run, not one per step

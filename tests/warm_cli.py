@@ -100,18 +100,25 @@ class _Server:
         self.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1, env=env,
                                      cwd=Path(__file__).parent)
+        self.pending = b""
         self.env = dict(env)
         self.ready = False
         self.lock = threading.Lock()
 
     def _line(self, timeout: float | None) -> str:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise TimeoutError
-        line = self.proc.stdout.readline()
-        if not line:
-            raise ConnectionError("warm CLI server exited")
-        return line
+        """The server's next reply line. Replies are read from the pipe itself into
+        self.pending: a buffered reader could swallow the `rc` line together with the `pid`
+        line, and select() would then wait for data that has already arrived."""
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            if not ready:
+                raise TimeoutError
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise ConnectionError("warm CLI server exited")
+            self.pending += chunk
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode()
 
     def run(self, args, cwd, env, timeout, input) -> subprocess.CompletedProcess:
         with self.lock, tempfile.TemporaryDirectory(prefix="tw-cli-") as tmp:

@@ -49,8 +49,8 @@ class TunewizApp(App):
 
     def exit_if_terminal_gone(self) -> None:
         """A dropped SSH link or a killed tmux hangs the terminal up, but the hangup signal
-        reaches only the session's leader: under `make run` that is make, which waits on,
-        and the app would live on without a terminal, its input loop spinning a core. A
+        reaches only the session's leader: under `make run` that is make, which just keeps
+        waiting, and the app would live on without a terminal, its input loop spinning a core. A
         hung-up terminal is no longer a tty, so the app checks and leaves. Training runs
         in its own session and carries on."""
         if not any(_is_tty(fd) for fd in self._tty_fds):
