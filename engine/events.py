@@ -28,6 +28,14 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "error": ("kind", "msg", "hint"),
     "done": ("status", "path"),
 }
+# Fields some events carry beyond SCHEMA (readers must not rely on them: older runs lack them).
+# step: `tokens` (every token of the step's rows on all ranks, padding excluded),
+# `trained_tokens` (the targets the loss was taken on) and `trained_tokens_per_s`.
+# `tokens_per_s` and `trained_tokens_per_s` are wall-clock rates: the step is timed from its
+# start to the end of its host sync, when the GPU has finished it.
+OPTIONAL: dict[str, tuple[str, ...]] = {
+    "step": ("tokens", "trained_tokens", "trained_tokens_per_s"),
+}
 ERROR_KINDS = ("data", "model", "oom", "config", "distributed", "internal")
 DONE_STATUSES = ("completed", "stopped", "failed")
 

@@ -188,3 +188,24 @@ def test_checkpoint_being_written_is_not_listed(tmp_path):
         if name != "step-20":  # step-20: marker not written yet
             (tmp_path / "checkpoints" / name / "trainer_state.json").write_text("{}")
     assert [p.name for p in rundir.checkpoints(tmp_path)] == ["step-5", "step-10"]
+
+
+def test_reported_tokens_per_s_is_the_wall_clock_rate(tiny_model, tmp_path, cli):
+    """The step time behind tokens_per_s lies inside the gap between two step events (it
+    ends after the step's host sync, before its event), and it fills most of that gap (no
+    eval or checkpoint between steps here): a rate that reads high or low fails."""
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=32), train__max_steps=8,
+                       train__save_every=100, eval__inputs=[], eval__every=0)
+    r = cli("train", str(cfg))
+    assert r.returncode == 0, r.stderr
+    steps = [e for e in read_events(only_run(tmp_path) / "events.jsonl") if e["type"] == "step"]
+    assert len(steps) == 8
+    for e in steps:
+        assert 0 < e["trained_tokens"] <= e["tokens"]
+        assert e["trained_tokens_per_s"] == pytest.approx(e["tokens_per_s"] * e["trained_tokens"] / e["tokens"],
+                                                         rel=1e-3, abs=0.2)
+    implied = [e["tokens"] / e["tokens_per_s"] for e in steps]   # seconds each step took, as reported
+    for prev, e, dt in zip(steps, steps[1:], implied[1:]):
+        assert dt <= e["t"] - prev["t"] + 1e-3                   # step k began after step k-1's event
+    wall = steps[-1]["t"] - steps[0]["t"]
+    assert sum(implied[1:]) >= 0.5 * wall                        # and the steps are most of the time
