@@ -79,8 +79,11 @@ class TrainConfig:
     gradient_checkpointing: bool = doc("recompute activations to save memory", True)
     dtype: str = doc("auto (bf16 on capable GPUs, fp16 on older, fp32 on CPU) | bf16 | fp16 | fp32", "auto")
     attention: str = doc("auto | varlen | sdpa | eager | flex_attention (auto: varlen on CUDA, else sdpa)", "auto")
-    compile: bool = doc("compile each transformer layer (CUDA, no DeepSpeed; the first steps include the "
-                        "compile): 1.4x faster LoRA at batch 4 on an H100 (docs/bench.md)", False)
+    compile: Union[bool, str] = doc(
+        "auto | true | false: compile each transformer layer (torch.compile; the first steps include "
+        "the compile, about 30 s). auto: on for one-process CUDA runs without DeepSpeed, where it was "
+        "measured faster and leaner than uncompiled (docs/bench.md); off on CPUs, under DeepSpeed "
+        "(its parameter hooks) and with several processes (not yet measured there)", "auto")
     fused_loss: bool = doc("compute the loss chunk by chunk from the last hidden states, never holding the "
                            "full logits (plain-head architectures, no DeepSpeed; others use the model's own)",
                            True)
@@ -127,11 +130,12 @@ class Config:
             "layout.deepspeed": (self.layout.deepspeed, DEEPSPEED),
             "train.dtype": (self.train.dtype, ("auto", "bf16", "fp16", "fp32")),
             "train.attention": (self.train.attention, ATTENTION_CHOICES),
+            "train.compile": (self.train.compile, ("auto", True, False)),
             "quant.type": (self.quant.type, ("nf4", "fp4")),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}",
+                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_yaml_word(a) for a in allowed)}",
                                   f"set {key} to one of them")
         positive = {
             "data.max_length": self.data.max_length, "train.batch_size": self.train.batch_size,
@@ -150,6 +154,10 @@ class Config:
                               "node ranks count from 0 to nnodes-1")
         if not self.name or "/" in self.name:
             raise ConfigError(f"name: {self.name!r} is not a valid run name", "use letters, digits, - and _")
+
+
+def _yaml_word(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 # --------------------------------------------------------------------------- loading

@@ -1,10 +1,12 @@
-"""Reading dataset files into one sample type. Torch-free (the wizard validates with it).
+"""Reading datasets into one sample type. Torch-free (the wizard validates with it).
 
-Files are a JSON array, a single JSON object, or JSONL; several may be mixed. The format
-is detected per file from its first record (or forced) and every record is validated.
-Problems are collected, each naming ``file:line`` and the field, and raised together as
-:class:`DataErrors` so that ``check-data`` can list them all while training reports the
-first with a count.
+Sources are JSON (an array or one object), JSONL, Parquet, Arrow, CSV/TSV, save_to_disk
+folders, folders of data files and hub dataset ids (see sources.py); several may be mixed.
+:class:`SampleStream` reads them one record at a time, memory flat in their size. The
+format is detected per source from its first record (or forced) and every record is
+validated. Problems are collected, each naming ``file:line`` (``file:row N`` for columnar
+files) and the field, and raised together as :class:`DataErrors` so that ``check-data``
+can list them all while training reports the first with a count.
 
 Every format becomes a :class:`Sample`: pretraining text, or a list of chat messages
 ``{"role": "system"|"user"|"assistant", "content": str}``.
@@ -12,12 +14,15 @@ Every format becomes a :class:`Sample`: pretraining text, or a list of chat mess
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import DataError
+from .json_records import iter_json_records
+from .sources import Source, resolve
 
 FORMATS = ("pretrain", "conversation", "openai", "alpaca", "sharegpt")
 MAX_ERRORS = 20
@@ -27,11 +32,12 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
                   "system": "system"}
 # XTuner drops Alpaca records whose answer is this placeholder.
 ALPACA_NO_OUTPUT = "<nooutput>"
+FILES_HINT = "JSON, JSONL, Parquet, Arrow, CSV or TSV files, save_to_disk folders, folders of such files"
 
 
 @dataclass
 class Sample:
-    source: str                                  # "file:line", for messages that point at it
+    source: str                                  # "file:line" or "file:row N", for messages that point at it
     text: str | None = None                      # pretraining text, or None for chat
     messages: list[dict] = field(default_factory=list)
 
@@ -78,104 +84,9 @@ class _Problems:
 
 # --------------------------------------------------------------------------- reading
 
-def _read_text(path: Path) -> str:
-    if not path.exists():
-        raise DataError("no such file", "check the path", where=str(path))
-    if not path.is_file():
-        raise DataError("not a file", "pass JSON or JSONL files, not folders", where=str(path))
-    try:
-        return path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})",
-                        "save the file as UTF-8 JSON or JSONL", where=str(path)) from None
-    except OSError as e:
-        raise DataError(f"cannot read ({e.strerror})", "check the file's permissions", where=str(path)) from None
-
-
-def _line_of(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
-
-
-def _iter_json_array(text: str, name: str, start: int) -> Iterator[tuple[int, Any]]:
-    """Yield (line, element) of a top-level JSON array, so errors can name the element's line."""
-    decoder = json.JSONDecoder()
-    n, pos = len(text), start + 1
-    line, line_pos = _line_of(text, start), start
-
-    def skip_ws(i: int) -> int:
-        while i < n and text[i] in " \t\r\n":
-            i += 1
-        return i
-
-    pos = skip_ws(pos)
-    if pos < n and text[pos] == "]":
-        return
-    while True:
-        if pos >= n:
-            raise DataError("not valid JSON (the array is not closed with ])", "fix the JSON syntax",
-                            where=f"{name}:{_line_of(text, n)}")
-        try:
-            obj, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg})", "fix the JSON syntax", where=f"{name}:{e.lineno}") from None
-        line += text.count("\n", line_pos, pos)
-        line_pos = pos
-        yield line, obj
-        pos = skip_ws(end)
-        if pos < n and text[pos] == ",":
-            pos = skip_ws(pos + 1)
-            continue
-        if pos < n and text[pos] == "]":
-            if skip_ws(pos + 1) < n:
-                raise DataError("not valid JSON (text after the closing ])", "fix the JSON syntax",
-                                where=f"{name}:{_line_of(text, skip_ws(pos + 1))}")
-            return
-        raise DataError("not valid JSON (expected , or ] between records)", "fix the JSON syntax",
-                        where=f"{name}:{_line_of(text, min(pos, n))}")
-
-
 def iter_records(path: str | Path, problems: _Problems | None = None) -> Iterator[tuple[str, Any]]:
-    """Yield ("file:line", record) for every record of one file.
-
-    A JSON array or a single object is parsed as a whole (a syntax error stops the file);
-    JSONL is parsed line by line, and a bad line is reported (to ``problems`` when given)
-    while the other lines are still read.
-    """
-    path = Path(path)
-    name = str(path)
-    text = _read_text(path)
-    start = len(text) - len(text.lstrip())
-    if start == len(text):
-        raise DataError("the file is empty", "add records: a JSON array or one JSON object per line", where=name)
-    if text[start] == "[":
-        for line, obj in _iter_json_array(text, name, start):
-            yield f"{name}:{line}", obj
-        return
-    lines = text.splitlines()
-    first = next(i for i, ln in enumerate(lines) if ln.strip())
-    try:
-        json.loads(lines[first])
-    except json.JSONDecodeError:
-        # Not JSONL from its first line on: maybe one pretty-printed JSON object.
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"not valid JSON ({e.msg})", "use a JSON array or one JSON object per line (JSONL)",
-                            where=f"{name}:{e.lineno}") from None
-        yield f"{name}:{_line_of(text, start)}", obj
-        return
-    for i, ln in enumerate(lines):
-        if not ln.strip():
-            continue
-        try:
-            obj = json.loads(ln)
-        except json.JSONDecodeError as e:
-            where = f"{name}:{i + 1}"
-            if problems is None:
-                raise DataError(f"not valid JSON ({e.msg})", "each line must be one JSON object", where=where) from None
-            problems.add(where, f"not valid JSON ({e.msg})")
-            continue
-        yield f"{name}:{i + 1}", obj
+    """Yield ("file:line", record) for every record of one JSON or JSONL file (see json_records)."""
+    return iter_json_records(path, problems)
 
 
 # --------------------------------------------------------------------------- formats
@@ -320,44 +231,112 @@ def to_sample(record: Any, fmt: str, where: str) -> Sample:
     return sample
 
 
+class SampleStream:
+    """Validated samples of data.files, one at a time; memory stays flat in the data's size.
+
+    ``formats`` (source -> format), ``records`` (read, before filtering), ``filtered``
+    (dropped on purpose), ``samples`` (yielded) and ``problems`` fill in as it is iterated;
+    iterating again starts over. After a full pass, :meth:`raise_if_problems` raises what
+    :func:`load_samples` would. Sources are files, folders or hub ids (see sources.py).
+    """
+
+    def __init__(self, files: list[str] | tuple[str, ...], fmt: str = "auto"):
+        if fmt != "auto" and fmt not in FORMATS:
+            raise DataError(f"unknown format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}")
+        if not files:
+            raise DataError("no data files given", f"list data files, folders or hub ids under data.files ({FILES_HINT})")
+        self.files, self.fmt = [str(f) for f in files], fmt
+        self._resolved: dict[str, list[Source]] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.formats: dict[str, str] = {}
+        self.records = self.filtered = self.samples = 0
+        self.problems = _Problems()
+
+    def _sources(self, entry: str) -> list[Source]:
+        # Resolved once: a hub dataset is loaded once for the hint, the key and the records.
+        if entry not in self._resolved:
+            self._resolved[entry] = resolve(entry)
+        return self._resolved[entry]
+
+    def __iter__(self) -> Iterator[Sample]:
+        self._reset()
+        for entry in self.files:
+            try:
+                sources = self._sources(entry)
+            except DataError as e:
+                self.problems.add(e.where or entry, e.msg.removeprefix(f"{e.where}: "))
+                if self.fmt != "auto":
+                    self.formats[entry] = self.fmt
+                continue
+            for source in sources:
+                yield from self._source_samples(source)
+
+    def _source_samples(self, source: Source) -> Iterator[Sample]:
+        fmt = None if self.fmt == "auto" else self.fmt
+        try:
+            for part in source.parts:
+                for where, record in part.records(self.problems):
+                    self.records += 1
+                    if fmt is None:
+                        fmt = detect_format(record)
+                        if fmt is None:
+                            keys = ", ".join(map(str, record)) if isinstance(record, dict) else _kind(record)
+                            self.problems.add(where, f"cannot tell the format from this record "
+                                                     f"({keys or 'no keys'}); expected {_KEYS_HINT}")
+                            return
+                        self.formats[source.name] = fmt
+                    try:
+                        sample = to_sample(record, fmt, where)
+                    except DataError as e:
+                        self.problems.add(where, e.msg.removeprefix(f"{where}: "))
+                        continue
+                    except _Skip:
+                        self.filtered += 1
+                        continue
+                    self.samples += 1
+                    yield sample
+        except DataError as e:
+            self.problems.add(e.where or source.name, e.msg.removeprefix(f"{e.where}: "))
+        finally:
+            if self.fmt != "auto":
+                self.formats[source.name] = self.fmt
+
+    def raise_if_problems(self) -> None:
+        """After a full pass: DataErrors for the problems found, or no usable records."""
+        self.problems.raise_if_any()
+        if not self.samples:
+            raise DataError(f"no usable records ({self.records} read, {self.filtered} dropped)",
+                            "add records with answers to train on", where=self.files[0])
+
+    def rows_hint(self) -> int | None:
+        """A cheap estimate of the records to come (for progress bars); None when unknown."""
+        try:
+            return sum(part.rows_hint() for entry in self.files for source in self._sources(entry)
+                       for part in source.parts)
+        except DataError:
+            return None
+
+    def fingerprint(self) -> str:
+        """A hex digest of the sources' contents and the format, for a cache key.
+
+        Per file its resolved path, size, mtime_ns and a hash of its content (see
+        sources.file_identity); a folder stands for its data files, a hub dataset for its id,
+        split and what ``datasets`` knows of its revision. DataError when a source is missing.
+        """
+        ident = {"format": self.fmt,
+                 "sources": [[{"name": part.name, **part.identity()} for source in self._sources(entry)
+                              for part in source.parts] for entry in self.files]}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
 def load_samples(files: list[str] | tuple[str, ...], fmt: str = "auto") -> LoadedData:
-    """Read, validate and normalize every record of every file.
+    """Read, validate and normalize every record of every source.
 
     Raises DataErrors with every problem found (up to MAX_ERRORS listed, all counted).
     """
-    if fmt != "auto" and fmt not in FORMATS:
-        raise DataError(f"unknown format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}")
-    if not files:
-        raise DataError("no data files given", "list JSON or JSONL files under data.files")
-    problems = _Problems()
-    samples: list[Sample] = []
-    formats: dict[str, str] = {}
-    records = filtered = 0
-    for name in files:
-        file_fmt = None if fmt == "auto" else fmt
-        try:
-            for where, record in iter_records(name, problems):
-                records += 1
-                if file_fmt is None:
-                    file_fmt = detect_format(record)
-                    if file_fmt is None:
-                        keys = ", ".join(map(str, record)) if isinstance(record, dict) else _kind(record)
-                        problems.add(where, f"cannot tell the format from this record ({keys or 'no keys'}); "
-                                            f"expected {_KEYS_HINT}")
-                        break
-                    formats[str(name)] = file_fmt
-                try:
-                    samples.append(to_sample(record, file_fmt, where))
-                except DataError as e:
-                    problems.add(where, e.msg.removeprefix(f"{where}: "))
-                except _Skip:
-                    filtered += 1
-        except DataError as e:
-            problems.add(e.where or str(name), e.msg.removeprefix(f"{e.where}: "))
-        if fmt != "auto":
-            formats[str(name)] = fmt
-    problems.raise_if_any()
-    if not samples:
-        raise DataError(f"no usable records ({records} read, {filtered} dropped)",
-                        "add records with answers to train on", where=str(files[0]))
-    return LoadedData(samples, formats, records, filtered)
+    stream = SampleStream(files, fmt)
+    samples = list(stream)
+    stream.raise_if_problems()
+    return LoadedData(samples, stream.formats, stream.records, stream.filtered)

@@ -179,9 +179,10 @@ class Recipe:
         if self.uses_autocast() and self.cfg.method == "lora":
             step_speed.skip_adapter_input_casts(model)
         cfg = self.cfg
-        on, why_not = step_speed.should_compile(cfg.train.compile, self.rt.device, cfg.layout.deepspeed)
+        on, why_not = step_speed.should_compile(cfg.train.compile, self.rt.device, cfg.layout.deepspeed,
+                                                self.rt.world_size)
         if not on:
-            if cfg.train.compile:
+            if why_not:
                 self.log(f"train.compile is on, but {why_not}: this run trains uncompiled", level="warning")
             return False
         n = step_speed.compile_layers(model)

@@ -7,16 +7,33 @@ import pytest
 from tunewiz.engine.step_speed import should_compile
 
 
-@pytest.mark.parametrize("setting, device, deepspeed, expected", [
-    (True, "cuda:0", "none", True),
-    (True, "cuda:0", "zero2", False),    # DeepSpeed's parameter hooks
-    (True, "cpu", "none", False),
-    (False, "cuda:0", "none", False),
+@pytest.mark.parametrize("setting, device, deepspeed, world, expected", [
+    (True, "cuda:0", "none", 1, True),
+    (True, "cuda:0", "none", 2, True),       # asked for by name
+    (True, "cuda:0", "zero2", 1, False),     # DeepSpeed's parameter hooks
+    (True, "cpu", "none", 1, False),
+    (False, "cuda:0", "none", 1, False),
+    ("auto", "cuda:0", "none", 1, True),     # the default: measured faster on one GPU
+    ("auto", "cuda:0", "none", 2, False),    # not measured with several processes
+    ("auto", "cuda:0", "zero2", 1, False),
+    ("auto", "cpu", "none", 1, False),       # CPU runs stay as they were
 ])
-def test_when_layers_are_compiled(setting, device, deepspeed, expected):
-    on, why_not = should_compile(setting, device, deepspeed)
+def test_when_layers_are_compiled(setting, device, deepspeed, world, expected):
+    on, why_not = should_compile(setting, device, deepspeed, world)
     assert on is expected
-    assert ("CUDA" in why_not) == (setting and not on)
+    # Only an explicit `true` that cannot be honoured is worth a warning.
+    assert ("CUDA" in why_not) == (setting is True and not on)
+
+
+def test_compile_defaults_to_auto_and_takes_only_auto_true_false():
+    from tunewiz.engine.config import Config, config_from_dict
+    from tunewiz.engine.errors import ConfigError
+
+    assert Config().train.compile == "auto"
+    for value in ("auto", True, False):
+        assert config_from_dict({"train": {"compile": value}}).train.compile == value
+    with pytest.raises(ConfigError, match="train.compile: 'fast' is not one of auto, true, false"):
+        config_from_dict({"train": {"compile": "fast"}})
 
 
 def test_adapters_without_input_casts_compute_the_same_under_autocast(tiny_model):
