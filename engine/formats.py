@@ -71,15 +71,19 @@ class _Problems:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.total = 0
+        self.first_hint = ""
 
-    def add(self, where: str, problem: str) -> None:
+    def add(self, where: str, problem: str, hint: str = "") -> None:
         self.total += 1
+        if self.total == 1:
+            self.first_hint = hint
         if len(self.lines) < MAX_ERRORS:
             self.lines.append(f"{where}: {problem}")
 
     def raise_if_any(self) -> None:
+        # A lone problem keeps its own fix (e.g. how to get a hub dataset offline).
         if self.total:
-            raise DataErrors(self.lines, self.total)
+            raise DataErrors(self.lines, self.total, hint=self.first_hint if self.total == 1 else "")
 
 
 # --------------------------------------------------------------------------- reading
@@ -266,7 +270,7 @@ class SampleStream:
             try:
                 sources = self._sources(entry)
             except DataError as e:
-                self.problems.add(e.where or entry, e.msg.removeprefix(f"{e.where}: "))
+                self.problems.add(e.where or entry, e.msg.removeprefix(f"{e.where}: "), e.hint)
                 if self.fmt != "auto":
                     self.formats[entry] = self.fmt
                 continue
@@ -298,7 +302,7 @@ class SampleStream:
                     self.samples += 1
                     yield sample
         except DataError as e:
-            self.problems.add(e.where or source.name, e.msg.removeprefix(f"{e.where}: "))
+            self.problems.add(e.where or source.name, e.msg.removeprefix(f"{e.where}: "), e.hint)
         finally:
             if self.fmt != "auto":
                 self.formats[source.name] = self.fmt

@@ -192,6 +192,7 @@ def _load_hub(repo: str, split: str, name: str):
     except Exception as e:  # noqa: BLE001 - datasets raises many kinds; each becomes one line
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if _offline() or isinstance(e, ConnectionError):
+            reason = "offline: HF_HUB_OFFLINE is set" if _offline() else reason
             raise DataError(
                 f"cannot download the hub dataset ({reason})",
                 f"on a machine with network run: python -c \"import datasets; datasets.load_dataset("
