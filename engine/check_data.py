@@ -1,7 +1,9 @@
 """`tunewiz check-data`: validate a dataset and show what the model will see.
 
 Uses the same reading, templates and encoding as training, and loads only the tokenizer.
-Bad records are listed one ``file:line: problem`` per line before the command fails.
+It streams: the data is read and encoded chunk by chunk on every core, and only per-sample
+counts are kept, so a million samples check in flat memory. Bad records are listed one
+``file:line: problem`` per line before the command fails.
 With ``--json`` the report is one JSON object on stdout (what the wizard reads): formats,
 counts, the length histogram, and the first sample as ``{text, trained}`` spans.
 """
@@ -12,10 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-from .dataset import encoding_stats
+from .dataset import Tally, data_stats, samples_until_problem
 from .encode import IGNORE, Encoded, Encoder
 from .errors import ConfigError, DataError, ModelError
-from .formats import DataErrors, load_samples
+from .formats import DataErrors, SampleStream
+from .parallel_encode import CHUNK, available_cores, encode_stream
+from .progress_meter import ProgressMeter
 from .templates import AUTO, get_template
 
 OPEN, CLOSE = "[[", "]]"          # trained spans in plain output
@@ -27,24 +31,14 @@ def cmd_check_data(args) -> int:
         raise ConfigError(f"--max-length: must be at least 1, got {args.max_length}", "e.g. --max-length 2048")
     if args.template != AUTO:
         get_template(args.template)  # a typo fails before the slow tokenizer load
-    try:
-        loaded = load_samples(args.files, args.format)
-    except DataErrors as e:
-        if e.total == 1:
-            raise
-        for line in e.problems:
-            print(line, file=sys.stderr)
-        if e.total > len(e.problems):
-            print(f"... and {e.total - len(e.problems)} more", file=sys.stderr)
-        raise DataError(f"{e.total} problems in the data", "fix the records listed above") from None
+    detected = _validate(args.files, args.format)
+    stage = args.stage or detected
     tokenizer = _tokenizer(args.model)
-    stage = args.stage or ("pretrain" if set(loaded.formats.values()) == {"pretrain"} else "sft")
     encoder = Encoder(tokenizer, template=args.template, system=args.system, stage=stage,
                       max_length=args.max_length)
-    encoded = encoder.encode_many(loaded.samples)
-    stats = encoding_stats(encoded, args.max_length, loaded.records)
+    loaded, stats, first = _check(args, encoder)
     if getattr(args, "json", False):
-        print(json.dumps(_report(args, loaded, stage, encoder, stats, encoded[0], tokenizer), ensure_ascii=False))
+        print(json.dumps(_report(args, loaded, stage, encoder, stats, first, tokenizer), ensure_ascii=False))
         return 0
 
     out = _Output()
@@ -70,11 +64,71 @@ def cmd_check_data(args) -> int:
         bar = "█" * round(BAR_WIDTH * b["count"] / peak) if b["count"] else ""
         out.line(f"  {b['lo'] + 1:>6}-{b['hi']:<6} {bar} {b['count']}")
     out.line("")
-    first = loaded.samples[0]
-    out.line(f"first sample ({first.source}); trained tokens "
+    out.line(f"first sample ({loaded.first.source}); trained tokens "
              + ("in bold green:" if out.rich else f"between {OPEN} and {CLOSE}:"))
-    out.sample(_runs(encoded[0], tokenizer))
+    out.sample(_runs(first, tokenizer))
     return 0
+
+
+class _Streamed:
+    """What the report needs of the stream once it is read: formats, counts, first sample."""
+
+    def __init__(self, stream, first):
+        self.formats, self.records, self.filtered, self.first = (stream.formats, stream.records,
+                                                                 stream.filtered, first)
+
+
+def _check(args, encoder: Encoder) -> tuple[_Streamed, dict, Encoded]:
+    """Read and encode the data as a stream (several processes; memory flat in its size),
+    keeping only per-sample counts and the first sample."""
+    stream = SampleStream(args.files, args.format)
+    firsts: list = []
+
+    def keep_first(samples):
+        for s in samples:
+            if not firsts:
+                firsts.append(s)
+            yield s
+
+    meter = ProgressMeter("checking", "samples", stream=sys.stderr,
+                          show=sys.stderr.isatty() or not getattr(args, "json", False))
+    hint = stream.rows_hint()
+    tally = Tally()
+    for chunk in encode_stream(encoder, keep_first(samples_until_problem(stream)), available_cores()):
+        tally.add(chunk)
+        if tally.samples >= 4 * CHUNK:   # small files need no progress line
+            meter.update(tally.samples, max(hint or 0, tally.samples + 1))
+    _raise_problems(stream)
+    if meter.started is not None:
+        meter.update(tally.samples, tally.samples)
+    lengths, counts, _first, truncated = tally.arrays()
+    stats = data_stats(lengths, counts, truncated, args.max_length, stream.records)
+    return _Streamed(stream, firsts[0]), stats, encoder.encode(firsts[0])
+
+
+def _raise_problems(stream) -> None:
+    """Every problem on its own line (up to MAX_ERRORS), then one error with the count."""
+    try:
+        stream.raise_if_problems()
+    except DataErrors as e:
+        if e.total == 1:
+            raise
+        for line in e.problems:
+            print(line, file=sys.stderr)
+        if e.total > len(e.problems):
+            print(f"... and {e.total - len(e.problems)} more", file=sys.stderr)
+        raise DataError(f"{e.total} problems in the data", "fix the records listed above") from None
+
+
+def _validate(files: list[str], fmt: str) -> str:
+    """Read every record once without tokenizing, so bad data is reported before the
+    tokenizer loads (and without a model at all); returns the stage the data implies:
+    pretrain for plain-text data, else sft."""
+    stream = SampleStream(files, fmt)
+    for _ in stream:
+        pass
+    _raise_problems(stream)
+    return "pretrain" if set(stream.formats.values()) == {"pretrain"} else "sft"
 
 
 def _tokenizer(model: str):
@@ -96,7 +150,7 @@ def _report(args, loaded, stage: str, encoder: Encoder, stats: dict, first: Enco
         **stats,
         "filtered": loaded.filtered,
         "first_sample": {
-            "source": loaded.samples[0].source,
+            "source": loaded.first.source,
             "tokens": len(first.input_ids),
             "truncated": first.truncated,
             "spans": [{"text": text, "trained": trained}

@@ -63,6 +63,9 @@ class DataConfig:
     system: str = doc("system prompt added to every conversation that has none", "")
     max_length: int = doc("tokens per sequence; longer samples are truncated", 2048)
     pack: bool = doc("pack samples into max_length sequences (per-sample position ids)", True)
+    num_proc: Union[int, None] = doc("processes that tokenize (null: one per available core)", None)
+    cache_dir: str = doc("where tokenized data is cached (empty: $TUNEWIZ_DATA_CACHE, else "
+                         "~/.cache/tunewiz/data); one folder per data + tokenizer + settings", "")
 
 
 @dataclass
@@ -147,6 +150,9 @@ class Config:
         for key, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{key}: must be at least 1, got {value}", f"set {key} >= 1")
+        if self.data.num_proc is not None and self.data.num_proc < 1:
+            raise ConfigError(f"data.num_proc: must be at least 1 or null, got {self.data.num_proc}",
+                              "remove it to use one process per core")
         if self.train.max_steps is not None and self.train.max_steps < 1:
             raise ConfigError("train.max_steps: must be at least 1 or null", "remove it to use epochs")
         if self.quant.bits not in (4, 8):

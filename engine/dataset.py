@@ -1,23 +1,25 @@
-"""From data files to training sequences: read, validate, encode, pack, count.
+"""From data sources to training sequences: the counts and the packing plan.
 
-``build_dataset`` is what training calls; ``check-data`` calls the same pieces so that
-what it reports is what training will see.
+``build_dataset`` is what training and ``prepare-data`` call: it returns the dataset's
+on-disk store (token_cache.py builds it once and maps it after that) and its stats.
+``check-data`` computes the same stats from the same encoder while it streams, so what it
+reports is what training will see.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from .config import DataConfig
-from .encode import Encoded, Encoder
 from .errors import DataError
-from .formats import load_samples
-from .packing import pack, unpacked
+from .packing import pack_lengths
 
 Progress = Callable[[int, int], None]
 
 
-def length_histogram(lengths: list[int], max_length: int) -> list[dict]:
+def length_histogram(lengths, max_length: int) -> list[dict]:
     """Counts per power-of-two length bucket up to max_length: [{lo, hi, count}, ...]."""
     edges = [0]
     hi = 32
@@ -25,53 +27,90 @@ def length_histogram(lengths: list[int], max_length: int) -> list[dict]:
         edges.append(hi)
         hi *= 2
     edges.append(max_length)
-    buckets = [{"lo": lo, "hi": hi, "count": 0} for lo, hi in zip(edges, edges[1:])]
-    for n in lengths:
-        for b in buckets:
-            if n <= b["hi"]:
-                b["count"] += 1
-                break
-        else:
-            buckets[-1]["count"] += 1
-    return buckets
+    his = np.asarray(edges[1:])
+    # A sample goes to the first bucket whose top it does not exceed; longer ones to the last.
+    where = np.minimum(np.searchsorted(his, np.asarray(lengths), side="left"), len(his) - 1)
+    counts = np.bincount(where, minlength=len(his)) if len(where) else np.zeros(len(his), int)
+    return [{"lo": lo, "hi": hi, "count": int(c)} for lo, hi, c in zip(edges, edges[1:], counts)]
 
 
-def encoding_stats(encoded: list[Encoded], max_length: int, records: int) -> dict:
-    lengths = [len(e.input_ids) for e in encoded]
+def data_stats(lengths: np.ndarray, trained_counts: np.ndarray, truncated: np.ndarray, max_length: int,
+               records: int) -> dict:
+    """records, samples, tokens, trained_tokens, truncated, no_loss, length_histogram."""
     return {
-        "records": records,
-        "samples": len(encoded),
-        "tokens": sum(lengths),
-        "trained_tokens": sum(e.trained_tokens for e in encoded),
-        "truncated": sum(e.truncated for e in encoded),
+        "records": int(records),
+        "samples": int(len(lengths)),
+        "tokens": int(np.asarray(lengths, dtype=np.int64).sum()),
+        "trained_tokens": int(np.asarray(trained_counts, dtype=np.int64).sum()),
+        "truncated": int(np.count_nonzero(truncated)),
         # samples whose answer lies wholly past max_length: nothing left to learn from them
-        "no_loss": sum(1 for e in encoded if e.trained_tokens == 0),
+        "no_loss": int(np.count_nonzero(np.asarray(trained_counts) == 0)),
         "length_histogram": length_histogram(lengths, max_length),
     }
 
 
-def build_dataset(data_cfg: DataConfig, stage: str, tokenizer, progress: Progress | None = None,
-                  loaded=None, encoder: Encoder | None = None):
-    """Return (sequences, stats).
+def sequence_index(lengths: np.ndarray, trained_counts: np.ndarray, first_trained: np.ndarray,
+                   data_cfg: DataConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which samples make up each training sequence: (members, offsets, trained per sequence).
 
-    sequences: dicts of ``input_ids``, ``labels``, ``position_ids`` (lists of ints), packed
-    to ``data_cfg.max_length`` when ``data_cfg.pack``; batch them with ``packing.collate``.
-    stats: records, samples, tokens, trained_tokens, truncated, no_loss, sequences,
-    length_histogram. ``progress(done, total)`` reports tokenization. ``loaded`` passes
-    samples already read (training validates the files before torch loads); ``encoder``
-    one the caller keeps (training renders its eval prompts with the same template).
+    Samples with nothing to train on are left out. With ``pack`` the rest are packed
+    best-fit-decreasing into max_length rows; without it each is a row of its own. A row's
+    trained count leaves out the first token of each sample, whose label packing masks.
     """
-    loaded = loaded or load_samples(data_cfg.files, data_cfg.format)
-    encoder = encoder or Encoder(tokenizer, template=data_cfg.template, system=data_cfg.system, stage=stage,
-                                 max_length=data_cfg.max_length)
-    encoded = encoder.encode_many(loaded.samples, progress=progress)
-    stats = encoding_stats(encoded, data_cfg.max_length, loaded.records)
-    useful = [e for e in encoded if e.trained_tokens]
-    if not useful:
-        raise DataError(f"none of the {len(encoded)} samples has a token to train on within "
+    useful = np.flatnonzero(np.asarray(trained_counts) > 0)
+    if not len(useful):
+        raise DataError(f"none of the {len(lengths)} samples has a token to train on within "
                         f"max_length {data_cfg.max_length}", "raise data.max_length, or check the answers")
-    sequences = pack(useful, data_cfg.max_length) if data_cfg.pack else unpacked(useful)
-    stats["sequences"] = len(sequences)
-    stats["template"] = encoder.describe()
-    stats["formats"] = loaded.formats
-    return sequences, stats
+    if data_cfg.pack:
+        members, offsets = pack_lengths(np.asarray(lengths)[useful].tolist(), data_cfg.max_length)
+        members = useful[np.asarray(members, dtype=np.int64)]
+        offsets = np.asarray(offsets, dtype=np.int64)
+    else:
+        members, offsets = useful, np.arange(len(useful) + 1, dtype=np.int64)
+    per_sample = np.asarray(trained_counts, dtype=np.int64) - np.asarray(first_trained, dtype=np.int64)
+    seq_trained = np.add.reduceat(per_sample[members], offsets[:-1])
+    return members, offsets, seq_trained
+
+
+class Tally:
+    """Per-sample numbers of a stream of EncodedChunks (a few bytes per sample, never tokens)."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple] = []
+        self.samples = 0
+
+    def add(self, chunk) -> None:
+        self._parts.append((chunk.lengths, chunk.trained_counts, chunk.first_trained, chunk.truncated))
+        self.samples += len(chunk)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(lengths, trained_counts, first_trained, truncated), one entry per sample."""
+        dtypes = (np.int32, np.int32, np.uint8, bool)
+        if not self._parts:
+            return tuple(np.zeros(0, d) for d in dtypes)
+        return tuple(np.concatenate(col) for col in zip(*self._parts))
+
+
+def samples_until_problem(stream):
+    """The stream's samples until it reports a bad record. After that the rest is only read
+    (so every problem is counted for the error) and nothing more is tokenized: the run
+    fails anyway, and tokenizing a million samples to say so would waste minutes."""
+    for sample in stream:
+        if stream.problems.total:
+            break
+        yield sample
+    for _ in stream:
+        pass
+
+
+def build_dataset(data_cfg: DataConfig, stage: str, tokenizer, progress: Progress | None = None,
+                  encoder=None, log=None, builder: bool = True):
+    """Return (store, stats): the dataset's TokenStore (``store[i]`` is sequence i as
+    ``input_ids`` / ``labels`` / ``position_ids`` arrays; batch them with
+    ``packing.collate``) and its stats (records, samples, tokens, trained_tokens, truncated,
+    no_loss, sequences, length_histogram, template, formats). Uses the tokenized cache when
+    it holds this data (``log`` says so), else tokenizes with ``progress(done, total)``."""
+    from .token_cache import prepare
+
+    prepared = prepare(data_cfg, stage, tokenizer, encoder, builder=builder, progress=progress, log=log)
+    return prepared.store, prepared.stats

@@ -64,6 +64,12 @@ class Encoder:
         self._special_re = re.compile("|".join(map(re.escape, sorted(specials, key=len, reverse=True)))) \
             if specials else None
 
+    @classmethod
+    def from_config(cls, tokenizer, data_cfg, stage: str) -> "Encoder":
+        """The encoder a run's data config describes (training, prepare-data, eval prompts)."""
+        return cls(tokenizer, template=data_cfg.template, system=data_cfg.system, stage=stage,
+                   max_length=data_cfg.max_length)
+
     # ------------------------------------------------------------------ public
 
     def describe(self) -> str:

@@ -35,6 +35,8 @@ SCHEMA: dict[str, tuple[str, ...]] = {
 # start to the end of its host sync, when the GPU has finished it.
 OPTIONAL: dict[str, tuple[str, ...]] = {
     "step": ("tokens", "trained_tokens", "trained_tokens_per_s"),
+    # long phases (tokenizing) say what they count, how fast, and how long is left
+    "progress": ("unit", "rate", "eta_s"),
 }
 ERROR_KINDS = ("data", "model", "oom", "config", "distributed", "internal")
 DONE_STATUSES = ("completed", "stopped", "failed")

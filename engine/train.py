@@ -35,43 +35,47 @@ class Recipe:
 
     # ------------------------------------------------------------------ setup
     def preflight(self) -> None:
-        """Torch-free checks first, so bad data or a wrong model path fails in a second."""
-        from .formats import load_samples
-        from .models import check_model, resolve_model_path
+        """Everything before the model, torch-free: a wrong model path fails in a second, and
+        the data is read, tokenized and cached (or mapped from the cache) before anything
+        heavy loads. Every rank maps the same store; only the node's local rank 0 builds it."""
+        from .dataset import build_dataset
+        from .encode import Encoder
+        from .models import check_model, load_tokenizer, require_cuda_for_quantization, resolve_model_path
+        from .progress_meter import ProgressMeter
+        from .token_cache import TokenizerSource
 
+        cfg = self.cfg
         self.progress("load", 0, 3)
-        self.model_path = resolve_model_path(self.cfg.model.path)
-        check_model(self.model_path, self.cfg.model.trust_remote_code)
-        self.loaded = load_samples(self.cfg.data.files, self.cfg.data.format)
+        self.model_path = resolve_model_path(cfg.model.path)
+        check_model(self.model_path, cfg.model.trust_remote_code)
+        if cfg.method == "qlora":   # before minutes of tokenizing
+            import torch
+
+            require_cuda_for_quantization("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = load_tokenizer(self.model_path, cfg.model.trust_remote_code)
+        self.progress("load", 1, 3)
+        self.encoder = Encoder.from_config(self.tokenizer, cfg.data, cfg.stage)
+        meter = ProgressMeter("tokenizing", "samples", emit=self.events.emit if self.rt.is_main else None,
+                              phase="tokenize", show=self.rt.is_main)
+        tokenizer = TokenizerSource(self.tokenizer, folder=Path(self.model_path))
+        self.store, self.data_stats = build_dataset(cfg.data, cfg.stage, tokenizer, progress=meter.update,
+                                                    encoder=self.encoder, log=self.data_log,
+                                                    builder=self.rt.local_rank == 0)
+        # Trained tokens per sequence (the loss normaliser), as plain ints for the step plan.
+        self.n_trained = self.store.seq_trained.tolist()
 
     def setup(self, resume: bool) -> None:
         import torch
         from transformers import get_cosine_schedule_with_warmup
 
-        from .dataset import build_dataset
-        from .encode import Encoder
         from .backends import make_backend
-        from .models import (count_params, load_model, load_tokenizer, pick_dtype, require_cuda_for_quantization,
-                             wrap_for_method)
+        from .models import count_params, load_model, pick_dtype, wrap_for_method
 
         cfg, rt = self.cfg, self.rt
         path = self.model_path
         torch.manual_seed(cfg.train.seed)
-        if cfg.method == "qlora":
-            require_cuda_for_quantization(rt.device)  # before minutes of tokenizing
-        self.tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
-        self.progress("load", 1, 3)
-
-        self.encoder = Encoder(self.tokenizer, template=cfg.data.template, system=cfg.data.system,
-                               stage=cfg.stage, max_length=cfg.data.max_length)
-        self.seqs, self.data_stats = build_dataset(
-            cfg.data, cfg.stage, self.tokenizer, progress=lambda d, t: self.progress("tokenize", d, t),
-            loaded=self.loaded, encoder=self.encoder)
-        # Trained-token count per sequence (labels shift by one inside the model's loss).
-        self.n_trained = [sum(1 for x in s["labels"][1:] if x != -100) for s in self.seqs]
-
         self.dtype = pick_dtype(cfg.train.dtype, rt.device)
-        self.plan = BatchPlan(len(self.seqs), cfg.train.batch_size, cfg.train.grad_accum, rt.world_size,
+        self.plan = BatchPlan(len(self.store), cfg.train.batch_size, cfg.train.grad_accum, rt.world_size,
                               cfg.train.seed)
         self.total = self.plan.total_steps(cfg.train.epochs, cfg.train.max_steps)
         if cfg.layout.deepspeed in ("zero3", "zero3_offload"):
@@ -110,7 +114,7 @@ class Recipe:
             data=self.data_stats,
             truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step)
         self.log(f"{self.params / 1e6:.1f}M params, {self.trainable / 1e6:.2f}M trainable, "
-                 f"{len(self.seqs)} sequences, {self.total} steps on {rt.device}, {self.attn_backend} attention, "
+                 f"{len(self.store)} sequences, {self.total} steps on {rt.device}, {self.attn_backend} attention, "
                  f"{self.loss_kind} loss"
                  + (f", resumed at step {self.step}" if self.resumed_from else ""))
 
@@ -205,7 +209,8 @@ class Recipe:
         # epoch's short last batch would otherwise recompile every layer (seconds each).
         fixed = self.cfg.data.max_length if self.compiled else None
         rows = self.cfg.train.batch_size if self.compiled else None
-        batch = collate([self.seqs[i] for i in idxs], self.tokenizer.pad_token_id, width=fixed, rows=rows)
+        seqs = [self.store[i] for i in idxs]
+        batch = collate(seqs, self.tokenizer.pad_token_id, width=fixed, rows=rows)
         varlen = self.attn_backend == "varlen"
         if varlen:
             batch.update(attention.sample_lengths(batch["position_ids"], bound=fixed))  # on the CPU: no sync
@@ -219,7 +224,7 @@ class Recipe:
 
             # The sample count changes every batch: compile for any, not for the first one seen.
             torch._dynamo.mark_dynamic(out[attention.LENGTH_KEYS[0]], 0)
-        out["n_tokens"] = sum(len(self.seqs[i]["input_ids"]) for i in idxs)
+        out["n_tokens"] = sum(len(seq["input_ids"]) for seq in seqs)
         return out
 
     def uses_autocast(self) -> bool:
@@ -309,6 +314,11 @@ class Recipe:
     # ------------------------------------------------------------------ helpers
     def progress(self, phase: str, done: int, total: int) -> None:
         self.events.emit("progress", phase=phase, done=done, total=total)
+
+    def data_log(self, msg: str) -> None:
+        """Data messages are printed by every rank (a waiting rank says why, in its own log)."""
+        self.events.emit("log", level="info", msg=msg)
+        print(msg, flush=True)
 
     def log(self, msg: str, level: str = "info") -> None:
         self.events.emit("log", level=level, msg=msg)

@@ -8,7 +8,9 @@ that the named templates use, so every template can be exercised on it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,11 @@ import warm_cli
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tokenized-data caches of this test process go to a folder of its own (each test's data
+# lives in its own tmp folder, so caches never cross tests), never the user's cache.
+_OWN_DATA_CACHE = None if "TUNEWIZ_DATA_CACHE" in os.environ else tempfile.mkdtemp(prefix="tunewiz-data-cache-")
+if _OWN_DATA_CACHE:
+    os.environ["TUNEWIZ_DATA_CACHE"] = _OWN_DATA_CACHE
 # The tiny model is far too small to gain from threads, and two OpenMP threads on two busy
 # cores spin-wait badly (tens of times slower). Tests on the demo model pass their own count.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -96,6 +103,8 @@ def pytest_configure(config):
 
 def pytest_unconfigure(config):
     warm_cli.stop()
+    if _OWN_DATA_CACHE:
+        shutil.rmtree(_OWN_DATA_CACHE, ignore_errors=True)
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600,

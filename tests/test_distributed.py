@@ -45,7 +45,8 @@ def test_two_processes_match_one_at_the_same_global_batch(tiny_model, tmp_path, 
     assert r.returncode == 0, r.stderr
     cfg = write_config(two, tiny_model, data, train__grad_accum=1,
                        layout={"master_port": free_port()}, **LAYOUT)
-    r = cli("train", str(cfg), env={"NPROC_PER_NODE": "2"})
+    # a cache of its own, so the two ranks find none and must share one build
+    r = cli("train", str(cfg), env={"NPROC_PER_NODE": "2", "TUNEWIZ_DATA_CACHE": str(tmp_path / "cache2")})
     assert r.returncode == 0, r.stderr + r.stdout
     run = main_run(two)
     evs = read_events(run / "events.jsonl")
@@ -60,6 +61,11 @@ def test_two_processes_match_one_at_the_same_global_batch(tiny_model, tmp_path, 
     logs = {p.name for p in (run / "logs").iterdir()}
     assert {"rank0.log", "rank1.log", "launcher.log"} <= logs
     assert "step 4/4" in (run / "logs" / "rank0.log").read_text()
+    # one tokenizer per node: rank 0 tokenized, rank 1 mapped its store
+    rank0, rank1 = ((run / "logs" / f"rank{k}.log").read_text() for k in (0, 1))
+    assert "tokenizing the data" in rank0 and "tokenized into" in rank0
+    assert "tokenizing the data" not in rank1 and "using the tokenized cache" in rank1
+    assert len([p for p in (tmp_path / "cache2").iterdir() if p.is_dir()]) == 1
     assert (run / "checkpoints" / "step-4" / "rng-rank1.pt").is_file()
     assert losses(run) == pytest.approx(losses(main_run(one)), rel=1e-4)
 

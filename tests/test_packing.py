@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 
 import pytest
 
@@ -182,11 +181,9 @@ def _write(path, n):
 def test_build_dataset(tmp_path, tok, pack_):
     f = _write(tmp_path / "d.jsonl", 3000)
     seen = []
-    t0 = time.perf_counter()
     seqs, stats = build_dataset(DataConfig(files=[f], max_length=128, pack=pack_), "sft", tok,
                                 progress=lambda d, t: seen.append((d, t)))
-    assert time.perf_counter() - t0 < 4.0
-    assert seen[-1] == (3000, 3000)
+    assert seen[-1] == (3000, 3000) and all(d < t for d, t in seen[:-1])   # never "done" early
     assert stats["records"] == 3000 and stats["sequences"] == len(seqs)
     assert sum(b["count"] for b in stats["length_histogram"]) == 3000
     assert 0 < stats["trained_tokens"] < stats["tokens"]
@@ -207,13 +204,3 @@ def test_build_dataset_counts_truncation_and_drops_samples_without_answers(tmp_p
     f.write_text(json.dumps({"conversation": [{"input": "x " * 200, "output": "y"}]}) + "\n")
     with pytest.raises(DataError):
         build_dataset(DataConfig(files=[str(f)], max_length=32), "sft", tok)
-
-
-def test_build_dataset_reuses_samples_already_read(tmp_path, tok):
-    from tunewiz.engine.formats import load_samples
-
-    f = _write(tmp_path / "d.jsonl", 10)
-    loaded = load_samples([f])
-    (tmp_path / "d.jsonl").unlink()          # must not be read again
-    seqs, stats = build_dataset(DataConfig(files=[f]), "sft", tok, loaded=loaded)
-    assert stats["records"] == 10 and seqs

@@ -14,6 +14,8 @@ import os
 import signal
 import sys
 
+from tunewiz.commands import prepare_data
+
 # subcommand -> "module:function"; a test checks this map and the parser agree.
 COMMANDS = {
     "runs": "tunewiz.engine.runs_cmd:cmd_runs",
@@ -23,6 +25,7 @@ COMMANDS = {
     "stacks": "tunewiz.engine.stacks:cmd_stacks",
     "presets": "tunewiz.engine.preset_catalog:cmd_presets",
     "check-data": "tunewiz.engine.check_data:cmd_check_data",
+    "prepare-data": "tunewiz.commands.prepare_data:run",
     "convert": "tunewiz.engine.convert:cmd_convert",
     "merge": "tunewiz.engine.merge:cmd_merge",
     "chat": "tunewiz.engine.chat:cmd_chat",
@@ -34,6 +37,7 @@ typical session:
   tunewiz demo                                   prepare the demo model and sample data
   tunewiz presets copy sft-lora my.yaml          start from a preset, edit it
   tunewiz check-data data/assistant.json --model demo
+  tunewiz prepare-data my.yaml                   tokenize and cache the data (optional)
   tunewiz train my.yaml --detach                 train in the background
   tunewiz attach                                 watch the newest run
   tunewiz convert work_dirs/RUN adapter/         checkpoint -> HF adapter
@@ -100,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--system", default="", help="system prompt added where a sample has none")
     s.add_argument("--stage", default=None, choices=["sft", "pretrain"], help="default: pretrain for text data, else sft")
     s.add_argument("--json", action="store_true", help="print the report as one JSON object (spans of the first sample)")
+
+    prepare_data.add_parser(sub)
 
     s = sub.add_parser("convert", help="checkpoint -> Hugging Face adapter (or HF weights for full)")
     s.add_argument("src", metavar="RUN|CHECKPOINT")

@@ -1,0 +1,68 @@
+"""Progress of a long phase (tokenizing): rate and ETA, as events and as printed lines.
+
+Events go out at most twice a second (a million samples would otherwise write thousands
+of lines); printed lines every few seconds on a terminal and every 15 s into a log file,
+so neither floods. The first and the last update always go out.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+EVENT_EVERY_S = 0.5
+
+
+def format_duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class ProgressMeter:
+    def __init__(self, label: str, unit: str, emit: Callable | None = None, phase: str = "",
+                 show: bool = True, stream=None, clock: Callable[[], float] = time.monotonic):
+        self.label, self.unit, self.emit, self.phase = label, unit, emit, phase or label
+        self.show = show
+        self.stream = stream
+        self.clock = clock
+        self.started: float | None = None
+        self._last_event = self._last_line = -1e9
+        self.line_every_s = 3.0 if self._tty() else 15.0
+
+    def _tty(self) -> bool:
+        try:
+            return (self.stream or sys.stdout).isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    def rate_eta(self, done: int, total: int) -> tuple[float, float | None]:
+        elapsed = self.clock() - (self.started or self.clock())
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (total - done) / rate if rate > 0 and total >= done else None
+        return rate, eta
+
+    def update(self, done: int, total: int) -> None:
+        now = self.clock()
+        if self.started is None:
+            self.started = now
+        final = total and done >= total
+        rate, eta = self.rate_eta(done, total)
+        if self.emit is not None and (final or now - self._last_event >= EVENT_EVERY_S):
+            self._last_event = now
+            self.emit("progress", phase=self.phase, done=done, total=total, unit=self.unit,
+                      rate=round(rate, 1), eta_s=None if eta is None else round(eta, 1))
+        if self.show and (final or now - self._last_line >= self.line_every_s):
+            self._last_line = now
+            print(self.line(done, total, rate, eta), file=self.stream or sys.stdout, flush=True)
+
+    def line(self, done: int, total: int, rate: float, eta: float | None) -> str:
+        share = f" ({done / total:.0%})" if total else ""
+        of = f" of {'~' if done < total else ''}{total:,}" if total else ""
+        tail = "done" if total and done >= total else (f"ETA {format_duration(eta)}" if eta is not None else "")
+        return f"{self.label}: {done:,}{of} {self.unit}{share} · {rate:,.0f} {self.unit}/s" + \
+            (f" · {tail}" if tail else "")
