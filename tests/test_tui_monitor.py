@@ -122,3 +122,24 @@ def test_follower_reads_100k_steps_fast(tmp_path):
     assert time.perf_counter() - started < 5
     # Following costs only the new bytes: a second poll with nothing new reads nothing.
     assert follower.poll() is False
+
+
+async def test_monitor_shows_tokenizing_with_rate_and_eta(tmp_path, monkeypatch):
+    """Before the first step the monitor shows the long data phase: count, rate and ETA."""
+    import os
+
+    from tunewiz.engine import rundir
+    from tunewiz.engine.events import EventWriter
+    from tunewiz.engine.launch import prepare_run
+
+    monkeypatch.chdir(tmp_path)
+    run = prepare_run(Config(name="big", output_dir=str(tmp_path / "work_dirs")))
+    rundir.write_state(run, pid=os.getpid(), pgid=os.getpgid(0), status="running")
+    w = EventWriter(run / "events.jsonl")
+    w.emit("progress", phase="load", done=1, total=3)
+    w.emit("progress", phase="tokenize", done=12288, total=50000, unit="samples", rate=3100.0, eta_s=12.2)
+    w.close()
+    app = TunewizApp(str(tmp_path / "work_dirs"), engine=EngineCli(prefix=FAKE, output_dir=str(tmp_path / "work_dirs")),
+                     attach=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        text = await wait_for_text(pilot, "tokenizing 12,288/~50,000 · 3,100/s · ETA 12s", timeout=20)

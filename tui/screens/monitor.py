@@ -19,6 +19,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
+from tunewiz.engine.progress_meter import describe_progress
+
 from ..formatting import duration, loss, status_markup
 from ..services.engine_cli import EngineCommandFailed
 from ..services.run_follower import RunFollower, RunView
@@ -130,7 +132,7 @@ class MonitorScreen(Screen):
         if view.progress and not view.steps:
             p = view.progress
             bar.update(total=p.get("total") or None, progress=p.get("done") or 0)
-            numbers = f"{p.get('phase')} {p.get('done')}/{p.get('total')}"
+            numbers = describe_progress(p)
         else:
             bar.update(total=s.total or None, progress=s.step)
             eta = duration(s.eta_s) if s.status == "running" else "–"
