@@ -242,20 +242,23 @@ class SampleStream:
     (dropped on purpose), ``samples`` (yielded) and ``problems`` fill in as it is iterated;
     iterating again starts over. After a full pass, :meth:`raise_if_problems` raises what
     :func:`load_samples` would. Sources are files, folders or hub ids (see sources.py).
+    ``head`` reads at most that many records of each source (a quick check); ``cut`` then
+    says whether some source had more.
     """
 
-    def __init__(self, files: list[str] | tuple[str, ...], fmt: str = "auto"):
+    def __init__(self, files: list[str] | tuple[str, ...], fmt: str = "auto", head: int | None = None):
         if fmt != "auto" and fmt not in FORMATS:
             raise DataError(f"unknown format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}")
         if not files:
             raise DataError("no data files given", f"list data files, folders or hub ids under data.files ({FILES_HINT})")
-        self.files, self.fmt = [str(f) for f in files], fmt
+        self.files, self.fmt, self.head = [str(f) for f in files], fmt, head
         self._resolved: dict[str, list[Source]] = {}
         self._reset()
 
     def _reset(self) -> None:
         self.formats: dict[str, str] = {}
         self.records = self.filtered = self.samples = 0
+        self.cut = False
         self.problems = _Problems()
 
     def _sources(self, entry: str) -> list[Source]:
@@ -279,9 +282,14 @@ class SampleStream:
 
     def _source_samples(self, source: Source) -> Iterator[Sample]:
         fmt = None if self.fmt == "auto" else self.fmt
+        read = 0
         try:
             for part in source.parts:
                 for where, record in part.records(self.problems):
+                    if read == self.head:
+                        self.cut = True
+                        return
+                    read += 1
                     self.records += 1
                     if fmt is None:
                         fmt = detect_format(record)

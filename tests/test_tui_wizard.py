@@ -191,3 +191,48 @@ async def test_dataset_preview_highlights_trained_spans_and_shows_lengths(workdi
                           and s.style.color.name == "green")
         assert "I am Alice's assistant.<|im_end|>" in trained
         assert "Please introduce yourself" not in trained
+
+
+async def test_dataset_step_quick_checks_any_source_from_its_first_records(workdir):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tunewiz.tui.screens.wizard.dataset_step import QUICK_RECORDS, DataChecked
+
+    chat = {"messages": [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "Yours."}]}
+    pq.write_table(pa.Table.from_pylist([chat] * 3), workdir / "data" / "chat.parquet")
+    # A bad record past the first QUICK_RECORDS is check-data's to find, not the quick check's.
+    big = [chat] * (QUICK_RECORDS * 5) + [{"messages": 3}]
+    (workdir / "data" / "big.jsonl").write_text("".join(json.dumps(r) + "\n" for r in big))
+    checked: dict[str, DataChecked] = {}
+
+    def hook(message):
+        if isinstance(message, DataChecked):
+            checked[", ".join(message.files)] = message
+
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
+        for step in ("ModelStep", "PresetStep"):
+            await goto(pilot, step)
+            await pilot.press("enter")
+        await goto(pilot, "DatasetStep")
+        for source in ("data/chat.parquet", "data/big.jsonl", "data", "someone/some-set:train", "data/nope.csv"):
+            app.screen.query_one("#data-path").value = source
+            await wait_for(pilot, lambda: source in checked)
+        assert checked["data/chat.parquet"].summary == "3 samples · format openai"
+        big_check = checked["data/big.jsonl"]
+        assert big_check.problems == [] and big_check.summary == (
+            f"format openai · the first {QUICK_RECORDS} records of each source are fine · "
+            f"about {len(big):,} records")
+        # A folder of files: each file is a source, the demo's JSON among them.
+        assert "format conversation, openai, pretrain" in checked["data"].summary
+        assert checked["someone/some-set:train"].summary == "hub dataset someone/some-set:train (check-data loads it)"
+        assert checked["data/nope.csv"].problems == ["data/nope.csv: no such file"]
+        await pilot.press("ctrl+n")  # the step keeps the user on a missing file
+        await wait_for_text(pilot, "no such file")
+        assert step_name(app) == "DatasetStep"
+        app.screen.query_one("#data-path").value = "data/chat.parquet"
+        await pilot.press("ctrl+n")
+        await goto(pilot, "LayoutStep")

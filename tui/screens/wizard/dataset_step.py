@@ -1,9 +1,14 @@
-"""Step 3, Dataset: pick a JSON/JSONL file, see it validated, and preview what the model sees.
+"""Step 3, Dataset: pick a data source, see it validated, and preview what the model sees.
 
-Validation runs in-process with the engine's torch-free reader (instant, errors with
-file:line); the rendered preview and token histogram need the tokenizer, so they come
-from `tunewiz check-data --json` in a subprocess: the first sample as it is rendered with
-the template, trained spans highlighted, and the token lengths against max_length.
+Sources are whatever data.files takes: JSON/JSONL, Parquet, Arrow, CSV/TSV files,
+save_to_disk folders, folders of data files, hub ids. The quick check runs in a worker
+thread with the engine's torch-free reader and reads only the first QUICK_RECORDS records
+of each source (the format, early errors with file:line), so a large set costs no more
+than a small one. The full check, the rendered preview and the token histogram need the
+tokenizer and every record, so they come from `tunewiz check-data --json` in a
+subprocess: the first sample as it is rendered with the template, trained spans
+highlighted, and the token lengths against max_length. Hub ids are left to check-data
+altogether: loading one may download it.
 """
 
 from __future__ import annotations
@@ -19,18 +24,25 @@ from textual.message import Message
 from textual.widgets import Button, DirectoryTree, Input, RichLog, Select, Static
 
 from tunewiz.engine.config import FORMATS
+from tunewiz.engine.sources import DATA_SUFFIXES
 
 from ...services.engine_cli import EngineCommandFailed
 from .step import StepInvalid, WizardStep
 
-DATA_SUFFIXES = (".json", ".jsonl")
+QUICK_RECORDS = 200                # records of each source the in-process check reads
+# A save_to_disk folder's own bookkeeping files, which are JSON but not data.
+SAVED_META = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+def is_saved_dataset(path: Path) -> bool:
+    return any((path / name).is_file() for name in SAVED_META)
 
 
 class DataFileTree(DirectoryTree):
-    """Only folders and JSON/JSONL files: the file picker for datasets."""
+    """Only folders and data files: the file picker for datasets."""
 
     def filter_paths(self, paths):
-        return [p for p in paths if not p.name.startswith(".")
+        return [p for p in paths if not p.name.startswith(".") and p.name not in SAVED_META
                 and (p.is_dir() or p.suffix.lower() in DATA_SUFFIXES)]
 
 
@@ -54,18 +66,44 @@ class AssistantSetWritten(Message):
         self.path, self.problem = path, problem
 
 
-def check_files(files: list[str], fmt: str) -> tuple[str, list[str]]:
-    """(summary, problems) from the engine's reader; problems name file:line."""
+def check_files(files: list[str], fmt: str, estimate: bool = True) -> tuple[str, list[str]]:
+    """(summary, problems) from the first QUICK_RECORDS records of each source; problems
+    name file:line. ``estimate`` adds the records to expect (it may count a file's lines)."""
     from tunewiz.engine.errors import DataError
-    from tunewiz.engine.formats import load_samples
+    from tunewiz.engine.formats import SampleStream
+    from tunewiz.engine.sources import HubPart, resolve
 
-    try:
-        loaded = load_samples(files, fmt)
-    except DataError as e:
-        return "", list(getattr(e, "problems", None) or [e.msg])
-    kinds = ", ".join(sorted(set(loaded.formats.values()))) or fmt
-    dropped = f", {loaded.filtered} dropped" if loaded.filtered else ""
-    return f"{len(loaded.samples)} samples · format {kinds}{dropped}", []
+    local, hubs, problems = [], [], []
+    for entry in files:
+        try:
+            sources = resolve(entry)  # cheap: paths are looked at, hub datasets are not loaded
+        except DataError as e:
+            problems.append(e.msg)
+            continue
+        (hubs if any(isinstance(p, HubPart) for s in sources for p in s.parts) else local).append(entry)
+    parts = []
+    if local and not problems:
+        stream = SampleStream(local, fmt, head=QUICK_RECORDS)
+        for _ in stream:
+            pass
+        problems = list(stream.problems.lines)
+        if stream.problems.total > len(problems):
+            problems.append(f"... and {stream.problems.total - len(problems)} more")
+        if not stream.cut and not problems:
+            try:
+                stream.raise_if_problems()
+            except DataError as e:
+                problems.append(e.msg)
+        kinds = ", ".join(sorted(set(stream.formats.values()))) or fmt
+        dropped = f", {stream.filtered} dropped" if stream.filtered else ""
+        if not stream.cut:
+            parts.append(f"{stream.samples} samples · format {kinds}{dropped}")
+        else:
+            about = stream.rows_hint() if estimate else None
+            parts.append(f"format {kinds} · the first {QUICK_RECORDS} records of each source are fine"
+                         + (f" · about {about:,} records" if about else ""))
+    parts += [f"hub dataset {h} (check-data loads it)" for h in hubs]
+    return ("" if problems else " · ".join(parts)), problems
 
 
 BAR_WIDTH = 24
@@ -107,6 +145,13 @@ def render_report(report: dict) -> list[Text]:
     return lines
 
 
+def full_summary(report: dict) -> str:
+    """check-data's counts over every record, in the quick check's words."""
+    kinds = ", ".join(sorted(set(report.get("formats", {}).values()))) or "auto"
+    dropped = f", {report['filtered']} dropped" if report.get("filtered") else ""
+    return f"{report['samples']} samples · format {kinds}{dropped}"
+
+
 def last_json_object(lines: list[str]) -> dict | None:
     """check-data prints its report as the last JSON line (warnings may come before it)."""
     for line in reversed(lines):
@@ -125,7 +170,7 @@ class DatasetStep(WizardStep):
     def compose_body(self) -> ComposeResult:
         data = self.state.config.data
         with Horizontal(id="data-path-row"):
-            yield Input(", ".join(data.files), placeholder="data file(s), comma separated",
+            yield Input(", ".join(data.files), placeholder="data file(s), folder or hub id, comma separated",
                         id="data-path", compact=True)
             yield Select([(f, f) for f in FORMATS], value=data.format, allow_blank=False,
                          id="data-format", compact=True)
@@ -188,7 +233,7 @@ class DatasetStep(WizardStep):
                 preview.write(line)
             return
         self.summary = message.summary
-        status.update(f"[b green]✓[/] {message.summary} · tokenizing with the model…")
+        status.update(f"[b green]✓[/] {message.summary} · check-data checks them all with the model…")
         self.preview(message.files, self.fmt())
 
     @work(exclusive=True, group="data-preview")
@@ -221,7 +266,7 @@ class DatasetStep(WizardStep):
             preview.write(Text(message.problem, style="red"))
             return
         self.query_one("#data-status", Static).update(
-            f"[b green]✓[/] {getattr(self, 'summary', '')} · as the model sees it:")
+            f"[b green]✓[/] {full_summary(message.report)} · as the model sees it:")
         for line in render_report(message.report):
             preview.write(line)
         preview.scroll_home(animate=False)
@@ -233,6 +278,11 @@ class DatasetStep(WizardStep):
         except ValueError:
             pass
         self.query_one("#data-path", Input).value = str(path)
+
+    def on_directory_tree_directory_selected(self, event: DirectoryTree.DirectorySelected) -> None:
+        # A save_to_disk folder is one dataset; other folders are only browsed (type one to use it).
+        if is_saved_dataset(event.path):
+            self.on_directory_tree_file_selected(event)
 
     def generate_set(self) -> None:
         name = self.query_one("#data-owner", Input).value.strip()
@@ -268,9 +318,6 @@ class DatasetStep(WizardStep):
             return
         if not data.files:
             raise StepInvalid("choose a data file")
-        missing = [f for f in data.files if not Path(f).is_file()]
-        if missing:
-            raise StepInvalid(f"{missing[0]}: no such file")
-        _, problems = check_files(data.files, data.format)
+        _, problems = check_files(data.files, data.format, estimate=False)
         if problems:
             raise StepInvalid(problems[0])
