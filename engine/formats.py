@@ -337,9 +337,10 @@ class SampleStream:
         sources.file_identity); a folder stands for its data files, a hub dataset for its id,
         split and what ``datasets`` knows of its revision. DataError when a source is missing.
         """
+        # Not the entries' spelling: ./data/x.jsonl and data/x.jsonl are the same data.
         ident = {"format": self.fmt,
-                 "sources": [[{"name": part.name, **part.identity()} for source in self._sources(entry)
-                              for part in source.parts] for entry in self.files]}
+                 "sources": [[part.identity() for source in self._sources(entry) for part in source.parts]
+                             for entry in self.files]}
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 

@@ -239,7 +239,8 @@ def test_reading_memory_stays_flat_in_the_file_size(tmp_path, monkeypatch, shape
 
 # --------------------------------------------------------------------------- hints and keys
 
-def test_rows_hint_and_fingerprint(tmp_path):
+def test_rows_hint_and_fingerprint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     folder = tmp_path / "set"
     folder.mkdir()
     write_parquet(folder / "p.parquet", OPENAI)
@@ -255,6 +256,7 @@ def test_rows_hint_and_fingerprint(tmp_path):
 
     key = SampleStream([str(folder)]).fingerprint()
     assert len(key) == 64 and key == SampleStream([str(folder)]).fingerprint()
+    assert SampleStream(["./set"]).fingerprint() == key  # the same files, spelled otherwise
     assert SampleStream([str(folder)], "openai").fingerprint() != key
     write_jsonl(folder / "j.jsonl", OPENAI[:4])
     assert SampleStream([str(folder)]).fingerprint() != key
