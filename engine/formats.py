@@ -327,7 +327,7 @@ class SampleStream:
         try:
             return sum(part.rows_hint() for entry in self.files for source in self._sources(entry)
                        for part in source.parts)
-        except DataError:
+        except (DataError, OSError):  # a missing or vanished source: reading will say what is wrong
             return None
 
     def fingerprint(self) -> str:

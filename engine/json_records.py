@@ -24,6 +24,7 @@ _BOM = codecs.BOM_UTF8
 _JSON_WS = " \t\r\n"
 # An error this close to the window's end may just be the record running past it.
 _NEAR_END = 64
+HINT_BYTES = 1 << 20              # read at a time when counting lines for a rows hint
 _HINT_UTF8 = "save the file as UTF-8 JSON or JSONL"
 _HINT_SHAPE = "use a JSON array or one JSON object per line (JSONL)"
 
@@ -51,10 +52,10 @@ def json_rows_hint(path: str | Path) -> int:
     path = Path(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
-        head = f.read(BUFFER_SIZE)
+        head = f.read(HINT_BYTES)
         if head.lstrip(_BOM + b" \t\r\n")[:1] != b"[":
             lines, last = head.count(b"\n"), head
-            for chunk in iter(lambda: f.read(BUFFER_SIZE), b""):
+            for chunk in iter(lambda: f.read(HINT_BYTES), b""):
                 lines, last = lines + chunk.count(b"\n"), chunk
             return max(lines + (not last.endswith(b"\n")), 1)
     text = head.decode("utf-8", "replace")

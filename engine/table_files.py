@@ -46,7 +46,8 @@ def parquet_rows_hint(path: Path) -> int:
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(str(path)).metadata.num_rows
+        with pq.ParquetFile(str(path)) as parquet:
+            return parquet.metadata.num_rows
     except (pa.ArrowException, OSError) as e:
         raise _unreadable(str(path), "Parquet", e) from None
 

@@ -214,7 +214,7 @@ def test_json_array_lines_stay_right_across_window_ends(tmp_path, monkeypatch, b
 
 @pytest.mark.parametrize("shape", ["array", "jsonl", "csv"])
 def test_reading_memory_stays_flat_in_the_file_size(tmp_path, monkeypatch, shape):
-    monkeypatch.setattr(json_records, "BUFFER_SIZE", 1 << 16)
+    monkeypatch.setattr(json_records, "BUFFER_SIZE", 1 << 14)
 
     def peak_for(n: int) -> int:
         records = [{"text": f"sample {i} " + "y" * 200} for i in range(n)]
@@ -233,8 +233,8 @@ def test_reading_memory_stays_flat_in_the_file_size(tmp_path, monkeypatch, shape
         assert count == n and os.path.getsize(f) > n * 200
         return peak
 
-    small, large = peak_for(2_000), peak_for(20_000)  # about 0.4 MB and 4.4 MB of data
-    assert large < small * 1.5 + 100_000 and large < 1_000_000
+    small, large = peak_for(1_000), peak_for(10_000)  # about 0.2 MB and 2.2 MB of data
+    assert large < small * 1.5 + 100_000 and large < 600_000
 
 
 # --------------------------------------------------------------------------- hints and keys
