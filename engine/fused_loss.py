@@ -21,9 +21,14 @@ IGNORE = -100
 # Causal LMs whose forward is `logits = lm_head(hidden)` and whose loss is plain
 # cross-entropy on shifted labels.
 ARCHITECTURES = frozenset({"llama", "mistral", "qwen2", "qwen3", "internlm2", "internlm3", "yi"})
-# fp32 logits per chunk: 2**27 elements (512 MiB) keeps a chunk's matmul large enough to
-# run at full speed while capping its memory, whatever the vocabulary.
-CHUNK_ELEMENTS = 2**27
+# fp32 logits per chunk: 2**25 elements (128 MiB; 362 rows of a 92k vocabulary) keeps a
+# chunk's matmuls large enough to run at full speed while capping the memory they add at
+# the end of the forward pass, when every layer's activations are still held: Liger's fused
+# loss, the tuned peer's, takes chunks of a few hundred rows too.
+CHUNK_ELEMENTS = 2**25
+# When the output layer trains, every chunk also adds its [vocab x hidden] weight gradient
+# into an fp32 sum (two passes over 0.7 GiB for a 92k vocabulary): fewer, larger chunks.
+TRAINED_HEAD_CHUNK_ELEMENTS = 2**27
 # Extra batch keys the recipe adds (computed on the CPU): trained positions and targets.
 ROW_KEYS = ("tw_loss_rows", "tw_loss_targets")
 
@@ -105,18 +110,21 @@ def _define_function():
 
         @staticmethod
         def backward(ctx, grad_loss):
+            # Saved already scaled and in the inputs' dtypes (one rounding, as before): no
+            # fp32 copies are held from the forward pass into the backward pass, whose start
+            # is the step's memory peak. grad_loss is 1 (or the world size) in training.
             grad_hidden, grad_weight = ctx.saved_tensors
-            grad_hidden = (grad_hidden * grad_loss).to(ctx.hidden_dtype)
-            grad_weight = (grad_weight * grad_loss).to(ctx.weight_dtype) if ctx.weight_needs_grad else None
+            grad_hidden = grad_hidden * grad_loss.to(grad_hidden.dtype)
+            grad_weight = grad_weight * grad_loss.to(grad_weight.dtype) if ctx.weight_needs_grad else None
             return grad_hidden, grad_weight, None, None, None
 
     def _forward(ctx, hidden, weight, targets, num_items, dtype):
         """Every row here has a trained target. Per chunk: logits in `dtype`, one fp32
         softmax, minus one at the target, back to `dtype` for the two gradient matmuls;
         the 1/num_items scale goes on the small results, not the [chunk x vocab] tensor."""
-        chunk = max(1, CHUNK_ELEMENTS // weight.shape[0])
-        w = weight.to(dtype)
         wants_weight = weight.requires_grad
+        chunk = max(1, (TRAINED_HEAD_CHUNK_ELEMENTS if wants_weight else CHUNK_ELEMENTS) // weight.shape[0])
+        w = weight.to(dtype)
         grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if wants_weight else None
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
@@ -131,13 +139,13 @@ def _define_function():
             del prob
             grad_hidden[start:start + chunk] = grad @ w
             if wants_weight:
-                grad_weight += (grad.T @ h).float()
+                grad_weight.add_(grad.T @ h)   # summed in fp32, with no fp32 copy of the product
         scale = 1.0 / (num_items.float() if torch.is_tensor(num_items) else float(num_items))
-        grad_hidden *= scale
+        grad_hidden = (grad_hidden * scale).to(hidden.dtype)
         if wants_weight:
-            grad_weight *= scale
+            grad_weight = (grad_weight * scale).to(weight.dtype)
         ctx.save_for_backward(grad_hidden, grad_weight)
-        ctx.hidden_dtype, ctx.weight_dtype, ctx.weight_needs_grad = hidden.dtype, weight.dtype, wants_weight
+        ctx.weight_needs_grad = wants_weight
         return loss * scale
 
     return _LinearCrossEntropy

@@ -67,7 +67,8 @@ def test_fused_loss_equals_the_models_own(tiny_model, method, chunk_tokens, monk
     tok, model = load(tiny_model, method)
     assert fused_loss.unsupported(model) is None
     if chunk_tokens:  # several chunks, the last one partial
-        monkeypatch.setattr(fused_loss, "CHUNK_ELEMENTS", chunk_tokens * model.config.vocab_size)
+        for name in ("CHUNK_ELEMENTS", "TRAINED_HEAD_CHUNK_ELEMENTS"):
+            monkeypatch.setattr(fused_loss, name, chunk_tokens * model.config.vocab_size)
     batch, n_items = packed_batch(tok)
     ref_loss, ref_grads = loss_and_grads(model, batch, n_items, fused=False)
     loss, grads = loss_and_grads(model, batch, n_items, fused=True)
