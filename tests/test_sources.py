@@ -125,6 +125,16 @@ def test_csv_names_the_line_a_row_starts_on(tmp_path):
     assert e.value.msg.startswith(f"{f}:2: messages is not valid JSON (")
 
 
+def test_csv_with_a_byte_order_mark_and_a_bad_byte(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_bytes(b"\xef\xbb\xbftext\nhello\n")
+    assert [s.text for s in load_samples([str(f)]).samples] == ["hello"]
+    f.write_bytes(b"text\nhello\nbad \xff\n")
+    with pytest.raises(DataError) as e:
+        load_samples([str(f)])
+    assert e.value.msg == f"{f}: not UTF-8 text (invalid start byte at byte 15)"
+
+
 # --------------------------------------------------------------------------- bad sources
 
 def test_bad_columnar_data_names_file_and_row(tmp_path):
