@@ -9,8 +9,9 @@ a quarter multi-turn) and measures, for each size, in one run on this machine:
 - tunewiz, cached re-run: the same command again (what a re-launch or --resume pays);
 - datasets: `load_dataset("json")` then `.map` with the same Encoder and the same number
   of processes, first run and re-run from its cache;
-- two ranks (LOCAL_RANK 0 and 1, as torchrun starts them) preparing the same data on a
-  cold cache: memory summed over both trees, against one process.
+- two ranks (local rank 0 and 1, as torchrun starts them) preparing the same data on a
+  cold cache, against one: the data phase's memory (the trees' peak minus what each rank
+  held before its data phase, i.e. the interpreter, torch and the tokenizer).
 
 Memory is PSS (proportional set size) summed over the process tree, sampled every 0.1 s:
 forked workers share pages, and PSS counts a shared page once overall instead of once
@@ -94,19 +95,30 @@ def measure(cmds: list[list[str]], env: dict) -> dict:
     for p, out in zip(procs, outputs):
         if p.returncode != 0:
             sys.exit(f"bench: {' '.join(p.args[:6])} failed ({p.returncode}):\n{out.decode()[-3000:]}")
-    return {"s": round(wall, 2), "peak_gb": round(peak / 1e9, 3), "out": outputs[0].decode()}
+    return {"s": round(wall, 2), "peak_gb": round(peak / 1e9, 3), "peak_b": peak, "out": outputs[0].decode(),
+            "outs": [o.decode() for o in outputs]}
 
 
+# One rank's data phase, as a training rank runs it (tokenizer loaded first, then the data);
+# it prints its own memory before the data phase, so the data's share can be told apart.
 RANK = """
-import sys
+import sys, psutil
 from tunewiz.engine.config import load_config
 from tunewiz.engine.models import load_tokenizer, resolve_model_path
 from tunewiz.engine.token_cache import prepare
 cfg = load_config(sys.argv[1])
 tok = load_tokenizer(resolve_model_path(cfg.model.path))
+print("baseline", psutil.Process().memory_full_info().pss, flush=True)
 p = prepare(cfg.data, cfg.stage, tok, builder=sys.argv[2] == "0", log=print)
 print(len(p.store), "sequences")
 """
+
+
+def data_gb(run: dict) -> float:
+    """Peak memory of the data phase: the trees' peak minus what the ranks held before it."""
+    base = sum(int(line.split()[1]) for out in run["outs"] for line in out.splitlines()
+               if line.startswith("baseline "))
+    return round(run["peak_b"] / 1e9 - base / 1e9, 3)
 
 HF_MAP = """
 import sys, time
@@ -169,7 +181,8 @@ def main(argv=None) -> int:
             one = measure([[sys.executable, "-c", RANK, str(cfg), "0"]], {**env, "TUNEWIZ_DATA_CACHE": str(work / "r1")})
             two = measure([[sys.executable, "-c", RANK, str(cfg), str(k)] for k in (0, 1)],
                           {**env, "TUNEWIZ_DATA_CACHE": str(work / "r2")})
-            row.update(one_rank_gb=one["peak_gb"], two_ranks_gb=two["peak_gb"])
+            row.update(one_rank_gb=one["peak_gb"], two_ranks_gb=two["peak_gb"],
+                       one_rank_data_gb=data_gb(one), two_ranks_data_gb=data_gb(two))
             shutil.rmtree(work / "r1", ignore_errors=True)
             shutil.rmtree(work / "r2", ignore_errors=True)
             if not args.no_hf:
@@ -187,14 +200,14 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()
-    print("| samples (tokens) | tunewiz first: s, GB | cached re-run: s, GB | 1 rank / 2 ranks GB | "
+    print("| samples (tokens) | tunewiz first: s, GB | cached re-run: s, GB | data phase GB: 1 rank / 2 ranks | "
           "datasets.map first: s, GB | datasets re-run s | first-run speed vs datasets |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         hf = (f"{r['hf_first_s']} s, {r['hf_first_gb']} | {r['hf_cached_s']} | {r['first_speedup']}x"
               if "hf_first_s" in r else "- | - | -")
         print(f"| {r['samples']:,} ({r['tokens'] / 1e6:.1f}M) | {r['tunewiz_first_s']} s, {r['tunewiz_first_gb']} | "
-              f"{r['tunewiz_cached_s']} s, {r['tunewiz_cached_gb']} | {r['one_rank_gb']} / {r['two_ranks_gb']} | {hf} |")
+              f"{r['tunewiz_cached_s']} s, {r['tunewiz_cached_gb']} | {r['one_rank_data_gb']} / {r['two_ranks_data_gb']} | {hf} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

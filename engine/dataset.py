@@ -62,9 +62,8 @@ def sequence_index(lengths: np.ndarray, trained_counts: np.ndarray, first_traine
         raise DataError(f"none of the {len(lengths)} samples has a token to train on within "
                         f"max_length {data_cfg.max_length}", "raise data.max_length, or check the answers")
     if data_cfg.pack:
-        members, offsets = pack_lengths(np.asarray(lengths)[useful].tolist(), data_cfg.max_length)
-        members = useful[np.asarray(members, dtype=np.int64)]
-        offsets = np.asarray(offsets, dtype=np.int64)
+        members, offsets = pack_lengths(np.asarray(lengths)[useful], data_cfg.max_length)
+        members = useful[members]
     else:
         members, offsets = useful, np.arange(len(useful) + 1, dtype=np.int64)
     per_sample = np.asarray(trained_counts, dtype=np.int64) - np.asarray(first_trained, dtype=np.int64)

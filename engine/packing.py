@@ -18,61 +18,60 @@ from __future__ import annotations
 import bisect
 from typing import Iterable, Sequence
 
+import numpy as np
+
 from .encode import IGNORE, Encoded
 
 
-def pack_lengths(lengths: Sequence[int], max_length: int) -> tuple[list[int], list[int]]:
+def pack_lengths(lengths, max_length: int) -> tuple[np.ndarray, np.ndarray]:
     """Best-fit-decreasing packing of samples of these lengths into rows of at most max_length.
 
-    Returns (members, offsets): row r holds the samples ``members[offsets[r]:offsets[r + 1]]``,
-    longest first. Zero-length samples are left out. Open rows are kept in one heap per
-    room left, and the rooms that have a row in a sorted list (at most max_length of them),
-    so a million samples pack in seconds; the tightest row that fits wins, the lowest row
-    number among equals, as a plain best-fit scan would choose.
+    Returns (members, offsets), int64 arrays: row r holds the samples
+    ``members[offsets[r]:offsets[r + 1]]``, longest first. Zero-length samples are left out.
+    Open rows are kept in one heap per room left, and the rooms that have a row in a sorted
+    list (at most max_length of them), so the tightest row that fits is found at once and a
+    million samples pack in seconds; among equal rooms the lowest row number wins, as a
+    plain best-fit scan would choose. Memory stays a few bytes per sample: the per-sample
+    bookkeeping lives in numpy arrays, and Python ints exist only for one slice at a time.
     """
     import heapq
 
-    n_all = len(lengths)
-    order = sorted(range(n_all), key=lengths.__getitem__, reverse=True)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if len(lengths) and lengths.max() > max_length:
+        raise ValueError(f"sample of {int(lengths.max())} tokens is longer than max_length {max_length}")
+    order = np.argsort(-lengths, kind="stable")
+    order = order[lengths[order] > 0]
+    row_of = np.empty(len(order), dtype=np.int64)   # the row of the k-th placed sample
     by_room: dict[int, list[int]] = {}     # room left -> heap of row numbers with that room
     rooms: list[int] = []                  # sorted rooms that have a row
-    row_of: list[int] = []                 # per placed sample (in `order`), its row
-    placed: list[int] = []
     n_rows = 0
-    for i in order:
-        n = int(lengths[i])
-        if n == 0:
-            continue
-        if n > max_length:
-            raise ValueError(f"sample of {n} tokens is longer than max_length {max_length}")
-        at = bisect.bisect_left(rooms, n)
-        if at < len(rooms):
-            room = rooms[at]
-            heap = by_room[room]
-            row = heapq.heappop(heap)
-            if not heap:
-                del by_room[room]
-                rooms.pop(at)
-        else:
-            room, row = max_length, n_rows
-            n_rows += 1
-        placed.append(i)
-        row_of.append(row)
-        left = room - n
-        if left > 0:
-            if left not in by_room:
-                by_room[left] = []
-                bisect.insort(rooms, left)
-            heapq.heappush(by_room[left], row)
+    step = 1 << 16
+    for start in range(0, len(order), step):
+        rows = []
+        for n in lengths[order[start:start + step]].tolist():
+            at = bisect.bisect_left(rooms, n)
+            if at < len(rooms):
+                room = rooms[at]
+                heap = by_room[room]
+                row = heapq.heappop(heap)
+                if not heap:
+                    del by_room[room]
+                    rooms.pop(at)
+            else:
+                room, row = max_length, n_rows
+                n_rows += 1
+            rows.append(row)
+            left = room - n
+            if left > 0:
+                if left not in by_room:
+                    by_room[left] = []
+                    bisect.insort(rooms, left)
+                heapq.heappush(by_room[left], row)
+        row_of[start:start + len(rows)] = rows
     # Group by row, keeping each row's members in the order they were placed.
-    grouped = sorted(range(len(placed)), key=row_of.__getitem__)
-    members = [placed[k] for k in grouped]
-    counts = [0] * n_rows
-    for r in row_of:
-        counts[r] += 1
-    offsets = [0]
-    for c in counts:
-        offsets.append(offsets[-1] + c)
+    members = order[np.argsort(row_of, kind="stable")]
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row_of, minlength=n_rows), out=offsets[1:])
     return members, offsets
 
 
@@ -83,7 +82,7 @@ def pack(samples: Sequence[Encoded], max_length: int) -> list[dict]:
     Samples longer than max_length must have been truncated already.
     """
     members, offsets = pack_lengths([len(s.input_ids) for s in samples], max_length)
-    return [_concat(samples[i] for i in members[a:b]) for a, b in zip(offsets, offsets[1:])]
+    return [_concat(samples[i] for i in members[a:b]) for a, b in zip(offsets.tolist(), offsets[1:].tolist())]
 
 
 def unpacked(samples: Iterable[Encoded]) -> list[dict]:
