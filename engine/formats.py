@@ -32,7 +32,8 @@ SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistan
                   "system": "system"}
 # XTuner drops Alpaca records whose answer is this placeholder.
 ALPACA_NO_OUTPUT = "<nooutput>"
-FILES_HINT = "JSON, JSONL, Parquet, Arrow, CSV or TSV files, save_to_disk folders, folders of such files"
+FILES_HINT = ("JSON, JSONL, Parquet, Arrow, CSV or TSV files, save_to_disk folders, folders of such files, "
+              "or hub dataset ids")
 
 
 @dataclass
@@ -250,7 +251,7 @@ class SampleStream:
         if fmt != "auto" and fmt not in FORMATS:
             raise DataError(f"unknown format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}")
         if not files:
-            raise DataError("no data files given", f"list data files, folders or hub ids under data.files ({FILES_HINT})")
+            raise DataError("no data files given", f"list them under data.files: {FILES_HINT}")
         self.files, self.fmt, self.head = [str(f) for f in files], fmt, head
         self._resolved: dict[str, list[Source]] = {}
         self._reset()
