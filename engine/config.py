@@ -56,7 +56,7 @@ class QuantConfig:
 @dataclass
 class DataConfig:
     files: list[str] = doc("data sources, several may be mixed: JSON/JSONL, Parquet, Arrow, CSV/TSV files, "
-                           "save_to_disk folders, folders of data files, hub ids (owner/name[:split])",
+                           "save_to_disk folders, folders of data files, hub ids (owner/name[/config][:split])",
                            factory=list)
     format: str = doc("auto | pretrain | conversation | alpaca | openai | sharegpt", "auto")
     template: str = doc("auto = the tokenizer's chat template, or a named template", "auto")

@@ -6,7 +6,7 @@ An entry is one of:
 - a folder written by ``datasets``' ``save_to_disk``: a Dataset (``state.json``,
   ``data-*.arrow``), or a DatasetDict (``dataset_dict.json``) whose ``train`` split is used;
 - a folder of data files: every supported file directly in it, in name order;
-- a Hugging Face hub dataset id, ``owner/name`` or ``owner/name:split`` (default train),
+- a Hugging Face hub dataset id, ``owner/name[/config][:split]`` (split default train),
   when no such path exists; it is loaded with ``datasets`` (and its cache).
 
 Each entry resolves to :class:`Source` s (one per file of a folder of files, else one),
@@ -28,7 +28,7 @@ from . import json_records, table_files
 from .errors import DataError
 
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".arrow", ".csv", ".tsv")
-HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(?:/[\w.-]+)?(?::[\w.-]+)?")  # owner/name[/config][:split]
 WHOLE_HASH_LIMIT = 64 << 20       # files up to this size are hashed whole for the cache key,
 EDGE_HASH_BYTES = 4 << 20         # larger ones by their first and last 4 MiB
 HASH_CHUNK = 1 << 20
@@ -82,13 +82,14 @@ class HubPart(Part):
 
     def __init__(self, entry: str):
         self.name = entry
-        self.repo, _, split = entry.partition(":")
-        self.split = split or "train"
+        path, _, split = entry.partition(":")
+        owner, name, *config = path.split("/")
+        self.repo, self.config, self.split = f"{owner}/{name}", (config or [None])[0], split or "train"
         self._dataset = None
 
     def dataset(self):
         if self._dataset is None:
-            self._dataset = _load_hub(self.repo, self.split, self.name)
+            self._dataset = _load_hub(self.repo, self.config, self.split, self.name)
         return self._dataset
 
     def records(self, problems) -> Iterator[tuple[str, Any]]:
@@ -100,7 +101,8 @@ class HubPart(Part):
 
     def identity(self) -> dict:
         ds = self.dataset()
-        return {"hub": self.repo, "split": self.split, "fingerprint": getattr(ds, "_fingerprint", ""),
+        return {"hub": self.repo, "config": self.config, "split": self.split,
+                "fingerprint": getattr(ds, "_fingerprint", ""),
                 "version": str(getattr(ds.info, "version", "") or ""),
                 "files": [file_identity(Path(c["filename"])) for c in ds.cache_files]}
 
@@ -181,25 +183,26 @@ def _saved_dataset(entry: str, path: Path) -> list[Part]:
 
 # --------------------------------------------------------------------------- hub
 
-def _load_hub(repo: str, split: str, name: str):
+def _load_hub(repo: str, config: str | None, split: str, name: str):
     try:
         import datasets
     except ImportError:
         raise DataError("reading a hub dataset needs the datasets package", "pip install datasets",
                         where=name) from None
     try:
-        return datasets.load_dataset(repo, split=split)
+        return datasets.load_dataset(repo, config, split=split)
     except Exception as e:  # noqa: BLE001 - datasets raises many kinds; each becomes one line
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if _offline() or isinstance(e, ConnectionError):
             reason = "offline: HF_HUB_OFFLINE is set" if _offline() else reason
+            args = ", ".join([repr(repo), *([repr(config)] if config else []), f"split={split!r}"])
             raise DataError(
                 f"cannot download the hub dataset ({reason})",
-                f"on a machine with network run: python -c \"import datasets; datasets.load_dataset("
-                f"'{repo}', split='{split}').save_to_disk('DIR')\", copy DIR here and pass the folder", where=name,
+                f"on a machine with network run: python -c \"import datasets; datasets.load_dataset({args})"
+                ".save_to_disk('DIR')\", copy DIR here and pass the folder", where=name,
             ) from None
         raise DataError(f"cannot load the hub dataset ({reason})",
-                        "check the id and the split (owner/name or owner/name:split)", where=name) from None
+                        "check the id, the config and the split: owner/name[/config][:split]", where=name) from None
 
 
 def _offline() -> bool:

@@ -186,6 +186,9 @@ def test_a_hub_id_offline_says_how_to_get_it(tmp_path, monkeypatch):
     line = e.value.one_line()
     assert line.startswith("tunewiz-tests/no-such-set:train: cannot download the hub dataset (")
     assert "save_to_disk" in line and "\n" not in line
+    with pytest.raises(DataError) as e:  # with a config name
+        load_samples(["tunewiz-tests/no-such-set/main:test"])
+    assert "load_dataset('tunewiz-tests/no-such-set', 'main', split='test')" in e.value.hint
     # A missing file that only looks like an id is a missing file.
     with pytest.raises(DataError) as e:
         load_samples(["data/missing.json"])

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check-data", help="validate a dataset and show what the model will see")
     s.add_argument("files", nargs="+", metavar="SOURCE",
                    help="data files (JSON, JSONL, Parquet, Arrow, CSV, TSV), save_to_disk folders, folders of "
-                        "data files, or hub dataset ids (owner/name[:split])")
+                        "data files, or hub dataset ids (owner/name[/config][:split])")
     s.add_argument("--format", default="auto", help="auto | pretrain | conversation | alpaca | openai | sharegpt")
     s.add_argument("--model", default="demo", help='tokenizer to count with ("demo" or a local folder)')
     s.add_argument("--template", default="auto", help="auto (the tokenizer's chat template) or a named template")
