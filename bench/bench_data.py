@@ -136,7 +136,10 @@ def encode(batch):
     return {"input_ids": [e.input_ids for e in out], "labels": [e.labels for e in out]}
 
 ds = datasets.load_dataset("json", data_files=cfg.data.files, split="train", cache_dir=cache)
-ds = ds.map(encode, batched=True, batch_size=256, num_proc=num_proc, remove_columns=ds.column_names)
+# An explicit fingerprint: datasets cannot hash a tokenizer-holding closure the same way
+# twice, and would otherwise never reuse its own cache on the re-run.
+ds = ds.map(encode, batched=True, batch_size=256, num_proc=num_proc, remove_columns=ds.column_names,
+            new_fingerprint="tunewiz-bench-encode-" + str(cfg.data.max_length))
 print(len(ds), "samples")
 """
 
