@@ -53,7 +53,9 @@ class DataErrors(DataError):
     def __init__(self, problems: list[str], total: int | None = None, hint: str = ""):
         total = total if total is not None else len(problems)
         more = f" (and {total - 1} more problem{'s' if total > 2 else ''})" if total > 1 else ""
-        super().__init__(problems[0] + more, hint or "fix the records named above, or run `tunewiz check-data`")
+        default = ("fix that record" if total == 1 else
+                   "fix the records; `tunewiz check-data` lists every problem")
+        super().__init__(problems[0] + more, hint or default)
         self.problems = problems
         self.total = total
 
@@ -127,7 +129,20 @@ def _text(value: Any, field_: str, optional: bool = False) -> str:
     if not isinstance(value, str):
         got = "missing" if value is None else f"got {_kind(value)}"
         raise _Bad(f"{field_} must be text ({got})")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:   # JSON's \ud800 escapes decode to lone surrogates
+            raise _Bad(f"{field_} is not valid Unicode text (a lone surrogate {value[e.start]!r} "
+                       f"at character {e.start})") from None
     return value
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """A value as it appears in a message: its repr, cut to ``limit`` characters (a record
+    can hold megabytes, and the message must stay one readable line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _kind(value: Any) -> str:
@@ -191,7 +206,7 @@ def _from_openai(r: dict) -> Sample:
         m = _item(m, f)
         role = m.get("role")
         if role not in ROLES:
-            raise _Bad(f"{f}.role must be one of {', '.join(ROLES)} (got {role!r})")
+            raise _Bad(f"{f}.role must be one of {', '.join(ROLES)} (got {_shown(role)})")
         messages.append({"role": role, "content": _text(m.get("content"), f"{f}.content")})
     return Sample("", messages=_needs_answer(messages, "messages"))
 
@@ -202,8 +217,8 @@ def _from_sharegpt(r: dict) -> Sample:
         f = f"conversations[{i}]"
         m = _item(m, f)
         who = m.get("from")
-        if who not in SHAREGPT_ROLES:
-            raise _Bad(f"{f}.from must be human, gpt or system (got {who!r})")
+        if not isinstance(who, str) or who not in SHAREGPT_ROLES:
+            raise _Bad(f"{f}.from must be human, gpt or system (got {_shown(who)})")
         messages.append({"role": SHAREGPT_ROLES[who], "content": _text(m.get("value"), f"{f}.value")})
     return Sample("", messages=_needs_answer(messages, "conversations"))
 

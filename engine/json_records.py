@@ -26,6 +26,33 @@ _JSON_WS = " \t\r\n"
 _NEAR_END = 64
 HINT_BYTES = 1 << 20              # read at a time when counting lines for a rows hint
 _HINT_UTF8 = "save the file as UTF-8 JSON or JSONL"
+
+
+class Decoder(json.JSONDecoder):
+    """json's decoder, but every way valid-looking text can fail is a JSONDecodeError: a
+    value nested past the interpreter's recursion limit and an integer past its digit
+    limit raise RecursionError / ValueError from the stdlib, which would escape as bugs."""
+
+    def raw_decode(self, s: str, idx: int = 0):
+        try:
+            return super().raw_decode(s, idx)
+        except json.JSONDecodeError:
+            raise
+        except RecursionError:
+            raise json.JSONDecodeError("nested too deeply", s, idx) from None
+        except ValueError as e:   # "Exceeds the limit (4300 digits) for integer string conversion"
+            raise json.JSONDecodeError(str(e).split(":")[0].strip() or "bad number", s, idx) from None
+
+
+_DECODER = Decoder()
+
+
+def loads(text: str) -> Any:
+    """json.loads with :class:`Decoder` (leading and trailing whitespace allowed, as json's)."""
+    value, end = _DECODER.raw_decode(text, _skip_ws(text, 0))
+    if _skip_ws(text, end) != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
 _HINT_SHAPE = "use a JSON array or one JSON object per line (JSONL)"
 
 
@@ -59,7 +86,7 @@ def json_rows_hint(path: str | Path) -> int:
                 lines, last = lines + chunk.count(b"\n"), chunk
             return max(lines + (not last.endswith(b"\n")), 1)
     text = head.decode("utf-8", "replace")
-    decoder, pos, seen = json.JSONDecoder(), text.index("[") + 1, 0
+    decoder, pos, seen = Decoder(), text.index("[") + 1, 0
     while True:
         pos = _skip_ws(text, pos)
         try:
@@ -205,7 +232,7 @@ def _ws_then(window: _Window, pos: int) -> tuple[int, str]:
 def _array_records(f: BinaryIO, name: str) -> Iterator[tuple[str, Any]]:
     """(file:line, element) of a top-level JSON array, each line that of the element's start."""
     window = _Window(f, name, line=1)
-    decoder = json.JSONDecoder()
+    decoder = Decoder()
     while not window.text.lstrip():  # the blank space before "[", as _first_char found it
         window.drop(len(window.text))
         window.more()
@@ -252,7 +279,7 @@ def _jsonl_or_object(f: BinaryIO, name: str, problems) -> Iterator[tuple[str, An
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads(line)
         except json.JSONDecodeError as e:
             if first:
                 yield _one_object(f, name, start, number)
@@ -280,7 +307,7 @@ def _one_object(f: BinaryIO, name: str, offset: int, line: int) -> tuple[str, An
     window.more()
     pos, _ = _ws_then(window, 0)
     start_line = window.line_at(pos)
-    value, end, pos = _decode(window, json.JSONDecoder(), pos, hint=_HINT_SHAPE)
+    value, end, pos = _decode(window, Decoder(), pos, hint=_HINT_SHAPE)
     end, ch = _ws_then(window, end)
     if ch:
         raise DataError("not valid JSON (Extra data)", _HINT_SHAPE, where=f"{name}:{window.line_at(end)}")

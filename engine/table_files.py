@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from . import json_records
 from .errors import DataError
 
 BATCH_ROWS = 1024                 # rows turned into Python objects at a time
@@ -176,7 +177,7 @@ def _json_cells(record: dict) -> dict:
         value = record.get(key)
         if isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
             try:
-                record[key] = json.loads(value)
+                record[key] = json_records.loads(value)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{key} is not valid JSON ({e.msg})") from None
     return record
