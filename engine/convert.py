@@ -18,7 +18,7 @@ from typing import Callable
 from . import rundir
 from .config import load_config
 from .errors import ConfigError, ModelError
-from .output_folder import atomic_folder
+from .output_folder import atomic_folder, disk_full, is_disk_full
 from .zero_gather import gather_zero3, is_zero3
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
@@ -116,7 +116,13 @@ def _weights_dir(run: Path, ckpt: Path, say: Say) -> Path:
     if not gathered.is_dir():
         tmp = ckpt / "gathered.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        gather_zero3(ckpt, load_config(run / rundir.CONFIG), tmp, say)
+        try:
+            gather_zero3(ckpt, load_config(run / rundir.CONFIG), tmp, say)
+        except Exception as e:
+            if is_disk_full(e):
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise disk_full(gathered) from None
+            raise
         tmp.rename(gathered)
     return gathered
 
@@ -133,10 +139,9 @@ def convert_checkpoint(src: Path, out: Path, say: Say = print) -> Path:
     kind = "adapter" if meta["method"] in ("lora", "qlora") else "full model"
     say(f"convert: {ckpt} (step {meta['step']}, {meta['method']}) -> {kind} in {out}")
 
-    def same_job(old: dict) -> bool:
-        return old.get("run") == meta["run"] and old.get("method") == meta["method"]
-
-    with atomic_folder(out, same_job, meta) as tmp:
+    # Only an earlier convert of this same run may be replaced (check_replaceable says why not).
+    identity = {"run": meta["run"], "method": meta["method"]}
+    with atomic_folder(out, "convert", identity, meta) as tmp:
         for f in files:
             shutil.copy2(f, tmp / f.name)
         if meta["method"] == "full":

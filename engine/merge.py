@@ -9,6 +9,7 @@ already a full model (method full) is re-sharded and given the same extras.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -36,17 +37,16 @@ def merge_adapter(base_arg: str, adapter: Path, out: Path, max_shard_size: str =
     source = adapter if kind == "full" else base
     identity = {"merged_base": str(base.resolve()), "merged_adapter": str(adapter.resolve())}
 
-    def same_job(old: dict) -> bool:
-        return all(old.get(k) == v for k, v in identity.items())
-
     out = Path(out)
-    check_replaceable(out.absolute(), same_job)  # fail before the slow imports and loads
+    check_replaceable(out.absolute(), "merge", identity)  # fail before the slow imports and loads
     device = pick_device(device)
     torch_dtype = pick_dtype(saved_dtype_name(source) if dtype == "auto" else dtype, "cpu")
     new_meta = {**meta, "base_model": trained_on or base_arg, **identity}
     new_meta.setdefault("method", "full" if kind == "full" else "lora")
 
-    with atomic_folder(out, same_job, new_meta) as tmp:
+    with atomic_folder(out, "merge", identity, new_meta) as tmp, warnings.catch_warnings():
+        # Library deprecation notes would sit above the one-line result or error on stderr.
+        warnings.simplefilter("ignore", FutureWarning)
         say(f"merge: [1/3] loading {source} ({str(torch_dtype).replace('torch.', '')}, {device})")
         _quiet_transformers()
         tokenizer = load_tokenizer_for(base, adapter)
