@@ -1,13 +1,28 @@
 """The config schema: the one contract for what a run is. Torch-free.
 
 A config is YAML data (safe-loaded, never executed). Every field below is documented in
-its ``doc`` metadata; ``load_config`` rejects unknown keys and wrong types, naming the
-key, its line and the fix. ``to_dict`` / ``dump_yaml`` write it back exactly.
+its ``doc`` metadata; ``load_config`` rejects unknown keys, wrong types and values out of
+range, naming the key, its ``file:line`` and the fix. ``to_dict`` / ``dump_yaml`` write it
+back exactly.
+
+Paths in a config (``output_dir``, ``model.path``, ``data.files``, ``data.cache_dir``) mean
+what they mean to the shell the user runs ``tunewiz`` from: relative to the current
+directory, with ``~`` expanded. A run's own ``config.yaml`` holds them absolute
+(:func:`absolute_paths`), so ``--resume``, ``attach`` and ``convert`` read the same files from
+any directory. Hub dataset ids and ``demo`` are names, not paths, and stay as written.
+
+A config file is untrusted text: loading it stays cheap whatever it holds (aliases that
+expand past ``MAX_NODES`` values, nesting past ``MAX_DEPTH``, files over ``MAX_BYTES`` are
+refused) and any value echoed in a message is cut to ``SHOWN_CHARS``.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
+import os
+import re
+import reprlib
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
@@ -23,6 +38,15 @@ METHODS = ("full", "lora", "qlora")
 STAGES = ("sft", "pretrain")
 FORMATS = ("auto", "pretrain", "conversation", "alpaca", "openai", "sharegpt")
 DEEPSPEED = ("none", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
+
+# A run directory is <output_dir>/<name>-YYYYmmdd-HHMMSS[-N][-nodeK]: one folder name, at
+# most 255 bytes on common filesystems, so the name leaves room for that suffix.
+NAME_MAX_BYTES = 255 - 32
+NAME_CHARS = "letters, digits, -, _ and ."
+MAX_BYTES = 4 << 20      # a config file; real ones are a few KiB
+MAX_NODES = 100_000      # YAML values after expanding aliases
+MAX_DEPTH = 64           # nesting of lists and mappings, aliases included
+SHOWN_CHARS = 80         # longest value echoed in a message
 
 
 def doc(text: str, default: Any = MISSING, factory: Any = MISSING):
@@ -140,7 +164,7 @@ class Config:
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:
-                raise ConfigError(f"{key}: {value!r} is not one of {', '.join(_yaml_word(a) for a in allowed)}",
+                raise ConfigError(f"{key}: {shown(value)} is not one of {', '.join(_yaml_word(a) for a in allowed)}",
                                   f"set {key} to one of them")
         positive = {
             "data.max_length": self.data.max_length, "train.batch_size": self.train.batch_size,
@@ -160,8 +184,115 @@ class Config:
         if not 0 <= self.layout.node_rank < self.layout.nnodes:
             raise ConfigError(f"layout.node_rank: {self.layout.node_rank} is outside 0..{self.layout.nnodes - 1}",
                               "node ranks count from 0 to nnodes-1")
-        if not self.name or "/" in self.name:
-            raise ConfigError(f"name: {self.name!r} is not a valid run name", "use letters, digits, - and _")
+        check_name(self.name)
+        self._check_ranges()
+        self._expand_home()
+
+    def _check_ranges(self) -> None:
+        """Every value a field's type admits but training cannot use (or would use silently
+        wrong: a negative clipping norm trains uphill, epochs 0 is a one-step "run")."""
+        t, lo, d, e, lay = self.train, self.lora, self.data, self.eval, self.layout
+        for key, value in {"train.epochs": t.epochs, "train.lr": t.lr, "train.warmup_ratio": t.warmup_ratio,
+                           "train.weight_decay": t.weight_decay, "train.max_grad_norm": t.max_grad_norm,
+                           "lora.dropout": lo.dropout}.items():
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}: must be a finite number, got {value}", f"set {key} to a number")
+        ranges = [
+            ("train.epochs", t.epochs > 0, f"must be above 0, got {t.epochs:g}", "e.g. 3, or set train.max_steps"),
+            ("train.lr", t.lr > 0, f"must be above 0, got {t.lr:g}", f"e.g. {default_lr(self.method):g}"),
+            ("train.warmup_ratio", 0 <= t.warmup_ratio <= 1, f"must be within 0..1, got {t.warmup_ratio:g}",
+             "a fraction of the steps, e.g. 0.03"),
+            ("train.weight_decay", t.weight_decay >= 0, f"must be 0 or more, got {t.weight_decay:g}", "e.g. 0 or 0.01"),
+            ("train.max_grad_norm", t.max_grad_norm > 0, f"must be above 0, got {t.max_grad_norm:g}",
+             "e.g. 1.0 (a large value clips nothing)"),
+            ("train.seed", 0 <= t.seed < 2 ** 32, f"must be within 0..{2 ** 32 - 1}, got {shown(t.seed)}",
+             "e.g. 0"),
+            ("train.save_total_limit", t.save_total_limit >= 0, f"must be 0 or more, got {t.save_total_limit}",
+             "the newest checkpoints kept; 0 keeps all"),
+            ("lora.dropout", 0 <= lo.dropout < 1, f"must be within 0..1 (1 excluded), got {lo.dropout:g}",
+             "e.g. 0.1, or 0 for none"),
+            ("lora.alpha", lo.alpha >= 1, f"must be at least 1, got {lo.alpha}", "e.g. 16 (scale = alpha / r)"),
+            ("lora.target", bool(lo.target) and all(lo.target) if isinstance(lo.target, list) else bool(lo.target),
+             "names no module", "all-linear, or a list of module names such as [q_proj, v_proj]"),
+            ("data.files", all(d.files), "has an empty entry", "remove it, or give a file, folder or hub id"),
+            ("data.template", d.template in _template_names(), f"{shown(d.template)} is not a template",
+             f"use one of: {', '.join(_template_names())}"),
+            ("eval.every", e.every >= 0, f"must be 0 or more, got {e.every}", "0 answers only before and after"),
+            ("eval.max_new_tokens", e.max_new_tokens >= 1, f"must be at least 1, got {e.max_new_tokens}", "e.g. 64"),
+            ("layout.gpus", _gpus_ok(lay.gpus), f"{shown(lay.gpus)} is not all, a count or a list of GPU ids",
+             "e.g. all, 2 or [0, 1]"),
+            ("layout.master_addr", bool(lay.master_addr) and not any(c.isspace() for c in lay.master_addr),
+             f"{shown(lay.master_addr)} is not a host address", "e.g. 127.0.0.1 or node 0's host name"),
+            ("layout.master_port", 1 <= lay.master_port <= 65535, f"must be within 1..65535, got {shown(lay.master_port)}",
+             "e.g. 29500"),
+            ("layout.join_timeout_s", lay.join_timeout_s >= 1, f"must be at least 1, got {lay.join_timeout_s}", "e.g. 300"),
+            ("model.path", bool(self.model.path), "is empty", 'give a local Hugging Face model folder, or "demo"'),
+            ("output_dir", bool(self.output_dir), "is empty", "give the folder that holds the runs, e.g. work_dirs"),
+        ]
+        for key, ok, msg, hint in ranges:
+            if not ok:
+                raise ConfigError(f"{key}: {msg}", hint)
+        for key, value in (("output_dir", self.output_dir), ("data.cache_dir", d.cache_dir)):
+            blocker = _file_in_the_way(os.path.expanduser(value)) if value else None
+            if blocker:
+                raise ConfigError(f"{key}: {shown(blocker)} is a file, not a folder",
+                                  f"point {key} at a folder (it is created if missing)")
+
+    def _expand_home(self) -> None:
+        """`~/runs` means the home folder, as in the shell (never a folder named `~`)."""
+        self.output_dir = os.path.expanduser(self.output_dir)
+        self.data.cache_dir = os.path.expanduser(self.data.cache_dir)
+        if self.model.path != "demo":
+            self.model.path = os.path.expanduser(self.model.path)
+        self.data.files = [os.path.expanduser(f) for f in self.data.files]
+
+
+def check_name(name: str) -> None:
+    """A run name becomes a folder name and a Slurm job name: a word of NAME_CHARS."""
+    hint = f"use {NAME_CHARS}, at most {NAME_MAX_BYTES} bytes"
+    if not name or name.startswith(".") or not all(c.isalnum() or c in "-_." for c in name):
+        raise ConfigError(f"name: {shown(name)} is not a valid run name", hint)
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
+        raise ConfigError(f"name: {shown(name)} is longer than {NAME_MAX_BYTES} bytes", hint)
+
+
+def _gpus_ok(gpus: Any) -> bool:
+    if isinstance(gpus, str):
+        return gpus == "all"
+    if isinstance(gpus, int):
+        return gpus >= 1
+    return bool(gpus) and all(g >= 0 for g in gpus) and len(set(gpus)) == len(gpus)
+
+
+def _template_names() -> list[str]:
+    from .templates import template_names
+
+    return template_names()
+
+
+def _file_in_the_way(path: str) -> str | None:
+    """The path itself or the nearest existing folder above it, when that is not a folder."""
+    p = Path(path)
+    for candidate in (p, *p.parents):
+        try:
+            if candidate.exists():
+                return None if candidate.is_dir() else str(candidate)
+        except OSError:  # a name too long or unreadable: creating the run names it
+            return None
+    return None
+
+
+def shown(value: Any) -> str:
+    """A value as a message echoes it: its repr, cut to SHOWN_CHARS with an ellipsis."""
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        value = value[:SHOWN_CHARS]
+    text = _REPR.repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = SHOWN_CHARS
+_REPR.maxlist = _REPR.maxdict = _REPR.maxlevel = 6
 
 
 def _yaml_word(value: Any) -> str:
@@ -207,23 +338,116 @@ def _type_name(hint: Any) -> str:
     return {str: "text", int: "an integer", float: "a number", bool: "true/false"}.get(hint, str(hint))
 
 
-def _key_lines(text: str) -> dict[str, int]:
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing documents that are cheap to write but costly to hold: an
+    alias repeats what it names, so a few hundred bytes of nested aliases describe billions
+    of values (and a billion-character error message). Nesting is bounded while composing;
+    the expanded size and alias cycles are checked on the composed tree before anything is
+    constructed, so the cost stays proportional to the file."""
+
+    def __init__(self, stream, where: str):
+        super().__init__(stream)
+        self.where = where
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.where}:{mark.line + 1}: nested more than {MAX_DEPTH} levels deep",
+                              "a config is a few levels of keys; flatten the value")
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as e:  # an integer past Python's digit limit, a bad date
+            why = "an integer too long to read" if "digits" in str(e) else _cut(str(e))
+            raise ConfigError(f"{self.where}:{node.start_mark.line + 1}: cannot read this value ({why})",
+                              "write a value the key takes (see presets/ for examples)") from None
+
+
+def _check_expansion(root: yaml.Node, where: str) -> None:
+    """Values after expanding aliases, and their nesting: at most MAX_NODES and MAX_DEPTH.
+    Iterative and memoized per node, so a bomb costs its size in the file, not its expansion."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            depth[key] = 1 + max((depth[id(k)] for k in kids), default=0)
+            line = f"{where}:{node.start_mark.line + 1}"
+            if size[key] > MAX_NODES:
+                raise ConfigError(f"{line}: the aliases here expand to more than {MAX_NODES:,} values",
+                                  "write the values out, or use fewer nested aliases")
+            if depth[key] > MAX_DEPTH:
+                raise ConfigError(f"{line}: the aliases here nest more than {MAX_DEPTH} levels deep",
+                                  "use fewer nested aliases")
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise ConfigError(f"{where}:{node.start_mark.line + 1}: an alias names a value that contains it",
+                              "an alias may only repeat a value defined before it, outside it")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in size)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _parse(text: str, where: str) -> tuple[Any, dict[str, int]]:
+    """The document's data and the line of every key (dotted paths, 1-based)."""
+    loader = _BoundedLoader(text, where)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, {}
+        _check_expansion(root, where)
+        lines = _key_lines(root)
+        return loader.construct_document(root), lines
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: not valid YAML ({_cut(str(getattr(e, 'problem', None) or e))})",
+                          "fix the YAML syntax") from None
+    finally:
+        loader.dispose()
+
+
+def _key_lines(root: yaml.Node) -> dict[str, int]:
     """Map dotted key paths to 1-based line numbers, for messages that point at the line."""
     lines: dict[str, int] = {}
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return lines
 
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
+    def walk(node: Any, prefix: str, level: int) -> None:
+        if isinstance(node, yaml.MappingNode) and level < 8:  # the schema is three levels deep
             for key, value in node.value:
-                path = f"{prefix}{key.value}"
-                lines[path] = key.start_mark.line + 1
-                walk(value, path + ".")
+                if isinstance(key, yaml.ScalarNode):
+                    path = f"{prefix}{key.value}"
+                    lines.setdefault(path, key.start_mark.line + 1)
+                    walk(value, path + ".", level + 1)
 
-    walk(root, "")
+    walk(root, "", 0)
     return lines
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 4 * SHOWN_CHARS else text[:4 * SHOWN_CHARS - 1] + "…"
 
 
 def _build(cls: type, data: Any, prefix: str, where: str, key_lines: dict[str, int]):
@@ -240,9 +464,9 @@ def _build(cls: type, data: Any, prefix: str, where: str, key_lines: dict[str, i
     for key, value in data.items():
         path = f"{prefix}{key}"
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
+            close = difflib.get_close_matches(str(key)[:SHOWN_CHARS], known, n=1)
             hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(known)}"
-            raise ConfigError(f"{at(path)}: unknown key {path}", hint)
+            raise ConfigError(f"{at(path)}: unknown key {_cut(path)}", hint)
         hint_t = hints[key]
         if is_dataclass(hint_t):
             kwargs[key] = _build(hint_t, value if value is not None else {}, path + ".", where, key_lines)
@@ -250,7 +474,7 @@ def _build(cls: type, data: Any, prefix: str, where: str, key_lines: dict[str, i
         if hint_t is float and isinstance(value, str):
             value = _yaml11_float(value)
         if not _type_ok(value, hint_t):
-            raise ConfigError(f"{at(path)}: {path} must be {_type_name(hint_t)}, got {value!r}",
+            raise ConfigError(f"{at(path)}: {path} must be {_type_name(hint_t)}, got {shown(value)}",
                               f"fix {path} in the config")
         kwargs[key] = float(value) if hint_t is float else value
     try:
@@ -270,17 +494,46 @@ def load_config(path: str | Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file", "check the path, or `tunewiz presets copy NAME DEST`")
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too large for a config",
+                              f"a config is a few KiB (at most {MAX_BYTES >> 20} MiB); list data in data.files")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read ({e})", "check the file's permissions and encoding") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(e, 'problem', e)})",
-                          "fix the YAML syntax") from None
-    return _build(Config, data if data is not None else {}, "", str(path), _key_lines(text))
+        raise ConfigError(f"{path}: cannot read ({_cut(str(e))})",
+                          "check the file's permissions and encoding") from None
+    data, key_lines = _parse(text, str(path))
+    cfg = _build(Config, data if data is not None else {}, "", str(path), key_lines)
+    cfg._where = {key: f"{path}:{line}" for key, line in key_lines.items()}
+    cfg._file = str(path)
+    return cfg
+
+
+def where(cfg: Config, key: str) -> str:
+    """`file:line` of a key in the file the config was loaded from (for checks made later,
+    once the model is known): the file alone when the key is not in it."""
+    return getattr(cfg, "_where", {}).get(key) or getattr(cfg, "_file", "config")
+
+
+def absolute_paths(cfg: Config) -> Config:
+    """A copy whose paths are absolute (relative ones taken from the current directory, as
+    the user meant them): what a run's own config.yaml holds. Hub dataset ids (the rule
+    data reading uses: no such path, and shaped owner/name[/config][:split]) and "demo" are
+    names, kept as written."""
+    from .sources import _looks_like_hub_id
+
+    def absolute(p: str) -> str:
+        return os.path.abspath(p) if p else p
+
+    def hub_id(entry: str) -> bool:
+        return not os.path.lexists(entry) and _looks_like_hub_id(entry)
+
+    out = config_from_dict(to_dict(cfg))
+    out.output_dir = absolute(cfg.output_dir)
+    out.data.cache_dir = absolute(cfg.data.cache_dir)
+    if cfg.model.path != "demo":
+        out.model.path = absolute(cfg.model.path)
+    out.data.files = [f if hub_id(f) else absolute(f) for f in cfg.data.files]
+    return out
 
 
 def to_dict(cfg: Config) -> dict:
@@ -300,6 +553,31 @@ def field_docs(cls: type = Config, prefix: str = "") -> dict[str, str]:
         if is_dataclass(hints[f.name]):
             out.update(field_docs(hints[f.name], prefix + f.name + "."))
     return out
+
+
+def check_lora_target(cfg: Config, module_names: list[str], linear_names: list[str]) -> None:
+    """Every entry of lora.target must name a module of the model (peft itself fails only
+    when none does, with a traceback, and ignores the rest). The message lists the linear
+    layers the model has, by their short names, so the fix is a copy away."""
+    target = cfg.lora.target
+    if target == "all-linear":
+        return
+    at = where(cfg, "lora.target")
+    if isinstance(target, str):  # peft reads a single string as a pattern of the full name
+        try:
+            pattern = re.compile(target)
+        except re.error as e:
+            raise ConfigError(f"{at}: lora.target: {shown(target)} is not a valid pattern ({e})",
+                              "all-linear, or a list of module names") from None
+        missing = [] if any(pattern.fullmatch(n) for n in module_names) else [target]
+    else:
+        missing = [t for t in target if not any(n == t or n.endswith("." + t) for n in module_names)]
+    if missing:
+        short = sorted({n.rsplit(".", 1)[-1] for n in linear_names})
+        listed = ", ".join(short[:24]) + (", ..." if len(short) > 24 else "")
+        raise ConfigError(f"{at}: lora.target: {', '.join(shown(m) for m in missing[:5])} "
+                          f"matches no module of the model",
+                          f"its linear modules: {listed or 'none'}; or use all-linear")
 
 
 def default_lr(method: str) -> float:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import rundir
-from .config import Config
+from .config import Config, shown, check_name
 from .errors import ConfigError, DistributedError
 
 # XTuner's environment variables, accepted as overrides of the config's layout.
@@ -66,7 +66,8 @@ def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True)
     for env, key in ENV_OVERRIDES.items():
         if os.environ.get(env):
             value = os.environ[env]
-            setattr(layout, key, value if key == "master_addr" else int(value))
+            setattr(layout, key, _env_addr(env, value) if key == "master_addr" else
+                    _env_int(env, value, 0 if key == "node_rank" else 1, 65535 if key == "master_port" else None))
     if node_rank is not None:
         layout.node_rank = node_rank
     if not 0 <= layout.node_rank < layout.nnodes:
@@ -74,6 +75,8 @@ def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True)
                           "give --node-rank between 0 and layout.nnodes - 1")
     gpus = visible_gpus()
     env_nproc = os.environ.get("NPROC_PER_NODE")
+    if env_nproc:
+        env_nproc = str(_env_int("NPROC_PER_NODE", env_nproc, 1, None))
     if gpus:
         if layout.gpus == "all":
             devices = gpus
@@ -108,26 +111,69 @@ def torchrun_command(plan: Plan, config: Path, run: Path, resume: bool) -> list[
     return cmd + (["--resume"] if resume else [])
 
 
+def _env_int(env: str, value: str, lo: int, hi: int | None) -> int:
+    """An override from the environment (XTuner's names), checked like the config's keys."""
+    try:
+        n = int(value.strip())
+    except ValueError:
+        n = None
+    if n is None or n < lo or (hi is not None and n > hi):
+        want = f"a whole number {lo}..{hi}" if hi is not None else f"a whole number of at least {lo}"
+        raise ConfigError(f"{env}={shown(value)} in the environment is not {want}", f"unset {env} or fix it")
+    return n
+
+
+def _env_addr(env: str, value: str) -> str:
+    if any(c.isspace() for c in value):
+        raise ConfigError(f"{env}={shown(value)} in the environment is not a host address", f"unset {env} or fix it")
+    return value
+
+
+def _arg(path: str) -> str:
+    """A path as one shell word: quoted, and never read as an option."""
+    return shlex.quote(f"./{path}" if path.startswith("-") else path)
+
+
 def node_commands(config: str, plan: Plan) -> list[str]:
     """What to type on every node (same config file path on each)."""
-    return [f"tunewiz train {shlex.quote(config)} --node-rank {k}" for k in range(plan.nnodes)]
+    return [f"tunewiz train {_arg(config)} --node-rank {k}" for k in range(plan.nnodes)]
+
+
+def _sbatch_word(value: str, key: str) -> str:
+    """One argument of an #SBATCH line. sbatch reads these itself, not through a shell:
+    double quotes group, a backslash escapes the next character, an unescaped # starts a
+    comment, single quotes are plain characters, and nothing spans lines."""
+    if any(c in value for c in "\n\r\0") or len(value) > 4000:
+        raise ConfigError(f"{key}: {shown(value)} cannot be written into a Slurm script",
+                          f"use a {key} without line breaks, at most 4000 characters")
+    escaped = "".join("\\" + c if c in '\\"#' else c for c in value)
+    return f'"{escaped}"'
 
 
 def slurm_script(config: str, cfg: Config, plan: Plan) -> str:
-    """An sbatch script: one task per node; srun starts `tunewiz train` with each node's rank."""
-    gpus = f"#SBATCH --gpus-per-node={plan.nproc}\n" if plan.devices is not None else ""
+    """An sbatch script: one task per node; srun starts `tunewiz train` with each node's rank.
+
+    Every value from the config or the command line is quoted for where it lands (#SBATCH
+    lines, the batch shell, the `bash -c` that srun runs), so a name or path with spaces,
+    quotes or `$(...)` stays one literal value. The config path is absolute: the job runs
+    in whatever directory sbatch is called from."""
+    check_name(cfg.name)
+    gpus = f"#SBATCH --gpus-per-node={int(plan.nproc)}\n" if plan.devices is not None else ""
+    # %j is the job id; a % of the folder's own name is written %% (Slurm's filename patterns).
+    log = _sbatch_word(f"{cfg.output_dir.replace('%', '%%')}/slurm-%j.out", "output_dir")
+    node = f"NODE_RANK=$SLURM_NODEID exec tunewiz train {_arg(os.path.abspath(config))}"
     return f"""#!/bin/bash
-#SBATCH --job-name={cfg.name}
-#SBATCH --nodes={plan.nnodes}
+#SBATCH --job-name={_sbatch_word(cfg.name, "name")}
+#SBATCH --nodes={int(plan.nnodes)}
 #SBATCH --ntasks-per-node=1
-{gpus}#SBATCH --output={cfg.output_dir}/slurm-%j.out
+{gpus}#SBATCH --output={log}
 
 # Node 0 is the first host of the allocation; every node runs one tunewiz supervisor,
-# which starts torchrun for its {plan.nproc} local process(es).
+# which starts torchrun for its {int(plan.nproc)} local process(es).
 export ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-export PORT={plan.master_port}
+export PORT={int(plan.master_port)}
 export NNODES=$SLURM_NNODES
-srun --kill-on-bad-exit=1 bash -c 'NODE_RANK=$SLURM_NODEID exec tunewiz train {shlex.quote(config)}'
+srun --kill-on-bad-exit=1 bash -c {shlex.quote(node)}
 """
 
 
