@@ -103,14 +103,19 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 def ingredients(stream: SampleStream, tokenizer: TokenizerSource, data_cfg: DataConfig, stage: str) -> dict:
     """What the tokens depend on, each part separately (so a miss can say what changed)."""
-    return {"pipeline": PIPELINE_VERSION, "paths": [str(f) for f in data_cfg.files],
+    # Paths as absolute ones (hub ids as written): only to find this data's earlier caches when
+    # saying what changed; the key itself leaves them out, since "sources" already
+    # identifies the files by their resolved path and content, however they are spelled.
+    paths = [os.path.abspath(f) if os.path.exists(f) else str(f) for f in data_cfg.files]
+    return {"pipeline": PIPELINE_VERSION, "paths": paths,
             "sources": stream.fingerprint(), "tokenizer": tokenizer.fingerprint(),
             "format": data_cfg.format, "template": data_cfg.template or "auto", "system": data_cfg.system or "",
             "stage": stage, "max_length": data_cfg.max_length, "pack": bool(data_cfg.pack)}
 
 
 def cache_key(parts: dict) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+    keyed = {k: v for k, v in parts.items() if k != "paths"}
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:24]
 
 
 @dataclass

@@ -216,3 +216,13 @@ def test_prepare_data_bad_record_is_one_line(tiny_model, tmp_path, cli):
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "bad.jsonl:2" in r.stderr and "Traceback" not in r.stderr
     assert not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]   # nothing that looks like a store
+
+
+def test_the_same_files_spelled_differently_share_a_cache(tmp_path, tok, monkeypatch):
+    """A run's config holds absolute paths, the user's may hold relative ones: one cache."""
+    f = write_set(tmp_path / "d.jsonl", 100)
+    cache = str(tmp_path / "cache")
+    first, _ = run_prepare(DataConfig(files=[str(f)], max_length=64, cache_dir=cache), tok)
+    monkeypatch.chdir(tmp_path)
+    again, said = run_prepare(DataConfig(files=["./d.jsonl"], max_length=64, cache_dir=cache), tok)
+    assert again.hit and again.path == first.path, said
