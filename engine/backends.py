@@ -11,7 +11,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from . import checkpoint
+from . import checkpoint, faults
 from .runtime import Runtime
 
 
@@ -64,6 +64,7 @@ class SingleBackend:
 
     def backward(self, loss) -> None:
         loss.backward()
+        faults.point("step.backward")
 
     def step(self):
         """The optimizer step after the last micro-step; returns the gradient norm."""
@@ -71,6 +72,7 @@ class SingleBackend:
 
         norm = torch.nn.utils.clip_grad_norm_(self.trainable, self.cfg.train.max_grad_norm)
         self.optimizer.step()
+        faults.point("step.optimizer")
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return norm
@@ -88,16 +90,17 @@ class SingleBackend:
 
         if self.rt.is_main:
             self.module.save_pretrained(tmp, safe_serialization=True)
+            faults.point("ckpt.weights")
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            faults.point("ckpt.optimizer")
             torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
         checkpoint.save_rng(tmp, self.rt.rank)
 
     def load(self, ckpt: Path) -> None:
-        import torch
-
         checkpoint.load_weights(ckpt, self.module, self.cfg.method)
-        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", map_location="cpu", weights_only=False))
-        self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+        # weights_only: plain tensors and containers, never code from the run directory
+        self.optimizer.load_state_dict(checkpoint.load_state(ckpt / "optimizer.pt", map_location="cpu"))
+        self.scheduler.load_state_dict(checkpoint.load_state(ckpt / "scheduler.pt"))
         checkpoint.load_rng(ckpt, self.rt.rank)
 
 

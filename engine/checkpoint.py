@@ -4,48 +4,121 @@ A checkpoint holds the trainable weights in Hugging Face / peft ``save_pretraine
 format (so convert needs no tunewiz-specific reader; under ZeRO-3 DeepSpeed's sharded
 state instead, which convert gathers), the optimizer and scheduler states, each rank's
 RNG state, and ``trainer_state.json`` written last as the marker of a complete
-checkpoint. Every rank writes into ``step-N.tmp``; rank 0 renames it once all are done,
-so a kill mid-save never leaves a checkpoint that looks complete.
+checkpoint.
+
+Whole or not listed, through a kill at any point: every rank writes into ``step-N.tmp``
+and rank 0 renames it into place once all are done; a checkpoint leaves by a rename to
+``step-N.old`` before anything in it is deleted. Both suffixes are never listed
+(rundir.checkpoints) and the next writer removes them (rundir.clean_stale). A full disk
+is a DiskFullError naming the folder, with the half-written one removed.
+
+The states are loaded with ``torch.load(weights_only=True)``: tensors and plain
+containers only, so a file planted in a run directory cannot run code.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 
-from . import rundir
+from . import faults, rundir
+from .errors import DiskFullError, TunewizError, is_disk_full
 
-STATE_FILE = "trainer_state.json"
+STATE_FILE = rundir.MARKER
+
+
+class CheckpointError(TunewizError):
+    """A checkpoint file that cannot be loaded as plain data."""
+
+    kind = "checkpoint"
 
 
 def save(run: Path, step: int, backend, rt, extra: dict, keep: int) -> Path:
     root = Path(run) / rundir.CHECKPOINTS
     final, tmp = root / f"step-{step}", root / f"step-{step}.tmp"
-    if rt.is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    rt.barrier()
-    backend.save(tmp)
-    rt.barrier()
-    if rt.is_main:
-        (tmp / STATE_FILE).write_text(json.dumps({"step": step, "world_size": rt.world_size, **extra}, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-        _rotate(run, keep)
+    try:
+        if rt.is_main:
+            _remove(tmp)
+            tmp.mkdir(parents=True)
+            faults.point("ckpt.tmp")
+        rt.barrier()
+        backend.save(tmp)
+        rt.barrier()
+        if rt.is_main:
+            (tmp / STATE_FILE).write_text(json.dumps({"step": step, "world_size": rt.world_size, **extra}, indent=2))
+            faults.point("ckpt.marker")
+            if final.exists():  # the same step saved again: the old one leaves before the new one enters
+                _retire(final)
+            tmp.rename(final)
+            faults.point("ckpt.renamed")
+            _rotate(run, keep)
+    except BaseException as e:
+        if rt.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(e) and not isinstance(e, DiskFullError):
+            raise DiskFullError(
+                f"no space left on the device while writing checkpoint {tmp}",
+                f"free space on the disk holding {root} (`df -h {root}`) or keep fewer checkpoints "
+                f"(train.save_total_limit), then `tunewiz train {run} --resume`") from None
+        raise
     rt.barrier()
     return final
 
 
 def _rotate(run: Path, keep: int) -> None:
     for old in rundir.checkpoints(run)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        _retire(old)
+
+
+def _retire(ckpt: Path) -> None:
+    """Unlist first (one atomic rename), then delete: a kill in between leaves step-N.old,
+    which is never listed and is removed at the next start."""
+    old = ckpt.with_name(ckpt.name + ".old")
+    _remove(old)
+    ckpt.rename(old)
+    faults.point("rotate.renamed")
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if not path.exists():
+        return
+    for i, f in enumerate(sorted(path.rglob("*"), reverse=True)):
+        if i == 1:
+            faults.point("rotate.deleting")  # some files gone, some left
+        if f.is_dir() and not f.is_symlink():
+            f.rmdir()
+        else:
+            f.unlink(missing_ok=True)
+    path.rmdir()
 
 
 def load_trainer_state(ckpt: Path) -> dict:
-    return json.loads((ckpt / STATE_FILE).read_text())
+    try:
+        return json.loads((ckpt / STATE_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{ckpt / STATE_FILE} cannot be read ({e})",
+                              f"move {ckpt} aside to resume from the checkpoint before it") from None
+
+
+def load_state(path: Path, **kw):
+    """torch.load for tensors and plain containers only: a pickle that would build any other
+    object (and so could run code) is refused with a CheckpointError, never executed."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True, **kw)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
+        # torch's own text advises weights_only=False, the one thing never to do here
+        found = re.search(r"unsupported GLOBAL:? (\S+)", str(e), re.IGNORECASE)
+        what = f"it would build {found.group(1)}, which could run code" if found else "it is damaged"
+        raise CheckpointError(f"{path} is not a plain tensor file ({what}): not loaded",
+                              f"move {path.parent} aside to resume from the checkpoint before it") from None
 
 
 def load_weights(ckpt: Path, model, method: str) -> None:
@@ -75,6 +148,7 @@ def save_rng(tmp: Path, rank: int) -> None:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     torch.save(state, tmp / f"rng-rank{rank}.pt")
+    faults.point("ckpt.rng")
 
 
 def load_rng(ckpt: Path, rank: int) -> None:
@@ -83,7 +157,7 @@ def load_rng(ckpt: Path, rank: int) -> None:
     path = ckpt / f"rng-rank{rank}.pt"
     if not path.exists():  # resumed on more ranks than saved: new ranks start fresh
         return
-    state = torch.load(path, weights_only=False)
+    state = load_state(path)
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():

@@ -38,7 +38,9 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
     # long phases (tokenizing) say what they count, how fast, and how long is left
     "progress": ("unit", "rate", "eta_s"),
 }
-ERROR_KINDS = ("data", "model", "oom", "config", "distributed", "internal")
+# disk: the disk or quota holding the run is full; checkpoint: a checkpoint file that is
+# damaged or not plain data (it is never executed).
+ERROR_KINDS = ("data", "model", "oom", "config", "distributed", "internal", "disk", "checkpoint")
 DONE_STATUSES = ("completed", "stopped", "failed")
 
 
@@ -52,21 +54,71 @@ def make_event(type_: str, **fields_: Any) -> dict:
 
 
 class EventWriter:
-    """Appends events to a file, one flushed line each (readers may be live)."""
+    """Appends events to a file, one line per write(2) on an O_APPEND descriptor (readers
+    may be live, and a kill leaves at most one torn last line). A file whose last line is
+    torn (a kill or a full disk mid-line) gets a newline first, so the torn fragment never
+    swallows the next event. A failed write raises DiskFullError (or the OSError); the line
+    after it starts on a new line again."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "a", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        self._newline_first = _ends_torn(self._fd)
 
     def emit(self, type_: str, **fields_: Any) -> dict:
         ev = make_event(type_, **fields_)
-        self._f.write(json.dumps(ev, ensure_ascii=False, default=str) + "\n")
-        self._f.flush()
+        text = json.dumps(ev, ensure_ascii=False, default=str)
+        try:
+            line = (text + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (from bad data): escaped, still one line
+            line = (json.dumps(ev, default=str) + "\n").encode("ascii")
+        if self._newline_first:
+            line = b"\n" + line
+        from . import faults
+
+        if faults.hit("events.torn"):  # fault injection: die with half a line on disk
+            os.write(self._fd, line[: len(line) // 2])
+            faults.die()
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as e:
+            self._newline_first = True
+            from .errors import disk_full, is_disk_full
+
+            if is_disk_full(e):
+                raise disk_full(self.path, "`tunewiz train RUN --resume`") from None
+            raise
+        self._newline_first = False
         return ev
 
+    def try_emit(self, type_: str, **fields_: Any) -> bool:
+        """emit for the last words of a failing run (its error and done events): a full
+        disk must not turn the failure it is reporting into a second, worse one."""
+        try:
+            self.emit(type_, **fields_)
+            return True
+        except OSError:
+            return False
+        except Exception as e:  # noqa: BLE001 - DiskFullError and friends
+            from .errors import TunewizError
+
+            if isinstance(e, TunewizError):
+                return False
+            raise
+
     def close(self) -> None:
-        self._f.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _ends_torn(fd: int) -> bool:
+    """Whether the file's last byte is not a newline (an empty file is not torn)."""
+    size = os.fstat(fd).st_size
+    return size > 0 and os.pread(fd, 1, size - 1) != b"\n"
 
 
 class NullWriter:
@@ -74,6 +126,10 @@ class NullWriter:
 
     def emit(self, type_: str, **fields_: Any) -> dict:
         return make_event(type_, **fields_)
+
+    def try_emit(self, type_: str, **fields_: Any) -> bool:
+        make_event(type_, **fields_)
+        return True
 
     def close(self) -> None:
         pass
@@ -162,6 +218,8 @@ def summarize(events: Iterator[dict] | list[dict]) -> RunSummary:
 
 
 def pid_alive(pid: int | None) -> bool:
+    """Whether the process exists and has not ended: a zombie (killed or exited, but not yet
+    reaped by a parent that never waits) is dead, whatever kill(pid, 0) says."""
     if not pid:
         return False
     try:
@@ -169,5 +227,17 @@ def pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    except (OverflowError, ValueError, TypeError):  # a nonsense pid in a hand-edited state.json
+        return False
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # no /proc (macOS) or it just went: trust kill(pid, 0)
+        return False
+    # "pid (comm) S ..." - comm may hold spaces or parentheses, so read after the last ")".
+    state = stat[stat.rfind(")") + 2:][:1]
+    return state in ("Z", "X")

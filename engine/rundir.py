@@ -2,20 +2,23 @@
 
 ``<output_dir>/<name>-<YYYYmmdd-HHMMSS>/`` holds config.yaml, events.jsonl, state.json
 (pid, pgid, host, status), logs/, checkpoints/step-N/, adapter/ or hf/, merged/ and
-eval/step-N.txt. A new run never reuses an existing directory.
+eval/step-N.txt, and train.lock (held by the one process that trains it). A new run never
+reuses an existing directory, and a run writes only inside its own.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import shutil
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TunewizError
+from .errors import ConfigError, TunewizError
 from .events import RunSummary, pid_alive, read_events, summarize
 
 CONFIG = "config.yaml"
@@ -23,6 +26,12 @@ EVENTS = "events.jsonl"
 STATE = "state.json"
 LOGS = "logs"
 CHECKPOINTS = "checkpoints"
+LOCK = "train.lock"
+MARKER = "trainer_state.json"  # written last: a checkpoint folder without it is not one
+# What a run writes (and deletes) inside its folder; none of it may lead outside.
+WRITTEN = (CONFIG, EVENTS, STATE, LOGS, CHECKPOINTS, "eval", "adapter", "hf", "merged", LOCK)
+# Entries in these folders are written or deleted one by one, so each is checked too.
+WRITTEN_DIRS = (LOGS, CHECKPOINTS, "eval")
 _RUN_RE = re.compile(r"-\d{8}-\d{6}(-\d+)?(-node\d+)?$")
 
 
@@ -48,8 +57,16 @@ def write_state(run: Path, **fields) -> dict:
     state = read_state(run)
     state.update(fields)
     tmp = run / f".{STATE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, run / STATE)
+    try:
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, run / STATE)
+    except OSError as e:
+        from .errors import disk_full, is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        tmp.unlink(missing_ok=True)
+        raise disk_full(run / STATE, f"`tunewiz train {run} --resume`") from None
     return state
 
 
@@ -145,8 +162,131 @@ def checkpoints(run: Path) -> list[Path]:
     root = Path(run) / CHECKPOINTS
     if not root.is_dir():
         return []
-    # "step-N.tmp" is a checkpoint being written: it gets its marker just before the
-    # rename, so it must not count (nor break the sort) in that window.
+    # "step-N.tmp" is a checkpoint being written and "step-N.old" one being deleted
+    # (checkpoint.py renames before it writes the marker's folder into place, and before
+    # it deletes): neither counts, nor breaks the sort.
     done = [p for p in root.glob("step-*")
-            if p.name[len("step-"):].isdigit() and (p / "trainer_state.json").is_file()]
+            if p.name[len("step-"):].isdigit() and (p / MARKER).is_file()]
     return sorted(done, key=lambda p: int(p.name[len("step-"):]))
+
+
+def is_stale(name: str) -> bool:
+    """A checkpoint folder left half-written (.tmp) or half-deleted (.old) by a kill."""
+    return name.startswith("step-") and name.endswith((".tmp", ".old"))
+
+
+# ---------------------------------------------------------------- one writer per run
+
+class RunBusyError(ConfigError):
+    """Another process trains this run (it holds the run's lock)."""
+
+
+def lock_run(run: Path) -> int:
+    """Take the run's lock for this process (a flock on train.lock, released by the kernel
+    when the holder dies however it dies) and return its descriptor, which the caller keeps
+    open for as long as it trains. A held lock is RunBusyError naming the holder's pid."""
+    run = Path(run)
+    path = run / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise ConfigError(f"cannot open {path}: {e.strerror}",
+                          "a run folder must be writable and train.lock a plain file") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _lock_holder(fd) or read_state(run).get("pid") or "unknown"
+        os.close(fd)
+        raise RunBusyError(f"{run} is already being trained by pid {holder}",
+                           f"stop it with `tunewiz stop {run}` or watch it with `tunewiz attach {run}`") from None
+    _write_holder(fd)
+    return fd
+
+
+def adopt_lock(run: Path, fd: int) -> int:
+    """The detached supervisor takes over the lock its launcher took (and passed down as
+    an open descriptor), so the run is never unlocked between the two processes."""
+    st, want = os.fstat(fd), os.stat(Path(run) / LOCK, follow_symlinks=False)
+    if (st.st_dev, st.st_ino) != (want.st_dev, want.st_ino):
+        raise RuntimeError(f"descriptor {fd} is not the lock of {run}")
+    os.set_inheritable(fd, False)  # torchrun and its workers must not hold (or fight over) it
+    _write_holder(fd)
+    return fd
+
+
+def _write_holder(fd: int) -> None:
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:  # a full disk: the lock holds all the same, only its pid goes unnamed
+        pass
+
+
+def _lock_holder(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+# ---------------------------------------------------------------- staying inside the run
+
+class RunLinkError(ConfigError):
+    """Something a run writes is a link that leads out of the run."""
+
+
+def check_inside(run: Path) -> None:
+    """Refuse a run whose files or folders (or the entries of logs/, checkpoints/, eval/)
+    are links leading outside it: writing or rotating through them would write into, or
+    delete from, another run or any other folder."""
+    run = Path(run)
+    root = run.resolve()
+    for name in WRITTEN:
+        p = run / name
+        _check_one(p, root, run)
+        if name in WRITTEN_DIRS and p.is_dir():
+            for child in p.iterdir():
+                _check_one(child, root, run)
+
+
+def _check_one(p: Path, root: Path, run: Path) -> None:
+    if not (p.is_symlink() or p.exists()):
+        return
+    target = p.resolve()
+    if target == root or root in target.parents:
+        return
+    raise RunLinkError(f"{p} leads outside the run (to {target})",
+                       f"a run writes only inside its own folder: replace the link with a real folder or file "
+                       f"(`rm {p}`), then `tunewiz train {run} --resume`")
+
+
+def clean_stale(run: Path) -> list[str]:
+    """Remove what a killed writer left half done (step-N.tmp, step-N.old, state temp
+    files). Only the lock holder calls this, after check_inside, so nothing here is another
+    process's work in progress or outside the run. Returns the names removed."""
+    run = Path(run)
+    removed = []
+    root = run / CHECKPOINTS
+    stale = [p for p in root.iterdir() if is_stale(p.name)] if root.is_dir() else []
+    stale += [p for p in run.glob(f".{STATE}.*.tmp")]
+    for p in stale:
+        if p.is_symlink() or p.is_file():
+            p.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+        removed.append(p.name)
+    return removed
+
+
+def claim(run: Path) -> int:
+    """Everything a writer does before it touches a run: the lock, the links check, and the
+    leftovers of a killed predecessor. Returns the lock's descriptor."""
+    fd = lock_run(run)
+    try:
+        check_inside(run)
+        clean_stale(run)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

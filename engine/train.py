@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
-from . import attention, checkpoint, rundir
+from . import attention, checkpoint, faults, rundir, stop_signal
 from .batches import BatchPlan
 from .config import Config, load_config, to_dict
 from .events import EventWriter, NullWriter
@@ -348,39 +347,60 @@ class MemoryPressure:
 
 
 def run_training(run: Path, resume: bool = False) -> int:
-    """Train the run in ``run`` (its config.yaml), writing events; returns an exit code."""
+    """Train the run in ``run`` (its config.yaml), writing events; returns an exit code.
+    The caller holds the run's lock (launch.py); torchrun workers run under the supervisor
+    that holds it."""
     run = Path(run)
     rt = Runtime.from_env()
+    stop_signal.install(announce=rt.is_main)  # before anything slow: an early stop is kept
     if rt.distributed:
         _log_to(run / rundir.LOGS / f"rank{rt.rank}.log")
-    events = EventWriter(run / rundir.EVENTS) if rt.is_main else NullWriter()
-    if rt.is_main:
-        rundir.mark_running(run)
+    events = NullWriter()
     recipe = None
     status, code, final = "failed", 1, None
     try:
+        events = EventWriter(run / rundir.EVENTS) if rt.is_main else NullWriter()
+        if rt.is_main:
+            rundir.mark_running(run)
+        faults.point("load.start")
         cfg = load_config(run / rundir.CONFIG)
         recipe = Recipe(cfg, run, rt, events)
         _install_stop_handlers(recipe)
-        recipe.preflight()
-        rt.select_device()
-        rt.init_distributed(int(os.environ.get("TUNEWIZ_JOIN_TIMEOUT_S", cfg.layout.join_timeout_s)),
-                            deepspeed=cfg.layout.deepspeed != "none")
-        # Checkpoints go to rank 0's run directory (shared storage across nodes).
-        recipe.run = Path(rt.broadcast(str(run)))
-        recipe.setup(resume)
-        status = recipe.train()
+        if not _stops_before_training(recipe):
+            recipe.preflight()
+            faults.point("load.data")
+        if _stops_before_training(recipe):
+            # Asked to stop before the model loaded: nothing new to checkpoint. (Ranks of a
+            # torchrun launch agree on the stop in the step loop instead.)
+            status = "stopped"
+        else:
+            rt.select_device()
+            rt.init_distributed(int(os.environ.get("TUNEWIZ_JOIN_TIMEOUT_S", cfg.layout.join_timeout_s)),
+                                deepspeed=cfg.layout.deepspeed != "none")
+            # Checkpoints go to rank 0's run directory (shared storage across nodes).
+            recipe.run = Path(rt.broadcast(str(run)))
+            recipe.setup(resume)
+            faults.point("load.model")
+            status = recipe.train()
         code = 0
         final = str(rundir.checkpoints(run)[-1]) if rundir.checkpoints(run) else None
     except BaseException as e:  # noqa: BLE001 - every failure must end as an error event
+        status = "failed"
         code = report_failure(e, events, run)
     finally:
-        events.emit("done", status=status, path=final)
+        faults.point("done.before")
+        # The last words go out even on a full disk, where they may not fit: try, never raise.
+        events.try_emit("done", status=status, path=final)
         if rt.is_main:
-            rundir.write_state(run, status=status, updated=time.time())
+            with contextlib.suppress(Exception):
+                rundir.write_state(run, status=status, updated=time.time())
         events.close()
         rt.shutdown()
     return code
+
+
+def _stops_before_training(recipe: Recipe) -> bool:
+    return recipe.stop_requested and not recipe.rt.distributed
 
 
 def _log_to(path: Path) -> None:
@@ -395,27 +415,37 @@ def _log_to(path: Path) -> None:
 
 
 def report_failure(e: BaseException, events, run: Path) -> int:
-    """Turn an exception into an error event and an exit code (1: user error, 3: bug)."""
+    """Turn an exception into an error event and an exit code (1: user error, 3: bug).
+    Nothing here may raise: on a full disk the event and even stderr (a log file on that
+    disk) can fail, and the run must still end with its one line and exit code."""
     import traceback
 
-    from .errors import OOMError, TunewizError
+    from .errors import OOMError, TunewizError, disk_full, is_disk_full
 
     if _is_oom(e):
         e = OOMError("out of GPU memory",
                      "try a smaller train.batch_size or data.max_length, train.gradient_checkpointing: true, "
                      "method: qlora, or a higher layout.deepspeed stage / offload; then `tunewiz train RUN --resume`")
+    elif is_disk_full(e) and not isinstance(e, TunewizError):
+        e = disk_full(getattr(e, "filename", None) or run, f"`tunewiz train {run} --resume`")
     if isinstance(e, TunewizError):
-        events.emit("error", kind=e.kind, msg=e.msg, hint=e.hint)
-        print(f"tunewiz: error: {e.one_line()}", file=sys.stderr, flush=True)
+        events.try_emit("error", kind=e.kind, msg=e.msg, hint=e.hint)
+        _say(f"tunewiz: error: {e.one_line()}")
         return 1
     if isinstance(e, KeyboardInterrupt):
-        events.emit("error", kind="internal", msg="interrupted", hint="resume with `tunewiz train RUN --resume`")
+        events.try_emit("error", kind="internal", msg="interrupted", hint="resume with `tunewiz train RUN --resume`")
         return 130
-    traceback.print_exc()
+    with contextlib.suppress(Exception):
+        traceback.print_exc()
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
-    events.emit("error", kind="internal", msg=f"{type(e).__name__}: {first}",
-                hint=f"this is a bug; the traceback is in {run / rundir.LOGS}")
+    events.try_emit("error", kind="internal", msg=f"{type(e).__name__}: {first}",
+                    hint=f"this is a bug; the traceback is in {run / rundir.LOGS}")
     return 3
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(line, file=sys.stderr, flush=True)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -424,15 +454,8 @@ def _is_oom(e: BaseException) -> bool:
 
 
 def _install_stop_handlers(recipe: Recipe) -> None:
-    """SIGTERM / first Ctrl-C: finish the step, checkpoint, exit cleanly. Second Ctrl-C: abort."""
-    def graceful(signum, frame):
-        if recipe.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        recipe.stop_requested = True
-        if recipe.rt.is_main:
-            print("stop requested: checkpointing after this step", file=sys.stderr, flush=True)
-
-    signal.signal(signal.SIGTERM, graceful)
-    signal.signal(signal.SIGINT, graceful)
-    # A dropped SSH session hangs up the foreground run: keep training (the log is on disk).
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    """SIGTERM / first Ctrl-C: finish the step, checkpoint, exit cleanly. Second Ctrl-C: abort.
+    The handlers are stop_signal's, installed at the start of run_training (a request that
+    came before the recipe existed is passed on here)."""
+    stop_signal.install(announce=recipe.rt.is_main)
+    stop_signal.on_stop(lambda: setattr(recipe, "stop_requested", True))
