@@ -284,8 +284,9 @@ def _file_in_the_way(path: str) -> str | None:
 
 def shown(value: Any) -> str:
     """A value as a message echoes it: its repr, cut to SHOWN_CHARS with an ellipsis."""
-    if isinstance(value, str) and len(value) > SHOWN_CHARS:
-        value = value[:SHOWN_CHARS]
+    if isinstance(value, str):
+        text = repr(value[:SHOWN_CHARS])
+        return text if len(value) <= SHOWN_CHARS and len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
     text = _REPR.repr(value)
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
 

@@ -163,8 +163,14 @@ def wrap_for_method(model, cfg):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.method == "full":
         return model
+    import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    from .config import check_lora_target
+
+    # A target naming no module fails here, naming the model's own (peft: a traceback).
+    check_lora_target(cfg, [n for n, _ in model.named_modules()],
+                      [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)])
     if cfg.method == "qlora":
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.train.gradient_checkpointing,
