@@ -16,6 +16,9 @@ Two ways keep the samples apart:
 `auto` picks `varlen` on CUDA when the kernel is there and the model uses transformers'
 attention interface, else `sdpa`. Generation (the eval answers) passes no lengths; the
 varlen backend then runs SDPA, which is exact for one unpadded prompt with a KV cache.
+A batch whose rows each hold one whole sample (long pretraining documents) needs no
+separation at all: the varlen backend hands it to SDPA's causal kernel, faster than the
+varlen kernel on such rows (decided on the CPU with the lengths, see WHOLE_ROWS_KEY).
 """
 
 from __future__ import annotations
