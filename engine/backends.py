@@ -86,14 +86,12 @@ class SingleBackend:
 
     def save(self, tmp: Path) -> None:
         """Write training state into tmp (every rank calls this)."""
-        import torch
-
         if self.rt.is_main:
             self.module.save_pretrained(tmp, safe_serialization=True)
             faults.point("ckpt.weights")
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            checkpoint.save_state(self.optimizer.state_dict(), tmp / "optimizer.pt")
             faults.point("ckpt.optimizer")
-            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+            checkpoint.save_state(self.scheduler.state_dict(), tmp / "scheduler.pt")
         checkpoint.save_rng(tmp, self.rt.rank)
 
     def load(self, ckpt: Path) -> None:

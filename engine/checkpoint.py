@@ -58,7 +58,7 @@ def save(run: Path, step: int, backend, rt, extra: dict, keep: int) -> Path:
     except BaseException as e:
         if rt.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
-        if is_disk_full(e) and not isinstance(e, DiskFullError):
+        if (is_disk_full(e) or _nearly_full(root)) and not isinstance(e, (DiskFullError, KeyboardInterrupt)):
             raise DiskFullError(
                 f"no space left on the device while writing checkpoint {tmp}",
                 f"free space on the disk holding {root} (`df -h {root}`) or keep fewer checkpoints "
@@ -66,6 +66,23 @@ def save(run: Path, step: int, backend, rt, extra: dict, keep: int) -> Path:
         raise
     rt.barrier()
     return final
+
+
+def save_state(obj, path: Path) -> None:
+    """torch.save through a Python file, so a full disk surfaces as ENOSPC (torch's own
+    file writer reports only "unexpected pos")."""
+    import torch
+
+    with open(path, "wb") as f:
+        torch.save(obj, f)
+
+
+def _nearly_full(root: Path) -> bool:
+    """A write failed with the disk all but full: some writers keep no errno at all."""
+    try:
+        return shutil.disk_usage(root).free < 1 << 20
+    except OSError:
+        return False
 
 
 def _rotate(run: Path, keep: int) -> None:
@@ -147,7 +164,7 @@ def save_rng(tmp: Path, rank: int) -> None:
     state = {"python": random.getstate(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
-    torch.save(state, tmp / f"rng-rank{rank}.pt")
+    save_state(state, tmp / f"rng-rank{rank}.pt")
     faults.point("ckpt.rng")
 
 

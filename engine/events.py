@@ -92,6 +92,7 @@ class EventWriter:
                 raise disk_full(self.path, "`tunewiz train RUN --resume`") from None
             raise
         self._newline_first = False
+        faults.point(f"event.{type_}")  # fault injection: die with this event on disk
         return ev
 
     def try_emit(self, type_: str, **fields_: Any) -> bool:

@@ -2,7 +2,8 @@
 SIGKILL itself the N-th time (default 1) it reaches ``POINT``. Unset, it costs one dict
 lookup per call. The points are named where they sit: ``load.*`` (startup),
 ``step.*`` (inside an optimizer step), ``ckpt.*`` (writing a checkpoint), ``rotate.*``
-(deleting old ones), ``events.torn`` (half an event line on disk) and ``done.before``.
+(deleting old ones), ``event.TYPE`` (just after an event of that type is written),
+``events.torn`` (half an event line on disk) and ``done.before``.
 """
 
 from __future__ import annotations

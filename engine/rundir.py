@@ -170,6 +170,14 @@ def checkpoints(run: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[len("step-"):]))
 
 
+def checkpoint_step(ckpt: Path) -> int | None:
+    """The step a checkpoint's marker names (None when it cannot be read)."""
+    try:
+        return int(json.loads((Path(ckpt) / MARKER).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def is_stale(name: str) -> bool:
     """A checkpoint folder left half-written (.tmp) or half-deleted (.old) by a kill."""
     return name.startswith("step-") and name.endswith((".tmp", ".old"))
