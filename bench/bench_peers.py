@@ -134,6 +134,7 @@ def run_tunewiz(side: str, workload: str, args, model: Path, data: Path, work: P
             "peak_gib": max(e["mem_gib"] for e in steps), "first_loss": steps[0]["loss"],
             "to_first_step_s": steps[0]["t"] - launched, "reported_over_wall": seconds / reported_s,
             "trained_share": sum(e["trained_tokens"] for e in measured) / tokens,
+            "median_step_tokens_per_s": statistics.median(e["tokens_per_s"] for e in measured),
             "setup": f"{start.get('attention')} attention, {start.get('loss')} loss, "
                      f"compile {start['config']['train']['compile']}", "warnings": warnings}
 
@@ -180,7 +181,9 @@ def run_peer(side: str, workload: str, args, model: Path, work: Path) -> dict:
     w, n = args.warmup_steps, args.steps
     marks = res["step_times"]
     seconds = marks[w + n - 1] - marks[w - 1]
+    steps = [tok / (b - a) for tok, a, b in zip(res["step_tokens"][w:w + n], marks[w - 1:], marks[w:w + n])]
     return {"tokens_per_s": sum(res["step_tokens"][w:w + n]) / seconds, "s_per_step": seconds / n,
+            "median_step_tokens_per_s": statistics.median(steps),
             "peak_gib": res["peak_gib"], "first_loss": res["losses"][0] if res["losses"] else None,
             "to_first_step_s": marks[0] - launched, "setup": "use_liger_kernel" if side == "liger" else "plain"}
 
@@ -236,7 +239,10 @@ def main(argv=None) -> int:
 def report(results: list[dict], markdown: bool = False) -> None:
     """Per workload: each side's tokens/s and peak memory, and its ratio to the best peer."""
     print()
-    head = ("workload", "side", "tokens/s", "peak GiB", "x best peer", "reported/wall", "s to step 1")
+    # tokens/s is over the whole timed window; a single stalled step shows as a median step
+    # rate well above it.
+    head = ("workload", "side", "tokens/s", "median step", "peak GiB", "x best peer", "reported/wall",
+            "s to step 1")
     rows = []
     for w in dict.fromkeys(r["workload"] for r in results):
         mine = [r for r in results if r["workload"] == w]
@@ -244,11 +250,12 @@ def report(results: list[dict], markdown: bool = False) -> None:
         best = max(peers, key=lambda r: r["tokens_per_s"]) if peers else None
         for r in mine:
             if "tokens_per_s" not in r:
-                rows.append((w, r["side"], "failed", "", "", "", ""))
+                rows.append((w, r["side"], "failed", "", "", "", "", ""))
                 continue
             ratio = f"{r['tokens_per_s'] / best['tokens_per_s']:.2f} ({best['side']})" if best else ""
             honest = f"{r['reported_over_wall']:.3f}" if "reported_over_wall" in r else ""
-            rows.append((w, r["side"], f"{r['tokens_per_s']:,.0f}", f"{r['peak_gib']:.1f}", ratio, honest,
+            median = f"{r['median_step_tokens_per_s']:,.0f}" if "median_step_tokens_per_s" in r else ""
+            rows.append((w, r["side"], f"{r['tokens_per_s']:,.0f}", median, f"{r['peak_gib']:.1f}", ratio, honest,
                          f"{r['to_first_step_s']:.0f}"))
     if markdown:
         print("| " + " | ".join(head) + " |")

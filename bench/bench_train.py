@@ -1,5 +1,10 @@
 """Training throughput: `tunewiz train` against a plain HF Trainer + peft peer, in one run.
 
+The peer here trains tunewiz's own packed rows, so it attends through SDPA with block
+masks: about a third of the speed of the tuned peer (HF + Liger on full rows) that
+bench_peers.py measures. Quote tunewiz's speed from bench_peers.py; this script checks
+that both sides do the same work on the same tokens (equal step-1 losses).
+
 Both sides train the same model for the same optimizer steps on the same token stream
 (tunewiz's own tokenizing, packing and batch order; see hf_peer.py), each in a fresh
 process, alternating A-B / B-A over the repeats so drift on a shared machine hits both.
