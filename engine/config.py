@@ -414,8 +414,9 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def _parse(text: str, where: str) -> tuple[Any, dict[str, int]]:
     """The document's data and the line of every key (dotted paths, 1-based)."""
-    loader = _BoundedLoader(text, where)
+    loader = None
     try:
+        loader = _BoundedLoader(text, where)  # reads the first characters already
         root = loader.get_single_node()
         if root is None:
             return None, {}
@@ -424,11 +425,19 @@ def _parse(text: str, where: str) -> tuple[Any, dict[str, int]]:
         return loader.construct_document(root), lines
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{where}{line}: not valid YAML ({_cut(str(getattr(e, 'problem', None) or e))})",
+        if mark is not None:
+            line = f":{mark.line + 1}"
+        elif isinstance(e, yaml.reader.ReaderError):  # a control character: only an offset
+            line = f":{text.count(chr(10), 0, e.position) + 1}"
+        else:
+            line = ""
+        why = getattr(e, "problem", None) or (f"character #x{e.character:04x} is not allowed"
+                                              if isinstance(e, yaml.reader.ReaderError) else str(e))
+        raise ConfigError(f"{where}{line}: not valid YAML ({_cut(' '.join(str(why).split()))})",
                           "fix the YAML syntax") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _key_lines(root: yaml.Node) -> dict[str, int]:
@@ -467,7 +476,8 @@ def _build(cls: type, data: Any, prefix: str, where: str, key_lines: dict[str, i
         if key not in known:
             close = difflib.get_close_matches(str(key)[:SHOWN_CHARS], known, n=1)
             hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(known)}"
-            raise ConfigError(f"{at(path)}: unknown key {_cut(path)}", hint)
+            plain = isinstance(key, str) and key.isprintable() and len(key) <= SHOWN_CHARS
+            raise ConfigError(f"{at(path)}: unknown key {path if plain else prefix + shown(key)}", hint)
         hint_t = hints[key]
         if is_dataclass(hint_t):
             kwargs[key] = _build(hint_t, value if value is not None else {}, path + ".", where, key_lines)
