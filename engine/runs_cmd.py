@@ -1,14 +1,19 @@
-"""`tunewiz runs`: the runs in the output directory, newest first. Torch-free."""
+"""`tunewiz runs`: the runs in the output directory, newest first. Torch-free.
+
+Each run is read on its own (run_listing): one that cannot be read is listed as
+``unreadable``, with the reason under the table, and never hides the others.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 
-from . import rundir
+from .run_listing import UNREADABLE, default_lister
 
 
 def format_eta(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
         return "-"
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
@@ -16,20 +21,36 @@ def format_eta(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def format_started(t: float | None) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+    except (OverflowError, OSError, ValueError):  # a time no clock can show
+        return "-"
+
+
+def printable(name: str) -> str:
+    """A folder name as one line of valid text (undecodable bytes and controls replaced)."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def cmd_runs(args) -> int:
-    runs = rundir.list_runs(args.output_dir)
+    runs = default_lister().list(args.output_dir)
     if not runs:
         print(f"no runs under {args.output_dir} (start one with `tunewiz train CONFIG`)")
         return 0
     rows = [("RUN", "STATUS", "STEP", "LOSS", "STARTED", "ETA")]
-    for run in runs:
-        info = rundir.run_info(run)
-        s = info.summary
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.started)) if s.started else "-"
-        eta = format_eta(s.eta_s) if s.status == "running" else "-"
-        rows.append((run.name, s.status, f"{s.step}/{s.total or '?'}",
-                     f"{s.loss:.4f}" if s.loss is not None else "-", started, eta))
+    for r in runs:
+        if r.status == UNREADABLE:
+            rows.append((printable(r.path.name), r.status, "-", "-", "-", "-"))
+            continue
+        eta = format_eta(r.eta_s) if r.status == "running" else "-"
+        rows.append((printable(r.path.name), r.status, f"{r.step}/{r.total or '?'}",
+                     f"{r.loss:.4f}" if r.loss is not None else "-", format_started(r.started), eta))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    for r in runs:
+        if r.status == UNREADABLE:
+            print(f"{printable(r.path.name)}: unreadable: {printable(r.problem)}")
     return 0
