@@ -5,9 +5,17 @@ from __future__ import annotations
 import math
 import time
 
+from rich.text import Text
+from textual.content import Content
+
+
+def _finite(value) -> bool:
+    """A real, finite number (values read from a run's files may be anything)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 def duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+    if not _finite(seconds) or seconds < 0:
         return "–"
     seconds = int(seconds)
     if seconds < 60:
@@ -20,24 +28,42 @@ def duration(seconds: float | None) -> str:
 
 
 def clock(t: float | None) -> str:
-    return time.strftime("%m-%d %H:%M", time.localtime(t)) if t else "–"
+    try:
+        return time.strftime("%m-%d %H:%M", time.localtime(t)) if t else "–"
+    except (OverflowError, OSError, ValueError, TypeError):  # a time no clock can show
+        return "–"
 
 
 def loss(value: float | None) -> str:
-    if value is None or not math.isfinite(value):
+    if not _finite(value):
         return "–"
     return f"{value:.4f}"
 
 
 def rate(value: float | None, unit: str) -> str:
-    if value is None or not math.isfinite(value):
+    if not _finite(value):
         return "–"
     return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}"
 
 
 STATUS_STYLE = {"running": "bold green", "starting": "yellow", "completed": "bold cyan",
-                "stopped": "yellow", "failed": "bold red"}
+                "stopped": "yellow", "failed": "bold red", "unreadable": "bold red"}
 
 
-def status_markup(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, '')}]{status}[/]"
+# Names, paths, messages and answers come from users and models: they may hold "[/]" or
+# "[old]". They are never put into markup strings (no escaping round-trips every text in
+# both Rich's and Textual's dialects); screens build Content (or, for table cells, Rich
+# Text) from literal pieces instead.
+def status_text(status: str) -> Text:
+    """A status for a DataTable cell (tables render Rich Text)."""
+    return Text(str(status), style=STATUS_STYLE.get(status, ""))
+
+
+def status_content(status: str) -> Content:
+    return Content.styled(str(status), STATUS_STYLE.get(status, ""))
+
+
+def styled(*parts: str | tuple[str, str] | Content) -> Content:
+    """Literal text from pieces for a Static: a str as it is, a (text, style) pair styled."""
+    return Content.assemble(*((str(p[0]), p[1]) if isinstance(p, tuple) else p if isinstance(p, Content)
+                              else str(p) for p in parts))

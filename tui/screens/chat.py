@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.content import Content
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -94,7 +96,7 @@ class ChatScreen(Screen):
         for target, ready in zip(self.targets(), self.ready):
             if target is not None:
                 states.append(f"{target.label}: {'ready' if ready else 'loading…'}")
-        self.query_one("#chat-status", Static).update(" · ".join(states))
+        self.query_one("#chat-status", Static).update(Content(" · ".join(states)))
 
     @work(exclusive=True, group="chat-servers")
     async def start_servers(self) -> None:

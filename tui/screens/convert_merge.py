@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 
+from ..formatting import styled
 from ..services.engine_cli import EngineCommandFailed
 
 
@@ -75,7 +76,7 @@ class ConvertMergeScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Static(f"[b]Convert & merge[/] {self.run.name}", id="cm-title")
+        yield Static(styled(("Convert & merge", "bold"), f" {self.run.name}"), id="cm-title")
         yield ProgressBar(total=1, show_eta=False, id="cm-bar")
         yield RichLog(id="cm-log", wrap=True, markup=False)
         yield Static(id="cm-result")
@@ -121,14 +122,15 @@ class ConvertMergeScreen(Screen):
         self.finished = True
         result = self.query_one("#cm-result", Static)
         if message.problem:
-            result.update(f"[b red]Failed:[/] {message.problem}\n[b]r[/] try again · [b]esc[/] back")
+            result.update(styled(("Failed:", "bold red"), f" {message.problem}\n", ("r", "bold"), " try again · ",
+                                 ("esc", "bold"), " back"))
             return
         self.succeeded = True
         bar = self.query_one("#cm-bar", ProgressBar)
         bar.update(progress=bar.total)
         out = "hf" if (self.run / "hf").is_dir() and not (self.run / "merged").is_dir() else "merged"
-        result.update(f"[b green]Done:[/] {self.run / out}\n"
-                      "[b]c[/] chat with it · [b]v[/] side by side with the base model · [b]esc[/] back")
+        result.update(styled(("Done:", "bold green"), f" {self.run / out}\n", ("c", "bold"), " chat with it · ",
+                             ("v", "bold"), " side by side with the base model · ", ("esc", "bold"), " back"))
 
     def action_chat(self) -> None:
         if self.succeeded:

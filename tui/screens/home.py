@@ -12,7 +12,9 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..formatting import clock, duration, loss, status_markup
+from rich.text import Text
+
+from ..formatting import clock, duration, loss, status_text, styled
 
 
 @dataclass
@@ -25,6 +27,7 @@ class RunRow:
     loss: float | None
     started: float | None
     eta_s: float | None
+    problem: str = ""           # why the run cannot be read ("" when it can)
 
 
 class MergeChecked(Message):
@@ -44,6 +47,8 @@ def refusal(row: RunRow) -> str:
     if row.status in ("starting", "running"):
         where = f" (step {row.step}/{row.total})" if row.total else ""
         return f"{row.name} is still {row.status}{where}: convert & merge once it has finished"
+    if row.status == "unreadable":
+        return f"{row.name} cannot be read ({row.problem})"
     if row.status == "failed":
         return f"{row.name} failed: nothing finished to convert (enter shows its error)"
     return f"{row.name} is {row.status}: convert & merge needs a completed or stopped run"
@@ -56,17 +61,21 @@ class RunsLoaded(Message):
 
 
 def load_row(run: Path) -> RunRow:
-    from tunewiz.engine.rundir import run_info
+    from tunewiz.engine.run_listing import default_lister
 
-    s = run_info(run).summary
-    return RunRow(run, run.name, s.status, s.step, s.total, s.loss, s.started,
-                  s.eta_s if s.status == "running" else None)
+    return _row(default_lister().read(run))
 
 
 def load_rows(output_dir: Path) -> list[RunRow]:
-    from tunewiz.engine.rundir import list_runs
+    # Each run is read on its own and only its new events are read (run_listing): one
+    # damaged run shows as unreadable, and a refresh costs little however long runs get.
+    from tunewiz.engine.run_listing import default_lister
 
-    return [load_row(run) for run in list_runs(output_dir)]
+    return [_row(r) for r in default_lister().list(output_dir)]
+
+
+def _row(r) -> RunRow:
+    return RunRow(r.path, r.name, r.status, r.step, r.total, r.loss, r.started, r.eta_s, r.problem)
 
 
 HINT = "n new run · enter attach · m convert & merge · c chat · v base vs tuned"
@@ -108,20 +117,22 @@ class HomeScreen(Screen):
         self.post_message(RunsLoaded(load_rows(self.app.output_dir)))
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
+        self.rows = {str(r.path): r for r in message.rows}
         table = self.query_one(DataTable)
         selected = self.selected_run()
         table.clear()
         for row in message.rows:
-            table.add_row(row.name, status_markup(row.status),
+            table.add_row(Text(row.name), status_text(row.status),
                           f"{row.step}/{row.total}" if row.total else "–",
                           loss(row.loss), clock(row.started), duration(row.eta_s), key=str(row.path))
         title = self.query_one("#home-title", Static)
         if message.rows:
-            title.update(f"Runs in [b]{self.app.output_dir}[/]")
+            title.update(styled("Runs in ", (str(self.app.output_dir), "bold")))
             if selected is not None and str(selected) in {str(r.path) for r in message.rows}:
                 table.move_cursor(row=table.get_row_index(str(selected)))
         else:
-            title.update(f"No runs in [b]{self.app.output_dir}[/] yet: press [b]n[/] to start one.")
+            title.update(styled("No runs in ", (str(self.app.output_dir), "bold"), " yet: press ", ("n", "bold"),
+                                " to start one."))
 
     def selected_run(self) -> Path | None:
         table = self.query_one(DataTable)
@@ -138,6 +149,11 @@ class HomeScreen(Screen):
 
     def action_attach(self) -> None:
         if (run := self.selected_run()) is not None:
+            row = getattr(self, "rows", {}).get(str(run))
+            if row is not None and row.status == "unreadable":
+                # Its events or state cannot be followed: say why instead of a broken monitor.
+                self.query_one("#home-hint", Static).update(styled((refusal(row), "bold yellow")))
+                return
             self.app.open_monitor(run)
 
     def action_merge(self) -> None:
@@ -154,10 +170,14 @@ class HomeScreen(Screen):
             self.app.open_convert(message.row.path)
         else:
             # On the hint line, not a toast: it stays until the cursor moves, so it is read.
-            self.query_one("#home-hint", Static).update(f"[b yellow]{refusal(message.row)}[/]")
+            self.query_one("#home-hint", Static).update(styled((refusal(message.row), "bold yellow")))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self.query_one("#home-hint", Static).update(HINT)
+        row = getattr(self, "rows", {}).get(str(event.row_key.value))
+        if row is not None and row.status == "unreadable":
+            self.query_one("#home-hint", Static).update(styled((refusal(row), "bold yellow")))
+        else:
+            self.query_one("#home-hint", Static).update(HINT)
 
     def action_chat(self) -> None:
         self.app.open_chat(self.selected_run())

@@ -21,7 +21,9 @@ from textual.worker import get_current_worker
 
 from tunewiz.engine.progress_meter import describe_progress
 
-from ..formatting import duration, loss, status_markup
+from textual.content import Content
+
+from ..formatting import duration, loss, status_content, styled
 from ..services.engine_cli import EngineCommandFailed
 from ..services.run_follower import RunFollower, RunView
 from ..widgets.monitor.charts import LossChart, MetricStrip
@@ -43,16 +45,27 @@ class StopRequested(Message):
         self.problem = problem
 
 
-def outcome_text(view: RunView) -> str:
+def outcome_text(view: RunView) -> Content:
     s = view.summary
     if s.status == "completed":
-        where = f" → {_inside(view.run, s.final_path)}" if s.final_path else ""
-        return f"[b cyan]Training completed[/] at step {s.step}{where}.  [b]m[/] convert & merge · [b]c[/] chat"
+        where = f" → {_inside(view.run, str(s.final_path))}" if s.final_path else ""
+        return styled(("Training completed", "bold cyan"), f" at step {s.step}{where}.  ", ("m", "bold"),
+                      " convert & merge · ", ("c", "bold"), " chat")
     if s.status == "stopped":
-        return f"[b yellow]Stopped[/] at step {s.step} (checkpoint saved).  [b]m[/] convert & merge what was trained"
-    err = s.error or {}
-    hint = f"\n[b]hint:[/] {err['hint']}" if err.get("hint") else ""
-    return f"[b red]Failed[/] ({err.get('kind', 'unknown')}): {err.get('msg', 'no error message')}{hint}"
+        return styled(("Stopped", "bold yellow"), f" at step {s.step} (checkpoint saved).  ", ("m", "bold"),
+                      " convert & merge what was trained")
+    err = s.error if isinstance(s.error, dict) else {}
+    text = styled(("Failed", "bold red"), f" ({err.get('kind', 'unknown')}): {err.get('msg', 'no error message')}")
+    if err.get("hint"):
+        text = styled(text, "\n", ("hint:", "bold"), f" {err['hint']}")
+    return text
+
+
+def _epoch(value) -> str:
+    try:
+        return f"{float(value):.2f}"
+    except (TypeError, ValueError):
+        return "?"
 
 
 def _inside(run: Path, path: str) -> str:
@@ -96,7 +109,7 @@ class MonitorScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#mon-title", Static).update(f"[b]{self.run.name}[/]  starting…")
+        self.query_one("#mon-title", Static).update(styled((self.run.name, "bold"), "  starting…"))
         self.query_one("#mon-outcome").display = False
         self.follow()
         self.set_interval(1.0, self.redraw_chart)
@@ -123,10 +136,10 @@ class MonitorScreen(Screen):
 
     def draw(self, view: RunView) -> None:
         s = view.summary
-        title = f"[b]{self.run.name}[/]  {status_markup(s.status)}"
+        title = styled((self.run.name, "bold"), "  ", status_content(s.status))
         if view.start:
             model = view.start.get("model") or ""
-            title += f"  [dim]{model} · world {view.start.get('world_size', 1)}[/]"
+            title = styled(title, "  ", (f"{model} · world {view.start.get('world_size', 1)}", "dim"))
         self.query_one("#mon-title", Static).update(title)
         bar = self.query_one("#mon-bar", ProgressBar)
         if view.progress and not view.steps:
@@ -136,8 +149,8 @@ class MonitorScreen(Screen):
         else:
             bar.update(total=s.total or None, progress=s.step)
             eta = duration(s.eta_s) if s.status == "running" else "–"
-            numbers = f"step {s.step}/{s.total or '?'} · epoch {s.epoch:.2f} · ETA {eta} · loss {loss(s.loss)}"
-        self.query_one("#mon-numbers", Static).update(numbers)
+            numbers = f"step {s.step}/{s.total or '?'} · epoch {_epoch(s.epoch)} · ETA {eta} · loss {loss(s.loss)}"
+        self.query_one("#mon-numbers", Static).update(Content(numbers))
         self.query_one("#mon-tokens", MetricStrip).show(view.tokens_per_s)
         self.query_one("#mon-mem", MetricStrip).show(view.mem_gib)
         self.query_one("#mon-evals", EvalTimeline).show(view.summary.evals)
@@ -181,7 +194,7 @@ class MonitorScreen(Screen):
 
     def on_stop_requested(self, message: StopRequested) -> None:
         if message.problem:
-            self.notify(f"stop failed: {message.problem}", severity="error")
+            self.notify(f"stop failed: {message.problem}", severity="error", markup=False)
         else:
             self.notify("stop requested: the run saves a checkpoint, then exits")
 

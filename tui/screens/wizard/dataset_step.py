@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -27,6 +26,7 @@ from textual.widgets import Button, DirectoryTree, Input, RichLog, Select, Stati
 from tunewiz.engine.config import FORMATS
 from tunewiz.engine.sources import DATA_SUFFIXES
 
+from ...formatting import styled
 from ...services.engine_cli import EngineCommandFailed
 from .step import StepInvalid, WizardStep
 
@@ -290,7 +290,7 @@ class DatasetStep(WizardStep):
         if not name:
             self.say("[b red]type the name the assistant should belong to[/]")
             return
-        self.say(f"writing the assistant set for {escape(name)}…")
+        self.say(styled(f"writing the assistant set for {name}…"))
         self.write_assistant_set(name)
 
     @work(thread=True, exclusive=True, group="data-generate")
@@ -313,10 +313,10 @@ class DatasetStep(WizardStep):
 
     def on_assistant_set_written(self, message: AssistantSetWritten) -> None:
         if message.problem:
-            self.say(f"[b red]{escape(message.problem)}[/]")
+            self.say(styled((message.problem, "bold red")))
             return
         note = " (data/assistant.json holds other data, left as it is)" if message.kept else ""
-        self.say(f"[green]wrote {escape(message.path)}[/]{escape(note)}")
+        self.say(styled((f"wrote {message.path}", "green"), note))
         self.query_one("#data-path", Input).value = message.path
         self.query_one("#data-tree", DirectoryTree).reload()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -19,6 +20,7 @@ from textual.widgets import Button, Input, Select, SelectionList, Static
 from tunewiz.engine.config import DEEPSPEED, Config
 from tunewiz.engine.errors import TunewizError
 
+from ...formatting import styled
 from ...services.engine_cli import EngineCommandFailed
 from ...services.gpus import Gpu, detect_gpus
 from ...widgets.form import FieldRow
@@ -161,10 +163,10 @@ class LayoutStep(WizardStep):
             self.store(strict=True)
             config_path = self.state.save(Path(self.state.default_config_path()))
         except StepInvalid as e:
-            self.say(f"[b red]{e}[/]")
+            self.say(styled((str(e), "bold red")))
             return
         except TunewizError as e:
-            self.say(f"[b red]{e.one_line()}[/]")
+            self.say(styled((e.one_line(), "bold red")))
             return
         Path(script).parent.mkdir(parents=True, exist_ok=True)
         self.say("writing the Slurm script…")
@@ -181,7 +183,7 @@ class LayoutStep(WizardStep):
         self.post_message(SlurmWritten(f"config saved; sbatch {_short(script)}"))
 
     def on_slurm_written(self, message: SlurmWritten) -> None:
-        self.say(f"[b red]{message.text}[/]" if message.problem else f"[green]{message.text}[/]")
+        self.say(styled((message.text, "bold red" if message.problem else "green")))
 
     def store(self, strict: bool) -> None:
         self.read_layout(self.state.config, strict)

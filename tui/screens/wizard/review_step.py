@@ -15,6 +15,7 @@ from textual.widgets import Button, Input, Static
 from tunewiz.engine.config import dump_yaml
 from tunewiz.engine.errors import TunewizError
 
+from ...formatting import styled
 from ...services.engine_cli import EngineCommandFailed
 from ...services.gpus import detect_gpus
 from ...services.memory_estimate import estimate_memory
@@ -96,15 +97,15 @@ class ReviewStep(WizardStep):
         try:
             path = self.write_config()
         except StepInvalid as e:
-            self.say(f"[b red]{e}[/]")
+            self.say(styled((str(e), "bold red")))
             return
-        self.say(f"[green]saved {path}[/]  start it with: tunewiz train {path} --detach")
+        self.say(styled((f"saved {path}", "green"), f"  start it with: tunewiz train {path} --detach"))
 
     def action_next(self) -> None:
         try:
             path = self.write_config()
         except StepInvalid as e:
-            self.say(f"[b red]{e}[/]")
+            self.say(styled((str(e), "bold red")))
             return
         self.say("launching…")
         self.query_one("#step-next", Button).disabled = True
@@ -120,7 +121,7 @@ class ReviewStep(WizardStep):
     def on_launched(self, message: Launched) -> None:
         if message.run is None:
             self.query_one("#step-next", Button).disabled = False
-            self.say(f"[b red]launch failed: {message.problem}[/]")
+            self.say(styled((f"launch failed: {message.problem}", "bold red")))
             return
         self.state.run = message.run
         self.dismiss("next")

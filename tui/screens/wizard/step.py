@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Static
 
+from textual.content import Content
+
+from ...formatting import styled
 from .state import STEP_NAMES, WizardState
 
 
@@ -57,14 +61,15 @@ class WizardStep(Screen[str]):
     def store(self, strict: bool) -> None:
         """Copy widget values into self.state; raise StepInvalid (only when strict) to stay."""
 
-    def say(self, text: str) -> None:
+    def say(self, text: str | Content) -> None:
+        """Show a line under the step: markup for our own words, Text for anything quoted."""
         self.query_one(".step-message", Static).update(text)
 
     def action_next(self) -> None:
         try:
             self.store(strict=True)
         except StepInvalid as e:
-            self.say(f"[b red]{e}[/]")
+            self.say(styled((str(e), "bold red")))
             return
         self.dismiss("next")
 

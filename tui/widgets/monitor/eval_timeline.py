@@ -10,7 +10,10 @@ from textual.widgets import Static
 def render_eval(ev: dict) -> Text:
     text = Text()
     text.append(f"step {ev.get('step', '?')}\n", style="bold")
-    for sample in ev.get("samples") or []:
+    samples = ev.get("samples")
+    for sample in samples if isinstance(samples, list) else []:
+        if not isinstance(sample, dict):
+            continue
         text.append("› ", style="dim")
         text.append(str(sample.get("input", "")), style="cyan")
         text.append("\n  ")

@@ -1,0 +1,122 @@
+"""Text the TUI did not write is shown literally: run names, paths, error messages, eval
+answers and chat text holding Rich / Textual markup ("[/]", "[old]", "[b]...") never crash a
+screen (MarkupError) and are never swallowed as styles."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunewiz.tui.app import TunewizApp
+from tunewiz.tui.screens.chat import ChatScreen
+from tunewiz.tui.services.engine_cli import EngineCli
+
+from tunewiz.engine.config import Config, dump_yaml
+
+from test_tui_home import T0, step
+from tui_support import wait_for_text
+
+FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
+START = {"t": T0, "type": "start", "name": "x", "config": {}, "world_size": 1, "total_steps": 4,
+         "model": "m[/]del[old]", "params": 1, "trainable_params": 1}
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUNEWIZ_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "work[old]dirs"
+
+
+def recorded_run(root: Path, name: str, stamp: str, events: list[dict], state: dict) -> Path:
+    """A run folder whose name holds markup (renamed by hand, or older than name checks)."""
+    run = root / f"{name}-{stamp}"
+    (run / "logs").mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_yaml(Config(name="x", output_dir=str(root))))
+    (run / "events.jsonl").write_text("".join(json.dumps({"v": 1, **e}) + "\n" for e in events))
+    (run / "state.json").write_text(json.dumps(state))
+    return run
+
+
+def make_app(root: Path, **kw) -> TunewizApp:
+    return TunewizApp(root, engine=EngineCli(prefix=FAKE, output_dir=str(root)), cursor_blink=False, **kw)
+
+
+def failed_run(root: Path) -> Path:
+    return recorded_run(root, "r[old]", "20251122-080000",
+                        [START, step(1, 4, 2.5),
+                         {"t": T0 + 2, "type": "log", "level": "info", "msg": "read [/] data[b]"},
+                         {"t": T0 + 3, "type": "eval", "step": 1,
+                          "samples": [{"input": "who [/]are you", "output": "I am [old]Alice[/]'s"}]},
+                         {"t": T0 + 4, "type": "error", "kind": "data", "msg": "bad [/] record [red]x",
+                          "hint": "fix [b]it[/b]"},
+                         {"t": T0 + 5, "type": "done", "status": "failed", "path": None}],
+                        {"status": "failed"})
+
+
+async def test_home_and_monitor_show_markup_literally(root):
+    run = failed_run(root)
+    os.utime(run, (T0, T0))
+    app = make_app(root)
+    async with app.run_test(size=(100, 32)) as pilot:
+        text = await wait_for_text(pilot, "r[old]-20251122-080000")
+        assert "work[old]dirs" in text
+        await pilot.press("enter")
+        text = await wait_for_text(pilot, "Failed")
+        for literal in ("r[old]-20251122-080000", "m[/]del[old]", "bad [/] record [red]x", "fix [b]it[/b]",
+                        "I am [old]Alice[/]'s", "who [/]are you", "read [/] data[b]"):
+            assert literal in text, literal
+
+
+async def test_convert_screen_shows_a_markup_error_literally(root):
+    run = failed_run(root)
+    (run / "config.yaml").write_text("name: [/]\n  broken: [old]\n")  # the plan cannot read it
+    app = make_app(root)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await wait_for_text(pilot, "r[old]")
+        app.open_convert(run)
+        text = await wait_for_text(pilot, "Failed:")
+        assert "Convert & merge r[old]-20251122-080000" in text
+        assert "config.yaml" in text
+
+
+class MarkupChat(ChatScreen):
+    """A chat with a recorded answer that holds markup, instead of live model servers."""
+
+    def start_servers(self) -> None:
+        self.ready = [True] * len(self.targets())
+        self.set_status()
+        column = self.columns()[0]
+        column.add_bubble("say [/] and [old]", "user")
+        column.add_bubble("here: [/] [old] [b]bold?[/b]", "assistant")
+
+
+async def test_chat_shows_markup_literally(root):
+    run = recorded_run(root, "c[old]", "20251122-080000", [START], {"status": "completed"})
+    (run / "merged").mkdir()
+    (run / "merged" / "config.json").write_text("{}")
+    app = make_app(root)
+    async with app.run_test(size=(100, 32)) as pilot:
+        app.push_screen(MarkupChat(run=run))
+        text = await wait_for_text(pilot, "here: [/] [old] [b]bold?[/b]")
+        assert "say [/] and [old]" in text
+
+
+async def test_wizard_write_it_takes_any_name(root):
+    app = make_app(root, open_wizard=True)
+    async with app.run_test(size=(100, 32)) as pilot:
+        from test_tui_wizard import goto
+
+        for name in ("ModelStep", "PresetStep"):
+            await goto(pilot, name)
+            await pilot.press("enter")
+        await goto(pilot, "DatasetStep")
+        owner = app.screen.query_one("#data-owner")
+        owner.value = "[/]Zoë[old]"
+        app.screen.generate_set()
+        await wait_for_text(pilot, "wrote data/assistant.json")
+    assert "[/]Zoë[old]" in Path("data/assistant.json").read_text(encoding="utf-8")
