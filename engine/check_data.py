@@ -117,7 +117,7 @@ def _raise_problems(stream) -> None:
             print(line, file=sys.stderr)
         if e.total > len(e.problems):
             print(f"... and {e.total - len(e.problems)} more", file=sys.stderr)
-        raise DataError(f"{e.total} problems in the data", "fix the records listed above") from None
+        raise DataError(f"{e.total} problems in the data", e.own_hint or "fix the records listed above") from None
 
 
 def _validate(files: list[str], fmt: str) -> str:

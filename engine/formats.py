@@ -56,6 +56,7 @@ class DataErrors(DataError):
         default = ("fix that record" if total == 1 else
                    "fix the records; `tunewiz check-data` lists every problem")
         super().__init__(problems[0] + more, hint or default)
+        self.own_hint = hint  # the problems' shared fix ("" when they need different ones)
         self.problems = problems
         self.total = total
 
@@ -75,18 +76,21 @@ class _Problems:
         self.lines: list[str] = []
         self.total = 0
         self.first_hint = ""
+        self.hints: set[str] = set()
 
     def add(self, where: str, problem: str, hint: str = "") -> None:
         self.total += 1
         if self.total == 1:
             self.first_hint = hint
+        self.hints.add(hint)
         if len(self.lines) < MAX_ERRORS:
             self.lines.append(f"{where}: {problem}")
 
     def raise_if_any(self) -> None:
-        # A lone problem keeps its own fix (e.g. how to get a hub dataset offline).
+        # A lone problem keeps its own fix (e.g. how to get a hub dataset offline), and so do
+        # problems that share one (files that cannot be read are no records to fix).
         if self.total:
-            raise DataErrors(self.lines, self.total, hint=self.first_hint if self.total == 1 else "")
+            raise DataErrors(self.lines, self.total, hint=self.first_hint if len(self.hints) == 1 else "")
 
 
 # --------------------------------------------------------------------------- reading
