@@ -135,15 +135,17 @@ def test_varlen_flash_kernel_matches_sdpa_on_packed_rows(tiny_model, dtype):
 
 @pytest.mark.parametrize("ckpt", [False, True])
 def test_compiled_layers_train_like_eager(tiny_model, tmp_path, cli, ckpt):
-    """train.compile: the same losses as an uncompiled run (bf16 rounding apart), eval
-    answers in between (generation runs uncompiled), with and without checkpointing."""
+    """train.compile (auto, the default, compiles a one-GPU run): the same losses as an
+    uncompiled run (bf16 rounding apart), eval answers in between (generation runs
+    uncompiled), with and without checkpointing."""
     data = write_data(tmp_path / "d.jsonl", n=32)
     curves = {}
-    for compiled in (False, True):
+    for setting in (False, "auto"):
+        compiled = setting == "auto"
         d = tmp_path / f"c{int(compiled)}"
         d.mkdir()
         cfg = write_config(d, tiny_model, data, train__max_steps=10, train__save_every=5, train__lr=5e-3,
-                           train__compile=compiled, train__gradient_checkpointing=ckpt,
+                           train__compile=setting, train__gradient_checkpointing=ckpt,
                            eval={"inputs": ["Who are you?"], "every": 5, "max_new_tokens": 8},
                            lora={"r": 16, "alpha": 32, "dropout": 0.0}, layout={"gpus": 1})
         r = cli("train", str(cfg))
@@ -278,3 +280,22 @@ def test_fp32_inputs_under_autocast_take_the_flash_kernel():
     ref = attention._reference_varlen(*(t.transpose(1, 2).reshape(128, t.shape[1], 32) for t in (q, k, v)),
                                       lengths["tw_cu_seqlens"], 64, 32 ** -0.5)
     torch.testing.assert_close(out.float().reshape(128, 4, 32), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_whole_rows_take_sdpa_and_match_the_varlen_kernel():
+    """Rows that are each one sample go to SDPA's causal kernel: the same attention as the
+    varlen flash kernel gives them, in bf16, with grouped key/value heads."""
+    from types import SimpleNamespace
+
+    from tunewiz.engine import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, heads, 256, 64, device="cuda", dtype=torch.bfloat16) for heads in (8, 2, 2))
+    lengths = {key: value.cuda() if hasattr(value, "cuda") else value
+               for key, value in attention.sample_lengths(torch.arange(256).repeat(2, 1)).items()}
+    assert lengths[attention.WHOLE_ROWS_KEY] is True
+    module = SimpleNamespace(num_key_value_groups=4, is_causal=True)
+    out, _ = attention.varlen_attention_forward(module, q, k, v, None, scaling=0.125, **lengths)
+    ref, _ = attention.varlen_attention_forward(module, q, k, v, None, scaling=0.125,
+                                                **{**lengths, attention.WHOLE_ROWS_KEY: False})
+    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
