@@ -211,6 +211,21 @@ def lock_run(run: Path) -> int:
     return fd
 
 
+def is_locked(run: Path) -> bool:
+    """Whether a process holds the run's lock now (checked without creating or keeping it)."""
+    try:
+        fd = os.open(Path(run) / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def adopt_lock(run: Path, fd: int) -> int:
     """The detached supervisor takes over the lock its launcher took (and passed down as
     an open descriptor), so the run is never unlocked between the two processes."""
