@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import faults
+
 VERSION = 1
 
 # type -> fields every event of that type carries (besides v, t, type).
@@ -75,8 +77,6 @@ class EventWriter:
             line = (json.dumps(ev, default=str) + "\n").encode("ascii")
         if self._newline_first:
             line = b"\n" + line
-        from . import faults
-
         if faults.hit("events.torn"):  # fault injection: die with half a line on disk
             os.write(self._fd, line[: len(line) // 2])
             faults.die()
@@ -89,7 +89,7 @@ class EventWriter:
             from .errors import disk_full, is_disk_full
 
             if is_disk_full(e):
-                raise disk_full(self.path, "`tunewiz train RUN --resume`") from None
+                raise disk_full(self.path, f"`tunewiz train {self.path.parent} --resume`") from None
             raise
         self._newline_first = False
         faults.point(f"event.{type_}")  # fault injection: die with this event on disk
@@ -114,6 +114,10 @@ class EventWriter:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def __del__(self):  # a writer dropped without close() must not keep its descriptor
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
 
 
 def _ends_torn(fd: int) -> bool:
