@@ -60,7 +60,7 @@ class ChatSession:
 def open_session(args) -> ChatSession:
     from .encode import Encoder
     from .inference_model import (adapter_kind, adapter_meta, attach_adapter, load_causal_lm,
-                                  load_tokenizer_for, pick_device)
+                                  load_tokenizer_for)
     from .models import pick_dtype, resolve_model_path
 
     base = resolve_model_path(args.model)
@@ -75,7 +75,7 @@ def open_session(args) -> ChatSession:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the terminal is for the conversation
-    device = pick_device("cuda" if args.bits else args.device)
+    device = _chat_device(args.bits, args.device)
     tokenizer = load_tokenizer_for(base, adapter)
     encoder = Encoder(tokenizer, template=template, system=system, stage="sft",
                       max_length=_context_length(base))
@@ -84,6 +84,22 @@ def open_session(args) -> ChatSession:
         model = attach_adapter(model, adapter)
     return ChatSession(model, tokenizer, encoder, args.max_new_tokens, args.temperature, args.top_p,
                        context=encoder.max_length)
+
+
+def _chat_device(bits: int | None, requested: str) -> str:
+    """The device to chat on. 4/8-bit loading (bitsandbytes) runs on CUDA only, so a --bits
+    on a machine (or a --device) without CUDA is about --bits, not about --device."""
+    from .inference_model import pick_device
+
+    if not bits:
+        return pick_device(requested)
+    import torch
+
+    if requested == "cpu" or not torch.cuda.is_available():
+        where = "--device cpu" if requested == "cpu" else "this machine has no CUDA GPU"
+        raise ModelError(f"--bits {bits} loads the model in {bits}-bit, which needs CUDA, and {where}",
+                         "drop --bits to chat in full precision, on the CPU or on a GPU")
+    return "cuda"
 
 
 def _context_length(model_dir: Path) -> int:

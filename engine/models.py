@@ -20,6 +20,8 @@ def resolve_model_path(path: str) -> Path:
         from .demo import demo_model_path
 
         return demo_model_path()
+    if not str(path).strip():  # Path("") is ".", which exists: say what is really wrong
+        raise ModelError("the model path is empty", 'give a local Hugging Face model folder, or "demo" for the bundled model')
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelError(f"model path {path} does not exist",
