@@ -85,9 +85,21 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def writer_of(meta: dict) -> str:
+    """The command that wrote a folder, from its tunewiz.json ("" when none did)."""
+    if not meta:
+        return ""
+    writer = meta.get(WRITTEN_BY)
+    if writer is None:
+        # Written before written_by existed: a merge result is told by its merged_* keys, so a
+        # merged model (which carries its adapter's run and method too) is never a convert's.
+        writer = "merge" if "merged_base" in meta or "merged_adapter" in meta else "convert"
+    return str(writer)
+
+
 def owned(meta: dict, job: str, identity: dict) -> bool:
     """True when meta says this folder is job's own earlier result for the same identity."""
-    return meta.get(WRITTEN_BY) == job and all(meta.get(k) == v for k, v in identity.items())
+    return writer_of(meta) == job and all(meta.get(k) == v for k, v in identity.items())
 
 
 def check_replaceable(out: Path, job: str, identity: dict) -> None:
@@ -102,8 +114,8 @@ def check_replaceable(out: Path, job: str, identity: dict) -> None:
     meta = read_meta(out)
     if owned(meta, job, identity):
         return
-    writer = WRITERS.get(meta.get(WRITTEN_BY, ""))
-    if writer and meta.get(WRITTEN_BY) != job:
+    writer = WRITERS.get(writer_of(meta))
+    if writer and writer_of(meta) != job:
         what = f"holds {writer}"
     elif writer:
         what = "holds the result of another " + ("run" if job == "convert" else "base or adapter")

@@ -124,6 +124,7 @@ class Lister:
 
             cache_dir = cache_root() / "runs"
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._pruned = False
 
     def list(self, output_dir: str | Path) -> list[ListedRun]:
         return [self.read(run) for run in find_runs(output_dir)]
@@ -212,6 +213,9 @@ class Lister:
         path = self._cache_file(key)
         if path is None:
             return
+        if not self._pruned:
+            self._pruned = True
+            _prune(path.parent)
         try:  # a cache only: a read-only or full home just means reading more next time
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -219,6 +223,23 @@ class Lister:
             os.replace(tmp, path)
         except (OSError, ValueError):
             pass
+
+
+def _prune(cache_dir: Path, max_age_s: float = 30 * 86400) -> None:
+    """Drop entries not written for a month (runs deleted since; a finished run whose entry
+    goes is simply read once more)."""
+    import time
+
+    cutoff = time.time() - max_age_s
+    try:
+        for f in cache_dir.glob("*.json"):
+            try:
+                if f.stat().st_mtime < cutoff:
+                    f.unlink()
+            except OSError:
+                continue
+    except OSError:
+        pass
 
 
 def _tail(path: Path, offset: int) -> str:

@@ -186,3 +186,19 @@ def test_presets_copy_never_writes_through_a_link_or_tracebacks(cli, tmp_path):
     mine.write_text("name: mine\n")
     one_line_error(cli("presets", "copy", "sft-lora", str(mine)), "holds something else")
     assert mine.read_text() == "name: mine\n"
+
+
+def test_results_written_before_written_by_keep_their_owner(tmp_path):
+    from tunewiz.engine.output_folder import check_replaceable
+
+    identity = {"run": "/runs/a", "method": "lora"}
+    old_adapter = tmp_path / "adapter"
+    old_adapter.mkdir()
+    (old_adapter / "tunewiz.json").write_text(json.dumps(identity))
+    check_replaceable(old_adapter, "convert", identity)  # its own earlier result: may be replaced
+    old_merged = tmp_path / "merged"
+    old_merged.mkdir()
+    (old_merged / "tunewiz.json").write_text(json.dumps({**identity, "merged_base": "/b", "merged_adapter": "/a"}))
+    with pytest.raises(Exception, match="merged model"):
+        check_replaceable(old_merged, "convert", identity)
+    check_replaceable(old_merged, "merge", {"merged_base": "/b", "merged_adapter": "/a"})

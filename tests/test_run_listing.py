@@ -234,3 +234,14 @@ def _own_cache(tmp_path, monkeypatch):
     import tunewiz.engine.run_listing as rl
 
     monkeypatch.setattr(rl, "_default", None)
+
+
+def test_old_cache_entries_are_pruned(tmp_path):
+    root = tmp_path / "work_dirs"
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stale = cache / ("0" * 40 + ".json")
+    stale.write_text("{}")
+    os.utime(stale, (T0 - 90 * 86400, T0 - 90 * 86400))
+    Lister(cache).read(make_run(root, "r", good_events(), {"status": "completed"}))
+    assert not stale.exists() and len(list(cache.glob("*.json"))) == 1
