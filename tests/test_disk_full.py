@@ -45,6 +45,7 @@ def _fill(mnt, leave: int, name: str) -> None:
                 break
 
 
+@pytest.mark.slow
 def test_a_checkpoint_on_a_full_disk_is_a_user_error(tiny_model, tmp_path, small_disk, cli):
     # A big adapter (r=64: a checkpoint of ~1.5 MB) against 512 KB left: the run's own
     # small files fit, its checkpoint does not.

@@ -46,12 +46,29 @@ def _stopped(run: Path, cli) -> None:
     assert last["type"] == "done" and last["status"] == "stopped", last
 
 
+@pytest.fixture
+def detached(tiny_model, tmp_path, cli):
+    """Start a long detached run; whatever the test does, it never outlives the test."""
+    runs = []
+
+    def start() -> Path:
+        cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), **LONG)
+        r = cli("train", str(cfg), "--detach")
+        assert r.returncode == 0, r.stderr
+        runs.append(Path(r.stdout.strip().splitlines()[-1]))
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        pgid = rundir.read_state(run).get("pgid")
+        if pgid and pid_alive(rundir.read_state(run).get("pid")):
+            os.killpg(pgid, signal.SIGKILL)
+
+
 # ---------------------------------------------------------------- 2: one writer per run
 
-def test_a_second_writer_is_refused_while_the_run_trains(tiny_model, tmp_path, cli):
-    r = cli("train", str(write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), **LONG)), "--detach")
-    assert r.returncode == 0, r.stderr
-    run = Path(r.stdout.strip().splitlines()[-1])
+def test_a_second_writer_is_refused_while_the_run_trains(detached, cli):
+    run = detached()
     assert _wait_for(lambda: any(e["type"] == "step" for e in _events(run)))
     pid = rundir.read_state(run)["pid"]
     before = [e["type"] for e in _events(run)].count("start")
@@ -202,10 +219,8 @@ def test_a_checkpoint_linked_from_elsewhere_is_refused(finished_run, tmp_path, c
 
 # ---------------------------------------------------------------- 14: a true status
 
-def test_stop_right_after_detach_ends_stopped_with_a_done_event(tiny_model, tmp_path, cli):
-    r = cli("train", str(write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), **LONG)), "--detach")
-    assert r.returncode == 0, r.stderr
-    run = Path(r.stdout.strip().splitlines()[-1])
+def test_stop_right_after_detach_ends_stopped_with_a_done_event(detached, cli):
+    run = detached()
     # At once: the supervisor is still importing its libraries.
     assert cli("stop", str(run), "--wait").returncode == 0
     evs = _events(run)
