@@ -16,7 +16,6 @@ complete. A full disk is a user error: one line naming the folder and the fix.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -24,17 +23,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import ModelError
+from .errors import DiskFullError, ModelError, is_disk_full
+from .errors import disk_full as _disk_full
 
 META_FILE = "tunewiz.json"
 WRITTEN_BY = "written_by"
 # What each writer is called in messages about a folder it left.
 WRITERS = {"convert": "a converted checkpoint (tunewiz convert)", "merge": "a merged model (tunewiz merge)"}
 _TMP, _OLD = ".tmp-", ".old-"
-
-
-class DiskFullError(ModelError):
-    """No space left while writing a result: the user frees space or writes elsewhere."""
 
 
 def read_meta(folder: Path) -> dict:
@@ -46,43 +42,10 @@ def read_meta(folder: Path) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
-def is_disk_full(exc: BaseException | None) -> bool:
-    """ENOSPC / EDQUOT, also when a library wraps it (safetensors reports it as text)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        text = str(exc)
-        if "No space left on device" in text or "StorageFull" in text or "Disk quota exceeded" in text:
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
-
-
 def disk_full(path: Path) -> DiskFullError:
-    path = Path(path)
-    free = _free_bytes(path)
-    left = f", {_size(free)} free" if free is not None else ""
-    return DiskFullError(f"no space left on the disk of {path}{left}; nothing was written there",
-                         "free some space on that disk, or give an output on another disk")
-
-
-def _free_bytes(path: Path) -> int | None:
-    for p in (path, *path.parents):
-        try:
-            return shutil.disk_usage(p).free
-        except OSError:
-            continue
-    return None
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    """The project's one disk-full error (errors.disk_full), with the fix for a result folder:
+    nothing was written there, so the same command can simply run again."""
+    return _disk_full(path, "run the same command again, or give an output on another disk")
 
 
 def writer_of(meta: dict) -> str:

@@ -112,7 +112,7 @@ def test_convert_on_a_full_disk_is_one_line(cli, lora_run, small_disk):
     size = (lora_run / "checkpoints/step-4/adapter_model.safetensors").stat().st_size
     disk = small_disk(f"{size // 2}")
     out = disk / "adapter"
-    one_line_error(cli("convert", str(lora_run), str(out)), "no space left", str(out), "free some space")
+    one_line_error(cli("convert", str(lora_run), str(out)), "no space left", str(out), "free space")
     assert_nothing_complete(disk, out)
 
 
