@@ -200,15 +200,26 @@ def lock_run(run: Path) -> int:
     except OSError as e:
         raise ConfigError(f"cannot open {path}: {e.strerror}",
                           "a run folder must be writable and train.lock a plain file") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if not _flock_soon(fd):
         holder = _lock_holder(fd) or read_state(run).get("pid") or "unknown"
         os.close(fd)
         raise RunBusyError(f"{run} is already being trained by pid {holder}",
                            f"stop it with `tunewiz stop {run}` or watch it with `tunewiz attach {run}`") from None
     _write_holder(fd)
     return fd
+
+
+def _flock_soon(fd: int, tries: int = 10) -> bool:
+    """The exclusive lock, retried for half a second: is_locked's probe (a shared lock held
+    for microseconds) must never make a free run look busy."""
+    for i in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if i < tries - 1:
+                time.sleep(0.05)
+    return False
 
 
 def is_locked(run: Path) -> bool:
@@ -218,7 +229,7 @@ def is_locked(run: Path) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return False
     except BlockingIOError:
         return True
