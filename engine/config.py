@@ -586,9 +586,11 @@ def check_lora_target(cfg: Config, module_names: list[str], linear_names: list[s
     if missing:
         short = sorted({n.rsplit(".", 1)[-1] for n in linear_names})
         listed = ", ".join(short[:24]) + (", ..." if len(short) > 24 else "")
+        pattern_note = ("; a single text is a pattern of the full module name, a list names modules"
+                        if isinstance(target, str) else "")
         raise ConfigError(f"{at}: lora.target: {', '.join(shown(m) for m in missing[:5])} "
                           f"matches no module of the model",
-                          f"its linear modules: {listed or 'none'}; or use all-linear")
+                          f"its linear modules: {listed or 'none'}; or use all-linear{pattern_note}")
 
 
 def default_lr(method: str) -> float:
