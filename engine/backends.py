@@ -172,6 +172,7 @@ class DeepSpeedBackend:
         checkpoint.save_rng(tmp, self.rt.rank)
 
     def load(self, ckpt: Path) -> None:
+        checkpoint.check_no_code(ckpt / "ds")  # DeepSpeed unpickles in full: vet its files first
         self.engine.load_checkpoint(str(ckpt / "ds"), tag="state", load_optimizer_states=True,
                                     load_lr_scheduler_states=True)
         checkpoint.load_rng(ckpt, self.rt.rank)

@@ -13,7 +13,9 @@ and rank 0 renames it into place once all are done; a checkpoint leaves by a ren
 is a DiskFullError naming the folder, with the half-written one removed.
 
 The states are loaded with ``torch.load(weights_only=True)``: tensors and plain
-containers only, so a file planted in a run directory cannot run code.
+containers only, so a file planted in a run directory cannot run code. DeepSpeed loads its
+own states with full pickle, so its files are first checked to build nothing but its own
+classes and plain types (check_no_code).
 """
 
 from __future__ import annotations
@@ -136,6 +138,49 @@ def load_state(path: Path, **kw):
         what = f"it would build {found.group(1)}, which could run code" if found else "it is damaged"
         raise CheckpointError(f"{path} is not a plain tensor file ({what}): not loaded",
                               f"move {path.parent} aside to resume from the checkpoint before it") from None
+
+
+def check_no_code(folder: Path, library: str = "deepspeed") -> None:
+    """For state files that another library loads with full pickle (DeepSpeed's own
+    load_checkpoint): before it does, every global each file would build must be a class of
+    that library or a plain type. Anything else (a function such as os.system, eval or
+    subprocess.Popen) is refused: the file is never unpickled."""
+    from torch.serialization import get_unsafe_globals_in_checkpoint
+
+    for f in sorted(Path(folder).rglob("*.pt")):
+        try:
+            names = get_unsafe_globals_in_checkpoint(f)
+        except Exception as e:  # noqa: BLE001 - not a torch file at all: damaged
+            raise CheckpointError(f"{f} is not a plain tensor file (it is damaged: {type(e).__name__}): not loaded",
+                                  f"move {folder} aside to resume from the checkpoint before it") from None
+        bad = [n for n in names if not _library_class(n, library)]
+        if bad:
+            raise CheckpointError(f"{f} is not a plain tensor file (it would build {bad[0]}, which could run code): "
+                                  "not loaded", f"move {folder} aside to resume from the checkpoint before it")
+
+
+def _library_class(name: str, library: str) -> bool:
+    """A class (not a function) defined in `library`: what a checkpoint of it may build."""
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    if name in _PLAIN_TYPES:
+        return True
+    if not (module == library or module.startswith(library + ".")):
+        return False
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except Exception:  # noqa: BLE001 - no such module or name: not one of its classes
+        return False
+    return isinstance(obj, type)
+
+
+# Plain types torch's weights_only loader does not take but DeepSpeed's states may hold
+# (sets of names, a saved argparse namespace, numpy arrays and scalars).
+_PLAIN_TYPES = {"builtins.set", "builtins.frozenset", "builtins.slice", "argparse.Namespace",
+                "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
+                "numpy._core.multiarray._reconstruct", "numpy.core.multiarray.scalar",
+                "numpy._core.multiarray.scalar"}
 
 
 def load_weights(ckpt: Path, model, method: str) -> None:

@@ -242,3 +242,25 @@ def test_a_zombie_engine_counts_as_dead(tmp_path):
     assert rundir.run_info(run).status == "failed"
     proc.wait()
     assert pid_alive(os.getpid())
+
+
+def test_deepspeed_states_are_vetted_before_deepspeed_unpickles_them(tmp_path):
+    """DeepSpeed loads its states with full pickle: a planted function is refused unread,
+    its own classes and plain types pass."""
+    import collections
+
+    import torch
+
+    ds = tmp_path / "step-4" / "ds" / "state"
+    ds.mkdir(parents=True)
+    torch.save({"module": collections.OrderedDict(w=torch.zeros(2)), "names": {"a"}, "shape": torch.Size([2])},
+               ds / "mp_rank_00_model_states.pt")
+    checkpoint.check_no_code(tmp_path / "step-4" / "ds")
+    marker = tmp_path / "pwned"
+    torch.save({"loss_scaler": _Payload(marker)}, ds / "zero_pp_rank_0_mp_rank_00_optim_states.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="posix.system, which could run code"):
+        checkpoint.check_no_code(tmp_path / "step-4" / "ds")
+    assert not marker.exists()
+    assert not checkpoint._library_class("deepspeed.no.such.Thing", "deepspeed")
+    assert checkpoint._library_class("collections.OrderedDict", "collections")
+    assert not checkpoint._library_class("os.system", "os")  # a function, not a class
