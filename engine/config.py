@@ -173,16 +173,16 @@ class Config:
         }
         for key, value in positive.items():
             if value < 1:
-                raise ConfigError(f"{key}: must be at least 1, got {value}", f"set {key} >= 1")
+                raise ConfigError(f"{key}: must be at least 1, got {shown(value)}", f"set {key} >= 1")
         if self.data.num_proc is not None and self.data.num_proc < 1:
-            raise ConfigError(f"data.num_proc: must be at least 1 or null, got {self.data.num_proc}",
+            raise ConfigError(f"data.num_proc: must be at least 1 or null, got {shown(self.data.num_proc)}",
                               "remove it to use one process per core")
         if self.train.max_steps is not None and self.train.max_steps < 1:
             raise ConfigError("train.max_steps: must be at least 1 or null", "remove it to use epochs")
         if self.quant.bits not in (4, 8):
-            raise ConfigError(f"quant.bits: {self.quant.bits} is not 4 or 8", "use 4 (QLoRA) or 8")
+            raise ConfigError(f"quant.bits: {shown(self.quant.bits)} is not 4 or 8", "use 4 (QLoRA) or 8")
         if not 0 <= self.layout.node_rank < self.layout.nnodes:
-            raise ConfigError(f"layout.node_rank: {self.layout.node_rank} is outside 0..{self.layout.nnodes - 1}",
+            raise ConfigError(f"layout.node_rank: {shown(self.layout.node_rank)} is outside 0..{shown(self.layout.nnodes - 1)}",
                               "node ranks count from 0 to nnodes-1")
         check_name(self.name)
         self._check_ranges()
@@ -207,25 +207,25 @@ class Config:
              "e.g. 1.0 (a large value clips nothing)"),
             ("train.seed", 0 <= t.seed < 2 ** 32, f"must be within 0..{2 ** 32 - 1}, got {shown(t.seed)}",
              "e.g. 0"),
-            ("train.save_total_limit", t.save_total_limit >= 0, f"must be 0 or more, got {t.save_total_limit}",
+            ("train.save_total_limit", t.save_total_limit >= 0, f"must be 0 or more, got {shown(t.save_total_limit)}",
              "the newest checkpoints kept; 0 keeps all"),
             ("lora.dropout", 0 <= lo.dropout < 1, f"must be within 0..1 (1 excluded), got {lo.dropout:g}",
              "e.g. 0.1, or 0 for none"),
-            ("lora.alpha", lo.alpha >= 1, f"must be at least 1, got {lo.alpha}", "e.g. 16 (scale = alpha / r)"),
+            ("lora.alpha", lo.alpha >= 1, f"must be at least 1, got {shown(lo.alpha)}", "e.g. 16 (scale = alpha / r)"),
             ("lora.target", bool(lo.target) and all(lo.target) if isinstance(lo.target, list) else bool(lo.target),
              "names no module", "all-linear, or a list of module names such as [q_proj, v_proj]"),
             ("data.files", all(d.files), "has an empty entry", "remove it, or give a file, folder or hub id"),
             ("data.template", d.template in _template_names(), f"{shown(d.template)} is not a template",
              f"use one of: {', '.join(_template_names())}"),
-            ("eval.every", e.every >= 0, f"must be 0 or more, got {e.every}", "0 answers only before and after"),
-            ("eval.max_new_tokens", e.max_new_tokens >= 1, f"must be at least 1, got {e.max_new_tokens}", "e.g. 64"),
+            ("eval.every", e.every >= 0, f"must be 0 or more, got {shown(e.every)}", "0 answers only before and after"),
+            ("eval.max_new_tokens", e.max_new_tokens >= 1, f"must be at least 1, got {shown(e.max_new_tokens)}", "e.g. 64"),
             ("layout.gpus", _gpus_ok(lay.gpus), f"{shown(lay.gpus)} is not all, a count or a list of GPU ids",
              "e.g. all, 2 or [0, 1]"),
             ("layout.master_addr", bool(lay.master_addr) and not any(c.isspace() for c in lay.master_addr),
              f"{shown(lay.master_addr)} is not a host address", "e.g. 127.0.0.1 or node 0's host name"),
             ("layout.master_port", 1 <= lay.master_port <= 65535, f"must be within 1..65535, got {shown(lay.master_port)}",
              "e.g. 29500"),
-            ("layout.join_timeout_s", lay.join_timeout_s >= 1, f"must be at least 1, got {lay.join_timeout_s}", "e.g. 300"),
+            ("layout.join_timeout_s", lay.join_timeout_s >= 1, f"must be at least 1, got {shown(lay.join_timeout_s)}", "e.g. 300"),
             ("model.path", bool(self.model.path), "is empty", 'give a local Hugging Face model folder, or "demo"'),
             ("output_dir", bool(self.output_dir), "is empty", "give the folder that holds the runs, e.g. work_dirs"),
         ]
@@ -487,6 +487,10 @@ def _build(cls: type, data: Any, prefix: str, where: str, key_lines: dict[str, i
         if not _type_ok(value, hint_t):
             raise ConfigError(f"{at(path)}: {path} must be {_type_name(hint_t)}, got {shown(value)}",
                               f"fix {path} in the config")
+        # Counts and ids end up in 64-bit integers (torch, numpy) and rates in floats.
+        too_large = isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2 ** 63
+        if too_large or (hint_t is float and isinstance(value, int) and abs(value) > 2 ** 1023):
+            raise ConfigError(f"{at(path)}: {path}: {shown(value)} is out of range", f"fix {path} in the config")
         kwargs[key] = float(value) if hint_t is float else value
     try:
         return cls(**kwargs)

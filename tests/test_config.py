@@ -286,3 +286,14 @@ def test_demo_stays_demo_in_the_runs_config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert absolute_paths(Config()).model.path == "demo"
     assert absolute_paths(Config()).data.cache_dir == ""  # empty: the default cache, still
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("train:\n  lr: 1" + "0" * 400 + "\n", "c.yaml:2: train.lr: 1000"),
+    ("train:\n  batch_size: -" + "9" * 4000 + "\n", "c.yaml:2: train.batch_size: -999"),
+    ("data:\n  max_length: " + str(2 ** 70) + "\n", "c.yaml:2: data.max_length: 1180591620717411303424 is out of range"),
+])
+def test_numbers_past_64_bits_are_out_of_range(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    assert needle in e.value.one_line() and len(e.value.one_line()) < 300
