@@ -146,6 +146,7 @@ class EventReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.offset = 0
+        self._in_long_line = False
 
     def read_new(self, max_bytes: int = 64 << 20) -> list[dict]:
         try:
@@ -156,9 +157,17 @@ class EventReader:
             return []
         end = chunk.rfind(b"\n")
         if end < 0:
+            if len(chunk) < max_bytes:
+                return []
+            # A line longer than a whole read is no event of ours: skip it, never stall on it.
+            self.offset += len(chunk)
+            self._in_long_line = True
             return []
         self.offset += end + 1
-        return [ev for ev in map(parse_line, chunk[: end + 1].splitlines()) if ev is not None]
+        lines = chunk[: end + 1].splitlines()
+        if self._in_long_line:
+            lines, self._in_long_line = lines[1:], False
+        return [ev for ev in map(parse_line, lines) if ev is not None]
 
 
 def parse_line(line: bytes | str) -> dict | None:
@@ -174,9 +183,11 @@ def parse_line(line: bytes | str) -> dict | None:
 def read_events(path: str | Path) -> list[dict]:
     reader = EventReader(path)
     out: list[dict] = []
-    while batch := reader.read_new():
-        out.extend(batch)
-    return out
+    while True:  # until the reader stops moving (a read of only bad lines gives no events)
+        before = reader.offset
+        out.extend(reader.read_new())
+        if reader.offset == before:
+            return out
 
 
 @dataclass

@@ -96,3 +96,16 @@ def test_any_bytes_parse_or_are_skipped(lines):
         w.close()
         assert read_events(path)[-1]["msg"] == "after"  # never swallowed by what came before
         assert os.path.getsize(path) > 0
+
+
+def test_a_line_longer_than_a_read_is_skipped_not_stalled_on(tmp_path):
+    path = tmp_path / "e.jsonl"
+    EventWriter(path).emit("log", level="info", msg="one")
+    with open(path, "ab") as f:
+        f.write(b"x" * 100 + b"\n" + b"\n".join([b"not json"] * 5) + b"\n")
+    EventWriter(path).emit("log", level="info", msg="two")
+    reader, got = EventReader(path), []
+    for _ in range(50):
+        got += reader.read_new(max_bytes=90)
+    assert [e["msg"] for e in got] == ["one", "two"]
+    assert [e["msg"] for e in read_events(path)] == ["one", "two"]
