@@ -155,12 +155,12 @@ def slurm_script(config: str, cfg: Config, plan: Plan) -> str:
 
     Every value from the config or the command line is quoted for where it lands (#SBATCH
     lines, the batch shell, the `bash -c` that srun runs), so a name or path with spaces,
-    quotes or `$(...)` stays one literal value. The config path is absolute: the job runs
-    in whatever directory sbatch is called from."""
+    quotes or `$(...)` stays one literal value. The config and log paths are absolute: the
+    job runs in whatever directory sbatch is called from."""
     check_name(cfg.name)
     gpus = f"#SBATCH --gpus-per-node={int(plan.nproc)}\n" if plan.devices is not None else ""
     # %j is the job id; a % of the folder's own name is written %% (Slurm's filename patterns).
-    log = _sbatch_word(f"{cfg.output_dir.replace('%', '%%')}/slurm-%j.out", "output_dir")
+    log = _sbatch_word(f"{os.path.abspath(cfg.output_dir).replace('%', '%%')}/slurm-%j.out", "output_dir")
     node = f"NODE_RANK=$SLURM_NODEID exec tunewiz train {_arg(os.path.abspath(config))}"
     return f"""#!/bin/bash
 #SBATCH --job-name={_sbatch_word(cfg.name, "name")}
