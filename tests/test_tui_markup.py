@@ -120,3 +120,16 @@ async def test_wizard_write_it_takes_any_name(root):
         app.screen.generate_set()
         await wait_for_text(pilot, "wrote data/assistant.json")
     assert "[/]Zoë[old]" in Path("data/assistant.json").read_text(encoding="utf-8")
+
+
+async def test_model_folders_with_markup_in_their_names_are_listed_literally(root, tmp_path):
+    folder = tmp_path / "models" / "m[old]x[b]"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    app = make_app(root, open_wizard=True)
+    async with app.run_test(size=(220, 32)) as pilot:
+        from test_tui_wizard import goto
+
+        await goto(pilot, "ModelStep")
+        text = await wait_for_text(pilot, "m[old]x[b]")
+        assert str(folder) in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Checkbox, Input, OptionList, Static
 from textual.widgets.option_list import Option
@@ -47,7 +48,7 @@ class ModelStep(WizardStep):
     def on_folders_found(self, message: FoldersFound) -> None:
         options = self.query_one("#model-list", OptionList)
         for folder in message.folders:
-            options.add_option(Option(folder, id=folder))
+            options.add_option(Option(Content(folder), id=folder))  # a folder name is no markup
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         # Only a user moving through the list picks a model (not the list's first highlight).
