@@ -245,3 +245,28 @@ def test_old_cache_entries_are_pruned(tmp_path):
     os.utime(stale, (T0 - 90 * 86400, T0 - 90 * 86400))
     Lister(cache).read(make_run(root, "r", good_events(), {"status": "completed"}))
     assert not stale.exists() and len(list(cache.glob("*.json"))) == 1
+
+
+async def test_the_monitor_skips_malformed_events(tmp_path, monkeypatch):
+    import sys
+
+    from tunewiz.tui.app import TunewizApp
+    from tunewiz.tui.services.engine_cli import EngineCli
+
+    from tui_support import wait_for_text
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "work_dirs"
+    evs = good_events(steps=2, total=4, done=False) + [
+        {"v": 1, "t": T0, "type": "step", "step": "three", "total": 4, "loss": "abc"},
+        {"v": 1, "t": T0, "type": "progress", "phase": "load", "done": [1], "total": 3},
+        {"v": 1, "t": T0, "type": "eval", "step": 2, "samples": "not a list"},
+        {"v": 1, "t": T0, "type": "error", "kind": "data", "msg": "broken", "hint": {"x": 1}},
+        {"v": 1, "t": T0, "type": "step", "step": 3, "total": 4, "loss": 0.25, "epoch": 1.0},
+        {"v": 1, "t": T0, "type": "done", "status": "stopped", "path": None}]
+    run = make_run(root, "odd", evs, [1, 2])
+    fake = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
+    app = TunewizApp(root, engine=EngineCli(prefix=fake, output_dir=str(root)), cursor_blink=False, attach=run)
+    async with app.run_test(size=(100, 32)) as pilot:
+        text = await wait_for_text(pilot, "Stopped")
+        assert "step 3/4" in text and "skipped a malformed step event" in text

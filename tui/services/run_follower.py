@@ -41,6 +41,10 @@ class RunView:
         return self.summary.status in ("completed", "stopped", "failed")
 
     def apply(self, ev: dict) -> None:
+        if problem := _malformed(ev):
+            # A hand-edited or damaged line: shown in the log, never drawn (nor a crash).
+            self._log(f"skipped a malformed {ev.get('type')} event ({problem})")
+            return
         self.summary.apply(ev)
         kind = ev.get("type")
         if kind == "start":
@@ -69,6 +73,28 @@ class RunView:
         self.log_count += 1
         if len(self.logs) > LOG_TAIL * 2:
             del self.logs[:-LOG_TAIL]
+
+
+# Fields the monitor draws as numbers; anything else in them makes the event malformed.
+_NUMBERS = {"start": ("total_steps", "world_size", "t"),
+            "step": ("step", "total", "epoch", "loss", "lr", "tokens_per_s", "mem_gib", "eta_s"),
+            "progress": ("done", "total", "rate", "eta_s"), "checkpoint": ("step",), "eval": ("step",)}
+
+
+def _malformed(ev: dict) -> str:
+    for key in _NUMBERS.get(ev.get("type"), ()):
+        value = ev.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"{key} is not a number"
+        if isinstance(value, float) and key in ("step", "total", "total_steps", "done") and not value.is_integer():
+            return f"{key} is not a count"
+    if ev.get("type") == "eval" and not isinstance(ev.get("samples", []), list):
+        return "samples is not a list"
+    if ev.get("type") == "error" and not isinstance(ev.get("hint", ""), (str, type(None))):
+        return "hint is not text"
+    if ev.get("type") == "done" and ev.get("status") not in (None, "completed", "stopped", "failed"):
+        return "status is not completed, stopped or failed"
+    return ""
 
 
 def _num(value) -> float:
@@ -121,6 +147,8 @@ class RunFollower:
         # Same rule as rundir.run_info, applied to the incremental view: a final status in
         # state.json, or a dead pid on this host, means the run is over whatever events say.
         state = read_state(self.run)
+        if not isinstance(state, dict):  # a damaged state.json says nothing about the engine
+            state = {}
         alive = pid_alive(state.get("pid"))
         if state.get("status") in ("completed", "stopped", "failed") and not alive:
             return state["status"]
