@@ -12,6 +12,7 @@ nothing but the tokenizer and numpy. A tiny dataset (one chunk) never starts a w
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections import deque
@@ -125,6 +126,11 @@ def encode_stream(encoder: Encoder, samples: Iterable[Sample], num_proc: int = 1
         yield encode_chunk(encoder, first)
         return
     ctx = multiprocessing.get_context("fork")
+    # Forked workers share the parent's pages until something writes to them; the cyclic GC
+    # walking every inherited object would copy most of them (hundreds of MB per worker).
+    # Frozen objects are left alone by the GC.
+    gc.collect()
+    gc.freeze()
     pool = ProcessPoolExecutor(max_workers=num_proc, mp_context=ctx, initializer=_init_worker,
                                initargs=(encoder,))
     pending: deque = deque()
@@ -141,6 +147,7 @@ def encode_stream(encoder: Encoder, samples: Iterable[Sample], num_proc: int = 1
         for f in pending:
             f.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+        gc.unfreeze()
 
 
 def _result(future):
