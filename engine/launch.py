@@ -7,27 +7,38 @@ the terminal, an SSH drop or a tmux kill-pane never stops it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from . import rundir
-from .config import Config, dump_yaml, load_config
+from . import rundir, stop_signal
+from .config import Config, absolute_paths, dump_yaml, load_config, shown, where
 from .distributed import make_plan, node_commands, slurm_script, supervise
 from .errors import ConfigError, DistributedError, TunewizError
 from .events import EventWriter, pid_alive, read_events
 
+# The run's lock descriptor, inherited by a detached supervisor from its launcher.
+LOCK_FD_ENV = "TUNEWIZ_RUN_LOCK_FD"
+
 
 def cmd_train(args) -> int:
     if args.run_dir:
-        if "LOCAL_RANK" in os.environ:  # a torchrun worker
+        if "LOCAL_RANK" in os.environ:  # a torchrun worker: its supervisor holds the run's lock
             from .train import run_training
             return run_training(Path(args.run_dir), resume=args.resume)
-        # the detached supervisor: the run directory is already prepared
-        return _run_here(Path(args.run_dir), args.resume, args.node_rank)
+        # The detached supervisor: the run directory is prepared and locked by its launcher.
+        # Stop requests first (SIGTERM waited, blocked, since the spawn), then the lock.
+        stop_signal.install()
+        run = Path(args.run_dir)
+        inherited = os.environ.pop(LOCK_FD_ENV, None)
+        lock = rundir.adopt_lock(run, int(inherited)) if inherited else _claim(run)
+        return _run_here(run, args.resume, args.node_rank, lock=lock)
     if args.print_node_commands or args.slurm:
         return _print_launch_help(args)
     if args.resume:
@@ -38,14 +49,32 @@ def cmd_train(args) -> int:
         run = None
     plan = make_plan(cfg, args.node_rank)  # layout problems fail before a run directory exists
     run = run or prepare_run(cfg, plan.node_rank)
+    # One writer per run: the lock is taken before anything in the run is touched, and a
+    # detached launch hands it to the supervisor it spawns (never unlocked in between).
+    lock = _claim(run)
     if args.detach:
         proc = spawn_detached(run, resume=args.resume, node_rank=args.node_rank,
-                              log_name="launcher.log" if plan.needs_launcher else "rank0.log")
+                              log_name="launcher.log" if plan.needs_launcher else "rank0.log", lock=lock)
+        os.close(lock)
         print(f"training in the background (pid {proc.pid}); watch it with `tunewiz attach {run}`")
         print(run)
         return 0
     print(f"run directory: {run}", flush=True)
-    return _run_here(run, args.resume, args.node_rank, tee=True)
+    stop_signal.install()
+    return _run_here(run, args.resume, args.node_rank, tee=True, lock=lock)
+
+
+def _claim(run: Path) -> int:
+    """rundir.claim; a run with links leading out of it also gets its error event, where the
+    events and state files themselves are safe to write."""
+    try:
+        return rundir.claim(run)
+    except rundir.RunLinkError as e:
+        root = run.resolve()
+        if not all((run / f).resolve().parent == root for f in (rundir.EVENTS, rundir.STATE)):
+            raise
+        _fail(run, e)
+        raise SystemExit(1) from None  # _fail has said it all: the one line and the error event
 
 
 def _print_launch_help(args) -> int:
@@ -56,8 +85,12 @@ def _print_launch_help(args) -> int:
         if args.slurm == "-":
             print(script, end="")
         else:
-            Path(args.slurm).write_text(script)
-            print(f"wrote {args.slurm}; submit it with `sbatch {args.slurm}`")
+            try:
+                Path(args.slurm).write_text(script)
+            except OSError as e:
+                raise ConfigError(f"--slurm {shown(args.slurm)}: cannot write the script ({e.strerror or e})",
+                                  "give a file path in a folder you can write, or - to print it") from None
+            print(f"wrote {args.slurm}; submit it with `sbatch {shlex.quote(args.slurm)}`")
         return 0
     print(f"# {plan.nnodes} node(s) x {plan.nproc} process(es); node 0 listens on "
           f"{plan.master_addr}:{plan.master_port}")
@@ -67,9 +100,18 @@ def _print_launch_help(args) -> int:
 
 
 def prepare_run(cfg: Config, node_rank: int = 0) -> Path:
-    """A fresh run directory with the config written first, so even a failed run keeps it."""
-    run = rundir.new_run_dir(cfg.output_dir, cfg.name, f"-node{node_rank}" if node_rank else "")
-    (run / rundir.CONFIG).write_text(dump_yaml(cfg), encoding="utf-8")
+    """A fresh run directory with the config written first, so even a failed run keeps it.
+
+    The run's config holds absolute paths: a relative path means the directory `tunewiz
+    train` ran in, and `--resume`, `attach` or `convert` may run from anywhere else."""
+    own = absolute_paths(cfg)
+    try:
+        run = rundir.new_run_dir(own.output_dir, own.name, f"-node{node_rank}" if node_rank else "")
+    except OSError as e:  # not writable, a file in the way, a name too long for the filesystem
+        raise ConfigError(f"{where(cfg, 'output_dir')}: output_dir: cannot create a run directory in "
+                          f"{shown(own.output_dir)} ({e.strerror or e})",
+                          "choose a folder you can write, or fix its permissions") from None
+    (run / rundir.CONFIG).write_text(dump_yaml(own), encoding="utf-8")
     (run / rundir.EVENTS).touch()
     rundir.write_state(run, status="starting", created=time.time())
     return run
@@ -93,8 +135,10 @@ def _run_to_resume(target: str, output_dir: str) -> Path:
     return run
 
 
-def _run_here(run: Path, resume: bool, node_rank: int | None = None, tee: bool = False) -> int:
-    """One process trains in-process; several go through torchrun under this supervisor."""
+def _run_here(run: Path, resume: bool, node_rank: int | None = None, tee: bool = False,
+              lock: int | None = None) -> int:
+    """One process trains in-process; several go through torchrun under this supervisor.
+    `lock` is the run's lock (rundir.claim), held by this process until it exits."""
     from .train import run_training
 
     cfg = load_config(run / rundir.CONFIG)
@@ -108,6 +152,8 @@ def _run_here(run: Path, resume: bool, node_rank: int | None = None, tee: bool =
         return run_training(run, resume=resume)
     if tee:
         _tee_output(run / rundir.LOGS / "launcher.log")
+    # A stop asked of this supervisor goes to rank 0, which tells the other ranks at the step.
+    stop_signal.on_stop(lambda: _forward_stop(run))
     try:
         code = supervise(cfg, plan, run, resume)
     except TunewizError as e:
@@ -127,14 +173,36 @@ def _run_here(run: Path, resume: bool, node_rank: int | None = None, tee: bool =
     return code
 
 
+def _forward_stop(run: Path) -> None:
+    """Pass SIGTERM to rank 0 once it has written its pid (it installs its stop handling
+    before that); until then a thread waits for it, so the signal handler never blocks."""
+    def forward():
+        while True:
+            pid = rundir.read_state(run).get("pid")
+            if pid and pid != os.getpid() and pid_alive(pid):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+                return
+            if rundir.read_state(run).get("status") in ("completed", "stopped", "failed"):
+                return
+            time.sleep(0.2)
+
+    threading.Thread(target=forward, daemon=True, name="forward-stop").start()
+
+
 def _fail(run: Path, err: TunewizError) -> int:
-    """A failure outside the workers still ends the run with an error and a done event."""
-    w = EventWriter(run / rundir.EVENTS)
-    w.emit("error", kind=err.kind, msg=err.msg, hint=err.hint)
-    w.emit("done", status="failed", path=None)
-    w.close()
-    rundir.write_state(run, status="failed")
-    print(f"tunewiz: error: {err.one_line()}", file=sys.stderr, flush=True)
+    """A failure outside the workers still ends the run with an error and a done event
+    (written if the disk lets it: the one line on stderr goes out regardless)."""
+    try:
+        w = EventWriter(run / rundir.EVENTS)
+        w.try_emit("error", kind=err.kind, msg=err.msg, hint=err.hint)
+        w.try_emit("done", status="failed", path=None)
+        w.close()
+        rundir.write_state(run, status="failed")
+    except (OSError, TunewizError):
+        pass
+    with contextlib.suppress(OSError, ValueError):
+        print(f"tunewiz: error: {err.one_line()}", file=sys.stderr, flush=True)
     return 1
 
 
@@ -142,14 +210,17 @@ def _tee_output(path: Path) -> None:
     """Foreground runs still keep their log in the run directory. A terminal that goes away
     (SSH drop, closed pipe) must not kill the run: its write errors are dropped."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(path, "a", encoding="utf-8", buffering=1)
+    # Unbuffered, one write(2) per call: a full disk fails that write and nothing else (a
+    # buffered file would fail again on every flush and at exit, "lost sys.stderr").
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
 
     class Tee:
         def __init__(self, stream):
             self.stream = stream
 
         def write(self, s):
-            log.write(s)
+            with contextlib.suppress(OSError):
+                os.write(log, s.encode("utf-8", "backslashreplace"))
             try:
                 self.stream.write(s)
             except (OSError, ValueError):
@@ -157,7 +228,6 @@ def _tee_output(path: Path) -> None:
             return len(s)
 
         def flush(self):
-            log.flush()
             try:
                 self.stream.flush()
             except (OSError, ValueError):
@@ -170,17 +240,27 @@ def _tee_output(path: Path) -> None:
 
 
 def spawn_detached(run: Path, resume: bool = False, node_rank: int | None = None,
-                   log_name: str = "rank0.log") -> subprocess.Popen:
-    """Start the run in its own session, output to logs/, and record its pid."""
-    log = open(run / rundir.LOGS / log_name, "ab")
+                   log_name: str = "rank0.log", lock: int | None = None) -> subprocess.Popen:
+    """Start the run in its own session, output to logs/, and record its pid. `lock` (the
+    run's lock descriptor) is passed down for the supervisor to keep. The supervisor starts
+    with SIGTERM blocked (a signal mask survives exec): a `tunewiz stop` before it has
+    installed its handlers waits for them instead of killing it without a word."""
     cmd = [sys.executable, "-m", "tunewiz", "train", str(run / rundir.CONFIG), "--run-dir", str(run)]
     if resume:
         cmd.append("--resume")
     if node_rank is not None:
         cmd += ["--node-rank", str(node_rank)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=env, close_fds=True)
+    if lock is not None:
+        env[LOCK_FD_ENV] = str(lock)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        with open(run / rundir.LOGS / log_name, "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=env, close_fds=True,
+                                    pass_fds=() if lock is None else (lock,))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     rundir.write_state(run, pid=proc.pid, pgid=proc.pid, status="running")
     return proc
 
@@ -192,11 +272,18 @@ def cmd_stop(args) -> int:
     if info.status not in ("starting", "running") or not pid_alive(pid):
         print(f"{run.name} is not running ({info.status})")
         return 0
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # it ended between the look and the signal
+        print(f"{run.name} is not running ({rundir.run_info(run).status})")
+        return 0
     print(f"asked {run.name} (pid {pid}) to checkpoint and stop")
     if args.wait:
-        while pid_alive(pid) and rundir.run_info(run).status in ("starting", "running"):
-            time.sleep(0.5)
+        # Until the process is gone, not just its status: the run's lock is held to the end
+        # (by a torchrun launch's supervisor, a moment after rank 0), and a `--resume` right
+        # after must find the run free.
+        while pid_alive(pid) or rundir.is_locked(run):
+            time.sleep(0.2)
         print(f"{run.name}: {rundir.run_info(run).status}")
     return 0
 
