@@ -115,6 +115,8 @@ class Source:
 
 def resolve(entry: str) -> list[Source]:
     """The sources an entry of data.files names; DataError when it names none."""
+    if not entry.strip():   # Path("") is the current folder: never read that by accident
+        raise DataError("an empty path names no data", "give a data file, folder or hub id")
     path = Path(entry)
     if path.is_dir():
         return _folder(entry, path)
