@@ -151,6 +151,10 @@ def main(argv=None) -> int:
     p.add_argument("--num-proc", type=int, default=None, help="processes for both sides (default: cores)")
     p.add_argument("--max-length", type=int, default=2048)
     p.add_argument("--no-hf", action="store_true", help="skip the datasets.map peer")
+    p.add_argument("--hf-up-to", type=int, default=None, metavar="N",
+                   help="run the datasets.map peer only for sizes up to N samples (default: all)")
+    p.add_argument("--ranks-up-to", type=int, default=None, metavar="N",
+                   help="run the one-rank / two-rank comparison only for sizes up to N (default: all)")
     p.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     from tunewiz.engine.parallel_encode import available_cores
@@ -181,14 +185,16 @@ def main(argv=None) -> int:
             row.update(tokens=summary["tokens"], sequences=summary["sequences"],
                        tunewiz_first_s=first["s"], tunewiz_first_gb=first["peak_gb"],
                        tunewiz_cached_s=again["s"], tunewiz_cached_gb=again["peak_gb"])
-            one = measure([[sys.executable, "-c", RANK, str(cfg), "0"]], {**env, "TUNEWIZ_DATA_CACHE": str(work / "r1")})
-            two = measure([[sys.executable, "-c", RANK, str(cfg), str(k)] for k in (0, 1)],
-                          {**env, "TUNEWIZ_DATA_CACHE": str(work / "r2")})
-            row.update(one_rank_gb=one["peak_gb"], two_ranks_gb=two["peak_gb"],
-                       one_rank_data_gb=data_gb(one), two_ranks_data_gb=data_gb(two))
-            shutil.rmtree(work / "r1", ignore_errors=True)
-            shutil.rmtree(work / "r2", ignore_errors=True)
-            if not args.no_hf:
+            if args.ranks_up_to is None or n <= args.ranks_up_to:
+                one = measure([[sys.executable, "-c", RANK, str(cfg), "0"]],
+                              {**env, "TUNEWIZ_DATA_CACHE": str(work / "r1")})
+                two = measure([[sys.executable, "-c", RANK, str(cfg), str(k)] for k in (0, 1)],
+                              {**env, "TUNEWIZ_DATA_CACHE": str(work / "r2")})
+                row.update(one_rank_gb=one["peak_gb"], two_ranks_gb=two["peak_gb"],
+                           one_rank_data_gb=data_gb(one), two_ranks_data_gb=data_gb(two))
+                shutil.rmtree(work / "r1", ignore_errors=True)
+                shutil.rmtree(work / "r2", ignore_errors=True)
+            if not args.no_hf and (args.hf_up_to is None or n <= args.hf_up_to):
                 hf_cache = work / f"hf-{n}"
                 hf = [sys.executable, "-c", HF_MAP, str(cfg), str(hf_cache), str(num_proc)]
                 hf_first = measure([hf], env)
@@ -210,7 +216,8 @@ def main(argv=None) -> int:
         hf = (f"{r['hf_first_s']} s, {r['hf_first_gb']} | {r['hf_cached_s']} | {r['first_speedup']}x"
               if "hf_first_s" in r else "- | - | -")
         print(f"| {r['samples']:,} ({r['tokens'] / 1e6:.1f}M) | {r['tunewiz_first_s']} s, {r['tunewiz_first_gb']} | "
-              f"{r['tunewiz_cached_s']} s, {r['tunewiz_cached_gb']} | {r['one_rank_data_gb']} / {r['two_ranks_data_gb']} | {hf} |")
+              f"{r['tunewiz_cached_s']} s, {r['tunewiz_cached_gb']} | {r.get('one_rank_data_gb', '-')} / "
+              f"{r.get('two_ranks_data_gb', '-')} | {hf} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
