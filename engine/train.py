@@ -34,9 +34,10 @@ class Recipe:
 
     # ------------------------------------------------------------------ setup
     def preflight(self) -> None:
-        """Everything before the model, torch-free: a wrong model path fails in a second, and
-        the data is read, tokenized and cached (or mapped from the cache) before anything
-        heavy loads. Every rank maps the same store; only the node's local rank 0 builds it."""
+        """Everything before the model: a wrong model path fails in a second, and the data is
+        read, tokenized and cached (or mapped from the cache) before the weights load and
+        before the ranks meet, so bad data fails without touching a GPU. Every rank maps
+        the same store; only the node's local rank 0 builds it, the others wait for it."""
         from .dataset import build_dataset
         from .encode import Encoder
         from .models import check_model, load_tokenizer, require_cuda_for_quantization, resolve_model_path
