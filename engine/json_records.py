@@ -201,8 +201,13 @@ def _decode(window: _Window, decoder: json.JSONDecoder, pos: int,
             if cut and not window.eof:
                 pos = _grow(window, pos)
                 continue
-            raise DataError(f"not valid JSON ({e.msg})", hint,
-                            where=f"{window.name}:{window.line_at(e.pos)}") from None
+            # Name the record by the line it starts on (what a user looks for), and say
+            # where inside it the parser stopped when that is another line.
+            start = window.line_at(pos)
+            stop = window.line_at(max(e.pos, pos))
+            inside = f" at line {stop}" if stop != start else ""
+            raise DataError(f"not valid JSON ({e.msg}{inside})", hint,
+                            where=f"{window.name}:{start}") from None
         # A number or literal that ends where the window ends may go on past it.
         if end >= len(window.text) and not window.eof:
             pos = _grow(window, pos)

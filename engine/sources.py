@@ -118,11 +118,16 @@ def resolve(entry: str) -> list[Source]:
     if not entry.strip():   # Path("") is the current folder: never read that by accident
         raise DataError("an empty path names no data", "give a data file, folder or hub id")
     path = Path(entry)
-    if path.is_dir():
-        return _folder(entry, path)
-    if path.is_file():
-        return [Source(entry, [FilePart(path, entry)])]
-    if path.exists():
+    try:
+        if path.is_dir():
+            return _folder(entry, path)
+        if path.is_file():
+            return [Source(entry, [FilePart(path, entry)])]
+        exists = path.exists()
+    except OSError as e:   # a folder on the way that this user may not enter
+        raise DataError(f"cannot reach it ({e.strerror})",
+                        "check the permissions of the folders on its path", where=entry) from None
+    if exists:
         raise DataError("not a file", "pass data files or folders", where=entry)
     if _looks_like_hub_id(entry):
         return [Source(entry, [HubPart(entry)])]

@@ -6,6 +6,7 @@ raises DataError."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -73,3 +74,25 @@ def test_any_bytes_give_samples_or_a_data_error(tmp_path, data, suffix):
         load_samples([str(path)])
     except DataError as e:
         assert "\n" not in e.one_line()
+
+
+def test_broken_json_in_an_array_names_the_records_first_line(tmp_path):
+    f = tmp_path / "a.json"
+    f.write_text('[\n {"text": "a"},\n {"text": "b",\n  "x": }\n]\n')
+    with pytest.raises(DataError) as e:
+        load_samples([str(f)])
+    assert e.value.msg.startswith(f"{f}:3: not valid JSON") and "at line 4" in e.value.msg
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root enters every folder: the permission check needs another user")
+def test_a_folder_that_cannot_be_entered_is_a_data_error(tmp_path):
+    locked = tmp_path / "locked"
+    (locked / "inner").mkdir(parents=True)
+    (locked / "inner" / "a.jsonl").write_text('{"text": "a"}\n')
+    locked.chmod(0)
+    try:
+        with pytest.raises(DataError) as e:
+            load_samples([str(locked / "inner" / "a.jsonl")])
+        assert "cannot reach it" in e.value.msg
+    finally:
+        locked.chmod(0o755)

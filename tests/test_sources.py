@@ -222,7 +222,9 @@ def test_json_array_lines_stay_right_across_window_ends(tmp_path, monkeypatch, b
     with pytest.raises(DataError) as e:
         load_samples([str(f)])
     bad_line = next(i + 1 for i, line in enumerate(broken.splitlines()) if '"n": 31,' in line) + 1
-    assert e.value.msg.startswith(f"{f}:{bad_line}: not valid JSON (")
+    # named by the record's first line, with the line where parsing stopped inside it
+    assert e.value.msg.startswith(f"{f}:{starts(broken)[31]}: not valid JSON (")
+    assert e.value.msg.endswith(f" at line {bad_line})")
 
 
 @pytest.mark.parametrize("shape", ["array", "jsonl", "csv"])
