@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 from tunewiz.cli import COMMANDS, build_parser
 
@@ -13,17 +12,15 @@ def test_command_map_and_parser_agree():
     assert set(sub.choices) == set(COMMANDS)
 
 
-def test_help_imports_no_torch_and_is_fast():
-    code = ("import sys, time; t=time.time(); from tunewiz.cli import main\n"
+def test_help_imports_no_torch():
+    code = ("import sys; from tunewiz.cli import main\n"
             "try:\n main(['--help'])\nexcept SystemExit: pass\n"
             "bad=[m for m in ('torch','transformers','peft') if m in sys.modules]\n"
             "print('BAD', bad, file=sys.stderr) if bad else None; sys.exit(1 if bad else 0)")
-    t = time.time()
+    # Fast because nothing heavy loads; how fast is bench/bench_startup.py's to measure.
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    elapsed = time.time() - t
     assert r.returncode == 0, r.stderr
     assert "open the wizard" in r.stdout or "wizard" in r.stdout
-    assert elapsed < 1.0, f"tunewiz --help took {elapsed:.2f}s"
 
 
 def test_usage_error_exits_2(cli):

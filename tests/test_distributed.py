@@ -6,7 +6,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -97,9 +96,7 @@ def test_missing_node_stops_with_a_message(tiny_model, tmp_path, cli):
     port = free_port()
     cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"),
                        layout={"nnodes": 2, "master_port": port, "join_timeout_s": 3}, **LAYOUT)
-    t = time.time()
     r = cli("train", str(cfg), env={"NPROC_PER_NODE": "1"})
-    assert time.time() - t < 60
     assert_user_error(r, f"node rank(s) 1 did not join 127.0.0.1:{port} within 3s")
     assert "--node-rank" in r.stderr
     run = main_run(tmp_path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 HEAVY = ("torch", "transformers", "peft", "deepspeed", "bitsandbytes")
 
@@ -26,12 +25,9 @@ def test_tui_imports_no_torch():
     assert not {m.split(".")[0] for m in modules} & set(HEAVY)
 
 
-def test_help_imports_no_torch_and_starts_fast():
-    started = time.perf_counter()
+def test_help_imports_no_torch():
     out = subprocess.run([sys.executable, "-m", "tunewiz", "--help"], capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
     assert out.returncode == 0 and "wizard" in out.stdout
-    assert elapsed < 3, f"tunewiz --help took {elapsed:.1f}s"
     modules = imported_after("import sys; sys.argv = ['tunewiz', '--help']\n"
                              "from tunewiz.cli import build_parser; build_parser().format_help()")
     assert not {m.split(".")[0] for m in modules} & set(HEAVY)
