@@ -125,6 +125,11 @@ async def test_bad_input_keeps_the_user_on_the_step(workdir):
         await pilot.press("ctrl+n")
         await wait_for_text(pilot, "not an integer")
         app.screen.query_one("#set-train-batch_size").value = "2"
+        app.screen.query_one("#set-name").value = "my run"        # the config's own name rule
+        await pilot.press("ctrl+n")
+        await wait_for_text(pilot, "not a valid run name")
+        assert step_name(app) == "PresetStep"
+        app.screen.query_one("#set-name").value = "my-run.v2"
         await pilot.press("ctrl+n")
         await goto(pilot, "DatasetStep")
         bad = workdir / "data" / "bad.jsonl"

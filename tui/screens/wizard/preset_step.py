@@ -9,7 +9,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Checkbox, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tunewiz.engine.config import field_docs
+from tunewiz.engine.config import check_name, field_docs
+from tunewiz.engine.errors import ConfigError
 
 from ...widgets.form import FieldRow
 from .state import preset_description, preset_files
@@ -116,8 +117,11 @@ class PresetStep(WizardStep):
                     value = [p.strip() for p in widget.value.split("|") if p.strip()]
                 elif kind is str:
                     value = widget.value.strip()
-                    if key == "name" and (not value or "/" in value):
-                        raise StepInvalid("run name: use letters, digits, - and _")
+                    if key == "name":
+                        try:
+                            check_name(value)   # the config's own rule, not a copy of it
+                        except ConfigError as e:
+                            raise StepInvalid(f"{e.msg}; {e.hint}") from None
                 elif kind == "optional_int":
                     value = parse_number(widget.value, int, label, optional=True)
                 else:
