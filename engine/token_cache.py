@@ -191,7 +191,7 @@ def _build(stream: SampleStream, encoder: Encoder, data_cfg: DataConfig, parts: 
         writer = StoreWriter(tmp)
         tally = Tally()
         for chunk in encode_stream(encoder, samples_until_problem(stream), num_proc):
-            writer.append(chunk.ids, chunk.trained, chunk.lengths)
+            writer.append(chunk.ids, chunk.trained)
             tally.add(chunk)
             if progress is not None:   # an estimate until the end: never "done" before it is
                 progress(tally.samples, max(hint or 0, tally.samples + 1))
@@ -205,7 +205,7 @@ def _build(stream: SampleStream, encoder: Encoder, data_cfg: DataConfig, parts: 
                      filtered=stream.filtered)
         meta = {"stats": stats, "ingredients": parts, "created": time.time(), "host": socket.gethostname()}
         try:
-            writer.commit(dest, members, offsets, seq_trained, meta)
+            writer.commit(dest, lengths, members, offsets, seq_trained, meta)
         except OSError:
             if open_store(dest) is None:
                 raise

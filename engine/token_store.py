@@ -49,26 +49,22 @@ class StoreWriter:
         self.tmp.mkdir(parents=True)
         self._ids = open(self.tmp / "input_ids.bin", "wb")
         self._trained = open(self.tmp / "trained.bin", "wb")
-        self._lengths: list[np.ndarray] = []   # one small int32 array per chunk
 
-    def append(self, ids: np.ndarray, trained: np.ndarray, lengths: np.ndarray) -> None:
-        """A chunk of samples: their tokens and masks back to back, and each one's length."""
+    def append(self, ids: np.ndarray, trained: np.ndarray) -> None:
+        """A chunk of samples: their tokens and masks back to back."""
         self._ids.write(np.ascontiguousarray(ids, dtype=np.int32).tobytes())
         self._trained.write(np.ascontiguousarray(trained, dtype=np.uint8).tobytes())
-        self._lengths.append(np.asarray(lengths, dtype=np.int32))
 
-    def lengths(self) -> np.ndarray:
-        return np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int32)
-
-    def commit(self, dest: Path, seq_samples: np.ndarray, seq_offsets: np.ndarray,
+    def commit(self, dest: Path, lengths: np.ndarray, seq_samples: np.ndarray, seq_offsets: np.ndarray,
                seq_trained: np.ndarray, meta: dict) -> Path:
-        """Write the index and meta, flush everything to disk, and rename into ``dest``."""
+        """Write the index (``lengths``: every appended sample's, in order) and meta, flush
+        everything to disk, and rename into ``dest``."""
         for f in (self._ids, self._trained):
             f.flush()
             os.fsync(f.fileno())
             f.close()
-        offsets = np.zeros(len(self.lengths()) + 1, dtype=np.int64)
-        np.cumsum(self.lengths(), out=offsets[1:])
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
         arrays = {"samples.npy": offsets, "seq_samples.npy": seq_samples.astype(np.int32),
                   "seq_offsets.npy": seq_offsets.astype(np.int64), "seq_trained.npy": seq_trained.astype(np.int32)}
         for name, arr in arrays.items():
