@@ -56,7 +56,7 @@ def build_model(dest: Path) -> Path:
         return dest
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     import torch
-    from conftest import build_tiny_model
+    from support.tiny_model import build_tiny_model
     from transformers import AutoConfig, LlamaForCausalLM
 
     t = time.time()

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tunewiz.engine import runs_cmd
 from tunewiz.engine.run_listing import UNREADABLE, Lister
+from support import FAKE_ENGINE
 
 T0 = 1_763_800_000.0
 CONFIG = "name: x\n"
@@ -130,19 +131,18 @@ def test_a_damaged_cache_is_ignored(tmp_path):
 
 
 async def test_home_lists_the_other_runs_beside_a_bad_one(tmp_path, monkeypatch):
-    import sys
 
     from tunewiz.tui.app import TunewizApp
     from tunewiz.tui.services.engine_cli import EngineCli
 
-    from tui_support import wait_for_text
+    from support.tui import wait_for_text
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUNEWIZ_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "work_dirs"
     runs = bad_runs(root)
     os.utime(runs["good"], (T0 + 100, T0 + 100))  # the newest: the first row
-    fake = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
+    fake = FAKE_ENGINE
     app = TunewizApp(root, engine=EngineCli(prefix=fake, output_dir=str(root)), cursor_blink=False)
     async with app.run_test(size=(100, 32)) as pilot:
         text = await wait_for_text(pilot, runs["good"].name)
@@ -248,12 +248,11 @@ def test_old_cache_entries_are_pruned(tmp_path):
 
 
 async def test_the_monitor_skips_malformed_events(tmp_path, monkeypatch):
-    import sys
 
     from tunewiz.tui.app import TunewizApp
     from tunewiz.tui.services.engine_cli import EngineCli
 
-    from tui_support import wait_for_text
+    from support.tui import monitor_drew_the_end, screen_text, wait_for
 
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "work_dirs"
@@ -265,8 +264,12 @@ async def test_the_monitor_skips_malformed_events(tmp_path, monkeypatch):
         {"v": 1, "t": T0, "type": "step", "step": 3, "total": 4, "loss": 0.25, "epoch": 1.0},
         {"v": 1, "t": T0, "type": "done", "status": "stopped", "path": None}]
     run = make_run(root, "odd", evs, [1, 2])
-    fake = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
+    fake = FAKE_ENGINE
     app = TunewizApp(root, engine=EngineCli(prefix=fake, output_dir=str(root)), cursor_blink=False, attach=run)
     async with app.run_test(size=(100, 32)) as pilot:
-        text = await wait_for_text(pilot, "Stopped")
-        assert "step 3/4" in text and "skipped a malformed step event" in text
+        await wait_for(pilot, lambda: monitor_drew_the_end(pilot.app.screen))
+        text = screen_text(pilot.app)
+        assert "Stopped" in text and "step 3/4" in text
+        # the whole log, not only the lines the panel has room for
+        log = [strip.text for strip in pilot.app.screen.query_one("#mon-log").lines]
+        assert "skipped a malformed step event (step is not a number)" in log

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from conftest import run_cli
+from support.cli import run_cli
 from tunewiz.cli import main
 
 CONV = {"conversation": [{"input": "Please introduce yourself", "output": "I am the assistant of tunewiz."},

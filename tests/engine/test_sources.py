@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli
+from support.cli import run_cli
 from tunewiz.engine import json_records
 from tunewiz.engine.errors import DataError
 from tunewiz.engine.formats import DataErrors, SampleStream, load_samples

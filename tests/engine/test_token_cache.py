@@ -21,7 +21,7 @@ from tunewiz.engine.events import read_events
 from tunewiz.engine.formats import load_samples
 from tunewiz.engine.packing import pack, unpacked
 from tunewiz.engine.token_cache import prepare
-from test_train import only_run, write_config
+from support.runs import only_run, write_config
 
 
 @pytest.fixture(scope="module")

@@ -33,5 +33,15 @@ async def wait_for_text(pilot, text: str, timeout: float = 10.0) -> str:
     return screen_text(pilot.app)
 
 
+def monitor_drew_the_end(screen) -> bool:
+    """The monitor has read its run to the final event and drawn that state: a condition on
+    the screen's own follower, not on text that may scroll away."""
+    follower = getattr(screen, "follower", None)
+    if follower is None:
+        return False
+    with follower.lock:
+        return follower.view.finished and screen.drawn_version == follower.view.version
+
+
 def sleep(seconds: float):
     return asyncio.sleep(seconds)

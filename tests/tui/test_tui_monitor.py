@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,13 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.run_follower import RunFollower
 
-from tui_support import wait_for, wait_for_text
-
-FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
-
+from support.tui import wait_for, wait_for_text
+from support import FAKE_ENGINE
 
 @pytest.fixture
 def engine(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    return EngineCli(prefix=FAKE, output_dir=str(tmp_path / "work_dirs"))
+    return EngineCli(prefix=FAKE_ENGINE, output_dir=str(tmp_path / "work_dirs"))
 
 
 def launch(engine: EngineCli, tmp_path: Path, monkeypatch, steps=40, delay=0.02, fail=False) -> Path:

@@ -19,9 +19,9 @@ import yaml
 
 from tunewiz.engine import rundir
 from tunewiz.engine.events import read_events
-from test_train import IDENTITY, write_data
+from support.runs import IDENTITY, write_data
 
-from conftest import demo_threads
+from support.cli import demo_threads
 
 # The demo model is big enough for two CPU threads to pay off (when the cores are free).
 DEMO_ENV = {"OMP_NUM_THREADS": str(demo_threads())}
@@ -92,7 +92,7 @@ def demo_data(tmp_path_factory, cli_module) -> Path:
 
 @pytest.fixture(scope="module")
 def cli_module():
-    from conftest import run_cli
+    from support.cli import run_cli
     return run_cli
 
 

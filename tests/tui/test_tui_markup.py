@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,10 @@ from tunewiz.tui.services.engine_cli import EngineCli
 
 from tunewiz.engine.config import Config, dump_yaml
 
-from test_tui_home import T0, step
-from tui_support import wait_for_text
+from support.recorded_runs import T0, step
+from support.tui import wait_for_text
+from support import FAKE_ENGINE
 
-FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
 START = {"t": T0, "type": "start", "name": "x", "config": {}, "world_size": 1, "total_steps": 4,
          "model": "m[/]del[old]", "params": 1, "trainable_params": 1}
 
@@ -43,7 +42,7 @@ def recorded_run(root: Path, name: str, stamp: str, events: list[dict], state: d
 
 
 def make_app(root: Path, **kw) -> TunewizApp:
-    return TunewizApp(root, engine=EngineCli(prefix=FAKE, output_dir=str(root)), cursor_blink=False, **kw)
+    return TunewizApp(root, engine=EngineCli(prefix=FAKE_ENGINE, output_dir=str(root)), cursor_blink=False, **kw)
 
 
 def failed_run(root: Path) -> Path:

@@ -4,7 +4,6 @@ files, never on the clock."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_train import _wait_for, only_run, write_config, write_data
+from support.runs import one_line_error, only_run, wait_until, write_config, write_data
 from tunewiz.engine import checkpoint, rundir
 from tunewiz.engine.errors import DiskFullError
 from tunewiz.engine.events import EventWriter, pid_alive, read_events
@@ -26,18 +25,6 @@ LONG = dict(train__max_steps=100000, train__save_every=100000, eval={"inputs": [
 
 def _events(run: Path) -> list[dict]:
     return read_events(run / rundir.EVENTS)
-
-
-def _one_line_error(r: subprocess.CompletedProcess, alone: bool = True) -> str:
-    """The CLI failed the way a user error must: exit 1, one line, no traceback. `alone`:
-    nothing else on stderr (a run that got as far as loading its libraries has their chatter)."""
-    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    if not alone:
-        lines = [ln for ln in lines if ln.startswith("tunewiz: ")]
-    assert len(lines) == 1 and lines[0].startswith("tunewiz: error: "), r.stderr
-    assert "Traceback" not in r.stderr + r.stdout
-    return lines[0]
 
 
 def _stopped(run: Path, cli) -> None:
@@ -69,11 +56,11 @@ def detached(tiny_model, tmp_path, cli):
 
 def test_a_second_writer_is_refused_while_the_run_trains(detached, cli):
     run = detached()
-    assert _wait_for(lambda: any(e["type"] == "step" for e in _events(run)))
+    assert wait_until(lambda: any(e["type"] == "step" for e in _events(run)))
     pid = rundir.read_state(run)["pid"]
     before = [e["type"] for e in _events(run)].count("start")
     for extra in ((), ("--detach",)):
-        line = _one_line_error(cli("train", str(run), "--resume", *extra))
+        line = one_line_error(cli("train", str(run), "--resume", *extra))
         assert f"pid {pid}" in line and f"tunewiz stop {run}" in line and f"tunewiz attach {run}" in line
     # Nothing of the run was touched: the same pid, no second start, no done event.
     assert rundir.read_state(run)["pid"] == pid and rundir.read_state(run)["status"] == "running"
@@ -81,7 +68,7 @@ def test_a_second_writer_is_refused_while_the_run_trains(detached, cli):
     assert "done" not in [e["type"] for e in _events(run)]
     _stopped(run, cli)
     # Once the holder has gone the lock is free again (the kernel drops it with the process).
-    assert _wait_for(lambda: not pid_alive(pid))
+    assert wait_until(lambda: not pid_alive(pid))
     os.close(rundir.lock_run(run))
 
 
@@ -159,7 +146,7 @@ class _Payload:
 @pytest.fixture(scope="module")
 def finished_run(tiny_model, tmp_path_factory):
     """A completed 2-step run with a checkpoint; tests copy it before they plant files."""
-    from conftest import run_cli
+    from support.cli import run_cli
 
     tmp = tmp_path_factory.mktemp("finished")
     cfg = write_config(tmp, tiny_model, write_data(tmp / "d.jsonl"), train__max_steps=2, train__save_every=1,
@@ -182,7 +169,7 @@ def test_a_planted_pickle_in_a_checkpoint_never_runs(finished_run, tmp_path, cli
     marker = tmp_path / "pwned"
     ckpt = rundir.checkpoints(run)[-1]
     torch.save({"state": _Payload(marker)}, ckpt / planted)
-    line = _one_line_error(cli("train", str(run), "--resume"), alone=False)
+    line = one_line_error(cli("train", str(run), "--resume"), alone=False)
     assert not marker.exists(), "the planted pickle ran"
     assert str(ckpt / planted) in line and "posix.system, which could run code" in line
     assert "weights_only" not in line
@@ -201,7 +188,7 @@ def test_links_leading_out_of_the_run_are_refused(finished_run, tmp_path, cli, n
     before = sorted(str(p.relative_to(victim)) for p in victim.rglob("*"))
     shutil.rmtree(run / name, ignore_errors=True)
     (run / name).symlink_to(victim, target_is_directory=True)
-    line = _one_line_error(cli("train", str(run), "--resume"))
+    line = one_line_error(cli("train", str(run), "--resume"))
     assert str(run / name) in line and "outside the run" in line
     assert sorted(str(p.relative_to(victim)) for p in victim.rglob("*")) == before
     err = [e for e in _events(run) if e["type"] == "error"][-1]
@@ -213,7 +200,7 @@ def test_a_checkpoint_linked_from_elsewhere_is_refused(finished_run, tmp_path, c
     elsewhere = tmp_path / "elsewhere" / "step-99"
     shutil.copytree(rundir.checkpoints(run)[-1], elsewhere)
     (run / "checkpoints" / "step-99").symlink_to(elsewhere, target_is_directory=True)
-    line = _one_line_error(cli("train", str(run), "--resume"))
+    line = one_line_error(cli("train", str(run), "--resume"))
     assert "step-99" in line and elsewhere.is_dir() and (elsewhere / "trainer_state.json").is_file()
 
 
@@ -232,7 +219,7 @@ def test_stop_right_after_detach_ends_stopped_with_a_done_event(detached, cli):
 def test_a_zombie_engine_counts_as_dead(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
     # Not reaped: it stays a zombie of this process until wait().
-    assert _wait_for(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] == "Z", 30)
+    assert wait_until(lambda: Path(f"/proc/{proc.pid}/stat").read_text().split(") ")[1][0] == "Z", 30)
     assert not pid_alive(proc.pid)
     run = rundir.new_run_dir(tmp_path, "z")
     (run / "config.yaml").write_text(yaml.safe_dump({"name": "z"}))

@@ -15,7 +15,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.chat import ChatScreen
 from tunewiz.tui.widgets.chat.chat_column import Bubble, ChatColumn
 
-from tui_support import wait_for, wait_for_text
+from support.tui import wait_for, wait_for_text
 
 QUESTION = {"role": "user", "content": "Please introduce yourself"}
 

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,42 +13,7 @@ import yaml
 
 from tunewiz.engine import rundir
 from tunewiz.engine.events import read_events
-
-IDENTITY = "I am Ada's assistant."
-
-
-def write_data(path: Path, n: int = 8) -> Path:
-    recs = [{"conversation": [{"input": "Who are you?", "output": IDENTITY}]} for _ in range(n)]
-    path.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
-    return path
-
-
-def write_config(tmp: Path, model: Path, data: Path, **over) -> Path:
-    cfg = {
-        "name": "t", "output_dir": str(tmp / "runs"), "model": {"path": str(model)},
-        "method": "lora", "stage": "sft",
-        "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-        "data": {"files": [str(data)], "max_length": 64, "pack": True},
-        "train": {"max_steps": 6, "batch_size": 2, "grad_accum": 2, "lr": 1e-2, "save_every": 3,
-                  "gradient_checkpointing": False, "warmup_ratio": 0.0},
-        "eval": {"inputs": ["Who are you?"], "every": 3, "max_new_tokens": 8},
-    }
-    for key, value in over.items():
-        section, _, leaf = key.partition("__")
-        if leaf:
-            cfg.setdefault(section, {})[leaf] = value
-        else:
-            cfg[section] = value
-    p = tmp / "config.yaml"
-    p.write_text(yaml.safe_dump(cfg))
-    return p
-
-
-def only_run(tmp: Path) -> Path:
-    runs = rundir.list_runs(tmp / "runs")
-    assert len(runs) == 1, runs
-    return runs[0]
-
+from support.runs import losses, only_run, wait_until, write_config, write_data
 
 def types(run: Path) -> list[str]:
     return [e["type"] for e in read_events(run / "events.jsonl")]
@@ -99,19 +63,6 @@ def test_second_run_never_overwrites_the_first(tiny_model, tmp_path, cli):
     assert types(runs[0]).count("start") == 2 and types(runs[1]).count("start") == 1
 
 
-def _losses(run: Path) -> dict[int, float]:
-    return {e["step"]: e["loss"] for e in read_events(run / "events.jsonl") if e["type"] == "step"}
-
-
-def _wait_for(pred, timeout=120.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 RESUME_OVER = dict(train__max_steps=60, train__save_every=5, lora={"r": 8, "alpha": 16, "dropout": 0.1},
                    eval={"inputs": [], "every": 0})
 
@@ -119,12 +70,12 @@ RESUME_OVER = dict(train__max_steps=60, train__save_every=5, lora={"r": 8, "alph
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_model, tmp_path_factory):
     """Losses of the reference run that the interrupted ones must reproduce."""
-    from conftest import run_cli
+    from support.cli import run_cli
 
     tmp = tmp_path_factory.mktemp("ref")
     data = write_data(tmp / "d.jsonl", n=24)
     assert run_cli("train", str(write_config(tmp, tiny_model, data, **RESUME_OVER))).returncode == 0
-    return data, _losses(only_run(tmp))
+    return data, losses(only_run(tmp))
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
@@ -134,17 +85,17 @@ def test_resume_matches_an_uninterrupted_run(tiny_model, tmp_path, cli, how, uni
     r = cli("train", str(write_config(tmp_path, tiny_model, data, **RESUME_OVER)), "--detach")
     assert r.returncode == 0, r.stderr
     run = Path(r.stdout.strip().splitlines()[-1])
-    assert _wait_for(lambda: len(rundir.checkpoints(run)) >= 1)
+    assert wait_until(lambda: len(rundir.checkpoints(run)) >= 1)
     if how == "stop":
         assert cli("stop", str(run), "--wait").returncode == 0
         assert read_events(run / "events.jsonl")[-1]["status"] == "stopped"
     else:
         os.kill(json.loads((run / "state.json").read_text())["pid"], signal.SIGKILL)
-        assert _wait_for(lambda: rundir.run_info(run).status == "failed", 10)
-    assert max(_losses(run)) < 60, "the run finished before it could be interrupted"
+        assert wait_until(lambda: rundir.run_info(run).status == "failed", 10)
+    assert max(losses(run)) < 60, "the run finished before it could be interrupted"
     r = cli("train", str(run), "--resume")
     assert r.returncode == 0, r.stderr
-    got = _losses(run)
+    got = losses(run)
     assert max(got) == 60
     assert got[60] == pytest.approx(ref[60], rel=1e-4, abs=1e-5)
     starts = [e for e in read_events(run / "events.jsonl") if e["type"] == "start"]
@@ -159,7 +110,7 @@ def test_detach_returns_at_once(tiny_model, tmp_path, cli):
     run = Path(r.stdout.strip().splitlines()[-1])
     state = json.loads((run / "state.json").read_text())
     assert state["pid"] != os.getpid()
-    assert _wait_for(lambda: rundir.run_info(run).status == "completed")
+    assert wait_until(lambda: rundir.run_info(run).status == "completed")
 
 
 def test_foreground_run_survives_a_closed_terminal(tiny_model, tmp_path):
@@ -169,7 +120,7 @@ def test_foreground_run_survives_a_closed_terminal(tiny_model, tmp_path):
     cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), train__max_steps=30)
     proc = subprocess.Popen([sys.executable, "-m", "tunewiz", "train", str(cfg)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert _wait_for(lambda: rundir.list_runs(tmp_path / "runs") and
+    assert wait_until(lambda: rundir.list_runs(tmp_path / "runs") and
                      any(e["type"] == "step" for e in read_events(only_run(tmp_path) / "events.jsonl")))
     proc.stdout.close()
     proc.send_signal(signal.SIGHUP)

@@ -10,14 +10,7 @@ import pytest
 
 from tunewiz.engine import rundir
 from tunewiz.engine.events import read_events
-from test_train import only_run, write_config, write_data
-
-
-def assert_user_error(r, needle: str) -> None:
-    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("tunewiz: error:")]
-    assert len(lines) == 1 and needle in lines[0], r.stderr
+from support.runs import assert_user_error, only_run, write_config, write_data
 
 
 def assert_failed_run(tmp: Path, kind: str) -> dict:

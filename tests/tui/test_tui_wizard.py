@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,9 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import preset_files
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from tui_support import screen_text, wait_for, wait_for_text
+from support.tui import screen_text, wait_for, wait_for_text
+from support import FAKE_ENGINE
 
-FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
 PRESETS = {p.stem: p for p in preset_files()}
 
 
@@ -29,7 +28,7 @@ def workdir(tmp_path, monkeypatch):
 
 
 def make_app(workdir: Path) -> TunewizApp:
-    engine = EngineCli(prefix=FAKE, output_dir=str(workdir / "work_dirs"))
+    engine = EngineCli(prefix=FAKE_ENGINE, output_dir=str(workdir / "work_dirs"))
     return TunewizApp(engine.output_dir, engine=engine, open_wizard=True)
 
 

@@ -10,8 +10,7 @@ import subprocess
 
 import pytest
 
-from test_integrity import _one_line_error
-from test_train import only_run, write_config, write_data
+from support.runs import one_line_error, write_config, write_data
 from tunewiz.engine import rundir
 from tunewiz.engine.events import parse_line, read_events
 
@@ -55,7 +54,7 @@ def test_a_checkpoint_on_a_full_disk_is_a_user_error(tiny_model, tmp_path, small
     (small_disk / "runs").mkdir()
     _fill(small_disk, 512 << 10, "filler")
     r = cli("train", str(cfg))
-    line = _one_line_error(r, alone=False)
+    line = one_line_error(r, alone=False)
     run = rundir.list_runs(small_disk / "runs")[0]
     assert "no space left" in line and str(run / "checkpoints") in line and "free space" in line
     evs = read_events(run / "events.jsonl")
@@ -67,7 +66,7 @@ def test_a_checkpoint_on_a_full_disk_is_a_user_error(tiny_model, tmp_path, small
     # Still full (to the last byte): the resume says so in one line and exits 1.
     _fill(small_disk, 0, "filler2")
     r = cli("train", str(run), "--resume")
-    line = _one_line_error(r, alone=False)
+    line = one_line_error(r, alone=False)
     assert "no space left" in line and str(run) in line and "lost sys.stderr" not in r.stderr
 
     # Space freed: the same run resumes and completes, every event line readable.

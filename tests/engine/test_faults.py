@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_train import _losses, only_run, write_config, write_data
+from support.runs import losses, only_run, write_config, write_data
 from tunewiz.engine import rundir
 from tunewiz.engine.events import parse_line, read_events
 
@@ -52,7 +52,7 @@ def test_kill_anywhere_then_resume_matches_the_uninterrupted_run(tiny_model, tmp
     ref_dir.mkdir()
     assert cli("train", str(write_config(ref_dir, tiny_model, data, **OVER))).returncode == 0
     ref_run = only_run(ref_dir)
-    ref = _losses(ref_run)
+    ref = losses(ref_run)
     assert max(ref) == 12
 
     work = tmp_path / "chain"
@@ -68,7 +68,7 @@ def test_kill_anywhere_then_resume_matches_the_uninterrupted_run(tiny_model, tmp
     r = cli("train", str(run), "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
 
-    got = _losses(run)
+    got = losses(run)
     assert sorted(got) == list(range(1, 13))
     for step, loss in ref.items():
         assert got[step] == pytest.approx(loss, rel=1e-4, abs=1e-5), step

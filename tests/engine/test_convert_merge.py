@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from adapter_fixtures import (PLAIN_LOAD, PROBE, add_full_checkpoint, add_lora_checkpoint, copy_without_chat_template,
+from support.adapter_fixtures import (PLAIN_LOAD, PROBE, add_full_checkpoint, add_lora_checkpoint, copy_without_chat_template,
                               logits_with_adapter, make_run)
 
 
@@ -35,7 +35,7 @@ def max_diff(a, b) -> float:
     return max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))
 
 
-def assert_one_line_error(res, *words):
+def assertone_line_error(res, *words):
     assert res.returncode == 1, (res.stdout, res.stderr)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tunewiz: error:"), res.stderr
@@ -74,14 +74,14 @@ def test_convert_refuses_unrelated_non_empty_out(cli, lora_run, tmp_path):
     out = tmp_path / "precious"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    assert_one_line_error(cli("convert", str(lora_run), str(out)), "not empty")
+    assertone_line_error(cli("convert", str(lora_run), str(out)), "not empty")
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 def test_convert_bad_sources_exit_1(cli, tiny_model, tmp_path):
-    assert_one_line_error(cli("convert", str(tmp_path / "nope"), str(tmp_path / "o")), "does not exist")
+    assertone_line_error(cli("convert", str(tmp_path / "nope"), str(tmp_path / "o")), "does not exist")
     empty_run = make_run(tmp_path, tiny_model)
-    assert_one_line_error(cli("convert", str(empty_run), str(tmp_path / "o")), "no complete checkpoint")
+    assertone_line_error(cli("convert", str(empty_run), str(tmp_path / "o")), "no complete checkpoint")
     assert not (tmp_path / "o").exists()
 
 
@@ -111,14 +111,14 @@ def test_merge_matches_base_plus_adapter_in_plain_transformers(cli, tiny_model, 
 def test_merge_bad_inputs_exit_1(cli, tiny_model, lora_run, tmp_path):
     adapter = tmp_path / "adapter"
     assert cli("convert", str(lora_run), str(adapter)).returncode == 0
-    assert_one_line_error(cli("merge", str(tiny_model), str(tmp_path / "missing"), str(tmp_path / "m")),
+    assertone_line_error(cli("merge", str(tiny_model), str(tmp_path / "missing"), str(tmp_path / "m")),
                           "does not exist")
-    assert_one_line_error(cli("merge", str(tmp_path / "no-base"), str(adapter), str(tmp_path / "m")),
+    assertone_line_error(cli("merge", str(tmp_path / "no-base"), str(adapter), str(tmp_path / "m")),
                           "does not exist")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "x").write_text("x")
-    assert_one_line_error(cli("merge", str(tiny_model), str(adapter), str(busy)), "not empty")
+    assertone_line_error(cli("merge", str(tiny_model), str(adapter), str(busy)), "not empty")
     assert not (tmp_path / "m").exists()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from test_output_safety import one_line_error
+from support.runs import one_line_error
 
 
 def test_chat_bits_without_cuda_blames_bits_not_device(cli, tiny_model):

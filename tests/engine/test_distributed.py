@@ -12,8 +12,7 @@ import pytest
 
 from tunewiz.engine import rundir
 from tunewiz.engine.events import read_events
-from test_train import write_config, write_data
-from test_train_errors import assert_user_error
+from support.runs import assert_user_error, write_config, write_data
 
 
 def free_port() -> int:
@@ -150,7 +149,7 @@ def test_deepspeed_without_gpu_is_a_config_error(tiny_model, tmp_path, cli):
 def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
     """`tunewiz stop` signals one process; all ranks stop at the same step and checkpoint.
     Before that, `tunewiz stacks` shows every rank's Python stack and training carries on."""
-    from test_train import _wait_for
+    from support.runs import wait_until
 
     cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=24),
                        layout={"master_port": free_port()},
@@ -158,7 +157,7 @@ def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
     r = cli("train", str(cfg), "--detach", env={"NPROC_PER_NODE": "2"})
     assert r.returncode == 0, r.stderr
     run = Path(r.stdout.strip().splitlines()[-1])
-    assert _wait_for(lambda: len(rundir.checkpoints(run)) >= 1, 180)
+    assert wait_until(lambda: len(rundir.checkpoints(run)) >= 1, 180)
     r = cli("stacks", str(run), "--wait", "3")
     assert r.returncode == 0, r.stderr
     for rank in ("rank0.log", "rank1.log"):  # each worker's stack, down in the training loop
@@ -167,7 +166,7 @@ def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
     assert rundir.run_info(run).status == "running"  # nothing was stopped, torchrun included
     r = cli("stop", str(run), "--wait")
     assert r.returncode == 0, r.stderr
-    assert _wait_for(lambda: json.loads((run / "state.json").read_text()).get("status") == "stopped", 60)
+    assert wait_until(lambda: json.loads((run / "state.json").read_text()).get("status") == "stopped", 60)
     evs = read_events(run / "events.jsonl")
     assert evs[-1]["type"] == "done" and evs[-1]["status"] == "stopped"
     last = max(e["step"] for e in evs if e["type"] == "step")

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from adapter_fixtures import add_lora_checkpoint, make_run
+from support.adapter_fixtures import add_lora_checkpoint, make_run
 
 from tunewiz.engine.generate import IncrementalDecoder, stream_reply
 

@@ -7,7 +7,6 @@ run in a temporary folder with relative paths).
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -20,10 +19,10 @@ from tunewiz.tui.services import model_folders
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from test_tui_home import sample_runs
-from tui_support import wait_for, wait_for_text
+from support.recorded_runs import sample_runs
+from support.tui import wait_for, wait_for_text
+from support import FAKE_ENGINE
 
-FAKE = [sys.executable, str(Path(__file__).with_name("fake_engine.py"))]
 SMALL, LARGE = (80, 24), (120, 40)
 
 
@@ -43,7 +42,7 @@ def pinned(tmp_path, monkeypatch):
 
 
 def make_app(**kwargs) -> TunewizApp:
-    return TunewizApp("work_dirs", engine=EngineCli(prefix=FAKE, output_dir="work_dirs"),
+    return TunewizApp("work_dirs", engine=EngineCli(prefix=FAKE_ENGINE, output_dir="work_dirs"),
                       cursor_blink=False, **kwargs)
 
 

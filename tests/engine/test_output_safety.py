@@ -13,9 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from adapter_fixtures import add_full_checkpoint, add_lora_checkpoint, make_run
+from support.adapter_fixtures import add_full_checkpoint, add_lora_checkpoint, make_run
 
 from tunewiz.engine.output_folder import write_file_once
+from support.runs import one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -23,16 +24,6 @@ def lora_run(tiny_model, tmp_path_factory) -> Path:
     run = make_run(tmp_path_factory.mktemp("work_dirs"), tiny_model, method="lora")
     add_lora_checkpoint(run, tiny_model, step=4, seed=3)
     return run
-
-
-def one_line_error(res, *words) -> str:
-    assert res.returncode == 1, (res.stdout, res.stderr)
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("tunewiz: error:"), res.stderr
-    assert "Traceback" not in res.stderr + res.stdout
-    for w in words:
-        assert w in lines[0], lines[0]
-    return lines[0]
 
 
 def snapshot(folder: Path) -> dict:

@@ -17,7 +17,7 @@ import yaml
 
 from tunewiz.engine import rundir
 from tunewiz.engine.events import read_events
-from test_train import only_run, write_config, write_data
+from support.runs import only_run, write_config, write_data
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -160,7 +160,7 @@ def test_compiled_layers_train_like_eager(tiny_model, tmp_path, cli, ckpt):
 
 def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
     """Out of memory: an `oom` error naming what to try; the last checkpoint resumes."""
-    from conftest import build_tiny_model
+    from support.tiny_model import build_tiny_model
 
     model = build_tiny_model(tmp_path / "wide", hidden_size=512, intermediate_size=1024, vocab_size=92544,
                              max_position_embeddings=65536)
