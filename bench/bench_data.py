@@ -103,7 +103,7 @@ def measure(cmds: list[list[str]], env: dict) -> dict:
 # it prints its own memory before the data phase, so the data's share can be told apart.
 RANK = """
 import sys, psutil
-from tunewiz.engine.config import load_config
+from tunewiz.engine.contract.config import load_config
 from tunewiz.engine.models import load_tokenizer, resolve_model_path
 from tunewiz.engine.token_cache import prepare
 cfg = load_config(sys.argv[1])
@@ -123,9 +123,9 @@ def data_gb(run: dict) -> float:
 HF_MAP = """
 import sys, time
 import datasets
-from tunewiz.engine.config import load_config
+from tunewiz.engine.contract.config import load_config
 from tunewiz.engine.encode import Encoder
-from tunewiz.engine.formats import Sample
+from tunewiz.engine.contract.formats import Sample
 from tunewiz.engine.models import load_tokenizer, resolve_model_path
 cfg = load_config(sys.argv[1]); cache = sys.argv[2]; num_proc = int(sys.argv[3])
 tok = load_tokenizer(resolve_model_path(cfg.model.path))

@@ -99,8 +99,8 @@ def tunewiz_overrides(side: str) -> dict:
 
 
 def run_tunewiz(side: str, workload: str, args, model: Path, data: Path, work: Path) -> dict:
-    from tunewiz.engine.config import config_from_dict, dump_yaml
-    from tunewiz.engine.events import read_events
+    from tunewiz.engine.contract.config import config_from_dict, dump_yaml
+    from tunewiz.engine.contract.events import read_events
 
     method, batch, ckpt = WORKLOADS[workload]
     total = args.warmup_steps + args.steps
@@ -142,7 +142,7 @@ def run_tunewiz(side: str, workload: str, args, model: Path, data: Path, work: P
 def _wait_for_step(proc, runs: Path, last: int, deadline: float) -> list[dict] | None:
     """The run's events once its last step is logged; the process is then killed (its final
     checkpoint would only cost time). None when it failed or ran past the deadline."""
-    from tunewiz.engine.events import read_events
+    from tunewiz.engine.contract.events import read_events
 
     try:
         while time.time() < deadline:

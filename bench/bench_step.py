@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     import torch
 
     from tunewiz.engine import attention, fused_loss, step_speed
-    from tunewiz.engine.config import config_from_dict
+    from tunewiz.engine.contract.config import config_from_dict
     from tunewiz.engine.demo import write_sample_datasets
     from tunewiz.engine.models import load_model, load_tokenizer, wrap_for_method
     from tunewiz.engine.dataset import build_dataset

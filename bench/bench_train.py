@@ -85,7 +85,7 @@ def child_env(args) -> dict:
 
 
 def write_config(args, model_path: Path, data_file: Path, workdir: Path) -> Path:
-    from tunewiz.engine.config import config_from_dict, dump_yaml
+    from tunewiz.engine.contract.config import config_from_dict, dump_yaml
 
     total = args.warmup_steps + args.steps
     cfg = config_from_dict({
@@ -117,7 +117,7 @@ def run_child(cmd: list[str], env: dict, log: Path) -> float:
 
 
 def run_tunewiz(config: Path, env: dict, workdir: Path, r: int) -> dict:
-    from tunewiz.engine.events import read_events
+    from tunewiz.engine.contract.events import read_events
 
     runs = workdir / "runs"
     before = set(runs.glob("*")) if runs.exists() else set()

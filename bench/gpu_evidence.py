@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from tunewiz.engine.rundir import is_other_node
+from tunewiz.engine.contract.rundir import is_other_node
 
 SHAPE_18B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
                  num_key_value_heads=8, vocab_size=92544, max_position_embeddings=4096)

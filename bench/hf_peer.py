@@ -26,7 +26,7 @@ def main(config_path: str, out_path: str) -> None:
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
     from tunewiz.engine.batches import BatchPlan
-    from tunewiz.engine.config import load_config
+    from tunewiz.engine.contract.config import load_config
     from tunewiz.engine.dataset import build_dataset
     from tunewiz.engine.models import load_tokenizer, pick_dtype, quant_config
     from tunewiz.engine.packing import collate

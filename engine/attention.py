@@ -27,8 +27,10 @@ import functools
 import inspect
 from typing import Any
 
+from .contract.config import ATTENTION_CHOICES
+
 VARLEN = "tunewiz_varlen"          # the name registered with transformers
-CHOICES = ("auto", "sdpa", "eager", "flex_attention", "varlen")
+CHOICES = ATTENTION_CHOICES  # the config's list: one place for the names
 LENGTH_KEYS = ("tw_cu_seqlens", "tw_max_seqlen")   # extra forward kwargs that reach attention
 # A third one, a Python bool: every row of the batch is one whole sample (no packing, no
 # padding), so attention is plain causal attention over each row and goes to SDPA, whose

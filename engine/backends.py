@@ -11,7 +11,9 @@ import contextlib
 import json
 from pathlib import Path
 
-from . import checkpoint, faults
+from . import checkpoint
+
+from .contract import faults
 from .runtime import Runtime
 
 

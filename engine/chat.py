@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelError
+from .contract.errors import ModelError
 
 HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt), /exit"
 

@@ -22,7 +22,7 @@ import sys
 import threading
 from types import SimpleNamespace
 
-from .errors import TunewizError
+from .contract.errors import TunewizError
 
 _out_lock = threading.Lock()
 

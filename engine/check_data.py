@@ -16,11 +16,11 @@ from pathlib import Path
 
 from .dataset import Tally, data_stats, samples_until_problem
 from .encode import IGNORE, Encoded, Encoder
-from .errors import ConfigError, DataError, ModelError
-from .formats import DataErrors, SampleStream
+from .contract.errors import ConfigError, DataError, ModelError
+from .contract.formats import DataErrors, SampleStream
 from .parallel_encode import CHUNK, available_cores, encode_stream
-from .progress_meter import ProgressMeter
-from .templates import AUTO, get_template
+from .contract.progress_meter import ProgressMeter
+from .contract.templates import AUTO, get_template
 
 OPEN, CLOSE = "[[", "]]"          # trained spans in plain output
 BAR_WIDTH = 40

@@ -26,8 +26,8 @@ import re
 import shutil
 from pathlib import Path
 
-from . import faults, rundir
-from .errors import DiskFullError, TunewizError, is_disk_full
+from .contract import faults, rundir
+from .contract.errors import DiskFullError, TunewizError, is_disk_full
 
 STATE_FILE = rundir.MARKER
 

@@ -15,10 +15,10 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from . import rundir
-from .config import load_config
-from .errors import ConfigError, ModelError
-from .output_folder import atomic_folder, disk_full, is_disk_full
+from .contract import rundir
+from .contract.config import load_config
+from .contract.errors import ConfigError, ModelError
+from .contract.output_folder import atomic_folder, disk_full, is_disk_full
 from .zero_gather import gather_zero3, is_zero3
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")

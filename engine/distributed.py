@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import rundir
-from .config import Config, shown, check_name
-from .errors import ConfigError, DistributedError
+from .contract import rundir
+from .contract.config import Config, shown, check_name
+from .contract.errors import ConfigError, DistributedError
 
 # XTuner's environment variables, accepted as overrides of the config's layout.
 ENV_OVERRIDES = {"NNODES": "nnodes", "NODE_RANK": "node_rank", "ADDR": "master_addr", "PORT": "master_port"}

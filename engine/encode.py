@@ -25,9 +25,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
-from .errors import ConfigError, DataError
-from .formats import Sample
-from .templates import AUTO, Template, get_template
+from .contract.errors import ConfigError, DataError
+from .contract.formats import Sample
+from .contract.templates import AUTO, Template, get_template
 
 IGNORE = -100
 Piece = tuple[Union[str, list[int]], bool]      # (text or token ids, trained)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import ModelError
-from .output_folder import read_meta
+from .contract.errors import ModelError
+from .contract.output_folder import read_meta
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -68,7 +68,7 @@ def load_causal_lm(path: Path, dtype, device: str, bits: int | None = None):
         if not device.startswith("cuda"):
             raise ModelError(f"--bits {bits} needs a CUDA GPU and none is available",
                              "drop --bits to load the model in full precision")
-        from .config import QuantConfig
+        from .contract.config import QuantConfig
         from .models import quant_config
 
         kwargs["quantization_config"] = quant_config(QuantConfig(bits=bits), dtype)

@@ -17,11 +17,13 @@ import threading
 import time
 from pathlib import Path
 
-from . import rundir, stop_signal
-from .config import Config, absolute_paths, dump_yaml, load_config, shown, where
+from . import stop_signal
+
+from .contract import rundir
+from .contract.config import Config, absolute_paths, dump_yaml, load_config, shown, where
 from .distributed import make_plan, node_commands, slurm_script, supervise
-from .errors import ConfigError, DistributedError, TunewizError
-from .events import EventWriter, pid_alive, read_events
+from .contract.errors import ConfigError, DistributedError, TunewizError
+from .contract.events import EventWriter, pid_alive, read_events
 
 # The run's lock descriptor, inherited by a detached supervisor from its launcher.
 LOCK_FD_ENV = "TUNEWIZ_RUN_LOCK_FD"

@@ -13,8 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from .errors import ModelError
-from .output_folder import atomic_folder, check_replaceable, read_meta
+from .contract.errors import ModelError
+from .contract.output_folder import atomic_folder, check_replaceable, read_meta
 
 Say = Callable[[str], None]
 
@@ -81,7 +81,7 @@ def _ensure_chat_template(tokenizer, template_name: str | None, default_system: 
         say(f"merge: note: keeping the tokenizer's own chat template (trained with {template_name})")
         return
     from .encode import Encoder
-    from .templates import get_template, template_to_jinja
+    from .contract.templates import get_template, template_to_jinja
 
     uses_bos = bool(Encoder(tokenizer, template_name).bos_ids)
     tokenizer.chat_template = template_to_jinja(get_template(template_name), uses_bos, default_system)

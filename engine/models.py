@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
+from .contract.errors import ModelError
 
 
 def resolve_model_path(path: str) -> Path:
@@ -168,7 +168,7 @@ def wrap_for_method(model, cfg):
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from .config import check_lora_target
+    from .contract.config import check_lora_target
 
     # A target naming no module fails here, naming the model's own (peft: a traceback).
     check_lora_target(cfg, [n for n, _ in model.named_modules()],

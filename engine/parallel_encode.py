@@ -24,8 +24,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .encode import IGNORE, Encoder
-from .errors import DataError
-from .formats import Sample
+from .contract.errors import DataError
+from .contract.formats import Sample
 
 CHUNK = 256            # samples per task: large enough to batch the tokenizer, small enough to stream
 IN_FLIGHT_PER_WORKER = 3

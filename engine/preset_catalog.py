@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .config import load_config
-from .errors import ConfigError, TunewizError
-from .output_folder import write_file_once
+from .contract.config import load_config
+from .contract.errors import ConfigError, TunewizError
+from .contract.output_folder import write_file_once
 
 
 def preset_dir() -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 
-from .run_listing import UNREADABLE, default_lister
+from .contract.run_listing import UNREADABLE, default_lister
 
 
 def format_eta(seconds: float | None) -> str:

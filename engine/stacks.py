@@ -14,9 +14,9 @@ import signal
 import time
 from pathlib import Path
 
-from . import rundir
-from .errors import TunewizError
-from .events import pid_alive
+from .contract import rundir
+from .contract.errors import TunewizError
+from .contract.events import pid_alive
 
 
 def run_processes(run: Path) -> list[int]:

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .config import DataConfig
+from .contract.config import DataConfig
 from .dataset import Tally, data_stats, samples_until_problem, sequence_index
 from .encode import Encoder
-from .errors import DataError
-from .formats import SampleStream
+from .contract.errors import DataError
+from .contract.formats import SampleStream
 from .parallel_encode import available_cores, encode_stream
 from .token_store import StoreWriter, TokenStore, open_store
 
@@ -48,7 +48,7 @@ def cache_root(data_cfg: DataConfig) -> Path:
     env = os.environ.get("TUNEWIZ_DATA_CACHE")
     if env:
         return Path(env).expanduser()
-    from .demo import cache_root as tunewiz_cache
+    from .contract.cache_dirs import cache_root as tunewiz_cache
 
     return tunewiz_cache() / "data"
 

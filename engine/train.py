@@ -15,10 +15,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import attention, checkpoint, faults, rundir, stop_signal
+from . import attention, checkpoint, stop_signal
+
+from .contract import faults, rundir
 from .batches import BatchPlan
-from .config import Config, load_config, to_dict
-from .events import EventWriter, NullWriter
+from .contract.config import Config, load_config, to_dict
+from .contract.events import EventWriter, NullWriter
 from .runtime import Runtime
 
 
@@ -41,7 +43,7 @@ class Recipe:
         from .dataset import build_dataset
         from .encode import Encoder
         from .models import check_model, load_tokenizer, require_cuda_for_quantization, resolve_model_path
-        from .progress_meter import ProgressMeter
+        from .contract.progress_meter import ProgressMeter
         from .token_cache import TokenizerSource
 
         cfg = self.cfg
@@ -434,7 +436,7 @@ def report_failure(e: BaseException, events, run: Path) -> int:
     disk) can fail, and the run must still end with its one line and exit code."""
     import traceback
 
-    from .errors import OOMError, TunewizError, disk_full, is_disk_full
+    from .contract.errors import OOMError, TunewizError, disk_full, is_disk_full
 
     if _is_oom(e):
         e = OOMError("out of GPU memory",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import ModelError
+from .contract.errors import ModelError
 
 
 def is_zero3(ckpt: Path) -> bool:

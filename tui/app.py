@@ -84,7 +84,7 @@ class TunewizApp(App):
 
 def cmd_app(args) -> int:
     """`tunewiz`: Home, or straight into the wizard when there is no run yet."""
-    from tunewiz.engine.rundir import list_runs
+    from tunewiz.engine.contract.rundir import list_runs
 
     output_dir = Path(args.output_dir)
     TunewizApp(output_dir, open_wizard=not list_runs(output_dir)).run()
@@ -93,8 +93,8 @@ def cmd_app(args) -> int:
 
 def cmd_attach(args) -> int:
     """`tunewiz attach [RUN]`: the monitor for a run (the newest by default)."""
-    from tunewiz.engine.errors import TunewizError
-    from tunewiz.engine.rundir import resolve_run
+    from tunewiz.engine.contract.errors import TunewizError
+    from tunewiz.engine.contract.rundir import resolve_run
 
     run = resolve_run(args.run, args.output_dir)
     if run is None:

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "output_dir", None) is None:
         args.output_dir = os.environ.get("TUNEWIZ_OUTPUT_DIR", "work_dirs")
-    from tunewiz.engine.errors import TunewizError
+    from tunewiz.engine.contract.errors import TunewizError
 
     try:
         if args.command is None:

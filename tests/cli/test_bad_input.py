@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunewiz.engine import rundir
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import read_events
 
 CONV = {"conversation": [{"input": "Who are you?", "output": "I am the assistant."}]}
 GOOD = "\n".join(json.dumps(CONV) for _ in range(4)) + "\n"

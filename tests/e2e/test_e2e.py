@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunewiz.engine import rundir
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import read_events
 from support.runs import IDENTITY, write_data
 
 from support.cli import demo_threads

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tunewiz.engine.config import Config, config_from_dict, default_lr, dump_yaml, field_docs, load_config
-from tunewiz.engine.errors import ConfigError
+from tunewiz.engine.contract.config import Config, config_from_dict, default_lr, dump_yaml, field_docs, load_config
+from tunewiz.engine.contract.errors import ConfigError
 from tunewiz.engine.preset_catalog import list_presets
 
 
@@ -150,7 +150,8 @@ def test_output_dir_that_is_a_file_is_refused_at_load(tmp_path):
 def test_output_dir_not_writable_names_the_key(tmp_path, monkeypatch):
     """Whatever stops the run directory from being made (permissions, a read-only disk, a
     name too long) is one line naming output_dir's line, and nothing is left behind."""
-    from tunewiz.engine import launch, rundir
+    from tunewiz.engine import launch
+    from tunewiz.engine.contract import rundir
 
     cfg = load_config(write(tmp_path, f"name: a\noutput_dir: {tmp_path / 'ro'}\n"))
 
@@ -253,7 +254,8 @@ def test_the_runs_config_holds_absolute_paths(tmp_path, monkeypatch):
     """Relative paths mean the directory `tunewiz train` ran in; the run's own config keeps
     them absolute so that --resume, attach and convert from elsewhere read the same files.
     Hub ids and demo stay names."""
-    from tunewiz.engine import launch, rundir, sources
+    from tunewiz.engine import launch
+    from tunewiz.engine.contract import rundir, sources
 
     work = tmp_path / "project"
     (work / "data").mkdir(parents=True)
@@ -281,7 +283,7 @@ def test_the_runs_config_holds_absolute_paths(tmp_path, monkeypatch):
 
 
 def test_demo_stays_demo_in_the_runs_config(tmp_path, monkeypatch):
-    from tunewiz.engine.config import absolute_paths
+    from tunewiz.engine.contract.config import absolute_paths
 
     monkeypatch.chdir(tmp_path)
     assert absolute_paths(Config()).model.path == "demo"

@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunewiz.engine.config import Config, dump_yaml, load_config
-from tunewiz.engine.errors import ConfigError
+from tunewiz.engine.contract.config import Config, dump_yaml, load_config
+from tunewiz.engine.contract.errors import ConfigError
 
 BUDGET = settings(max_examples=60, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunewiz.engine.errors import DataError
-from tunewiz.engine.formats import load_samples
+from tunewiz.engine.contract.errors import DataError
+from tunewiz.engine.contract.formats import load_samples
 
 DEEP = "[" * 100_000 + "]" * 100_000
 CASES = {

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 
 from support.runs import one_line_error, write_config, write_data
-from tunewiz.engine import rundir
-from tunewiz.engine.events import parse_line, read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import parse_line, read_events
 
 
 @pytest.fixture

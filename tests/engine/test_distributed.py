@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tunewiz.engine import rundir
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import read_events
 from support.runs import assert_user_error, write_config, write_data
 
 
@@ -178,7 +178,7 @@ def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
 def test_deepspeed_config_follows_the_tunewiz_config(stage):
     """One source of truth: batch, accumulation, clipping, precision and optimizer come from
     `train`; only the stage and offload from `layout.deepspeed`."""
-    from tunewiz.engine.config import config_from_dict
+    from tunewiz.engine.contract.config import config_from_dict
     from tunewiz.engine.deepspeed_config import deepspeed_config
 
     cfg = config_from_dict({"name": "t", "model": {"path": "m"}, "data": {"files": ["d.jsonl"]},

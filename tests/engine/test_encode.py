@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tunewiz.engine.encode import IGNORE, Encoder
-from tunewiz.engine.errors import ConfigError, DataError
-from tunewiz.engine.formats import Sample
+from tunewiz.engine.contract.errors import ConfigError, DataError
+from tunewiz.engine.contract.formats import Sample
 
 SYSTEM = "You are a helpful assistant."
 U1, A1 = "Please introduce yourself", "I am the assistant of tunewiz."

@@ -1,5 +1,5 @@
 """Fault injection: training SIGKILLs itself at 24 points across startup, steps, checkpoint
-writes, rotation and event writes (engine/faults.py, TUNEWIZ_FAULT), each time resumed
+writes, rotation and event writes (engine/contract/faults.py, TUNEWIZ_FAULT), each time resumed
 with `--resume`. After every kill no incomplete checkpoint is listed; the chain of resumes
 ends with the uninterrupted run's losses and weights."""
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from support.runs import losses, only_run, write_config, write_data
-from tunewiz.engine import rundir
-from tunewiz.engine.events import parse_line, read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import parse_line, read_events
 
 OVER = dict(train__max_steps=12, train__save_every=2, train__save_total_limit=2,
             lora={"r": 8, "alpha": 16, "dropout": 0.1}, eval={"inputs": [], "every": 0})

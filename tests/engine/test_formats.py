@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tunewiz.engine.errors import DataError
-from tunewiz.engine.formats import MAX_ERRORS, DataErrors, detect_format, load_samples
+from tunewiz.engine.contract.errors import DataError
+from tunewiz.engine.contract.formats import MAX_ERRORS, DataErrors, detect_format, load_samples
 
 CHAT = [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "Who are you?"},
         {"role": "assistant", "content": "Your helper."}]

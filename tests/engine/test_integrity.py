@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from support.runs import one_line_error, only_run, wait_until, write_config, write_data
-from tunewiz.engine import checkpoint, rundir
-from tunewiz.engine.errors import DiskFullError
-from tunewiz.engine.events import EventWriter, pid_alive, read_events
+from tunewiz.engine import checkpoint
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.errors import DiskFullError
+from tunewiz.engine.contract.events import EventWriter, pid_alive, read_events
 from tunewiz.engine.train import report_failure
 
 LONG = dict(train__max_steps=100000, train__save_every=100000, eval={"inputs": [], "every": 0})

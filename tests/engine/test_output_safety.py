@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.adapter_fixtures import add_full_checkpoint, add_lora_checkpoint, make_run
 
-from tunewiz.engine.output_folder import write_file_once
+from tunewiz.engine.contract.output_folder import write_file_once
 from support.runs import one_line_error
 
 
@@ -180,7 +180,7 @@ def test_presets_copy_never_writes_through_a_link_or_tracebacks(cli, tmp_path):
 
 
 def test_results_written_before_written_by_keep_their_owner(tmp_path):
-    from tunewiz.engine.output_folder import check_replaceable
+    from tunewiz.engine.contract.output_folder import check_replaceable
 
     identity = {"run": "/runs/a", "method": "lora"}
     old_adapter = tmp_path / "adapter"

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from tunewiz.engine.config import DataConfig
+from tunewiz.engine.contract.config import DataConfig
 from tunewiz.engine.dataset import build_dataset
 from tunewiz.engine.encode import IGNORE, Encoded
-from tunewiz.engine.errors import DataError
+from tunewiz.engine.contract.errors import DataError
 from tunewiz.engine.packing import collate, pack, unpacked
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunewiz.engine import runs_cmd
-from tunewiz.engine.run_listing import UNREADABLE, Lister
+from tunewiz.engine.contract.run_listing import UNREADABLE, Lister
 from support import FAKE_ENGINE
 
 T0 = 1_763_800_000.0
@@ -231,7 +231,7 @@ def test_listing_never_crashes_on_random_runs(runs, appended):
 def _own_cache(tmp_path, monkeypatch):
     # runs_cmd's default lister caches under $TUNEWIZ_CACHE: keep it inside the test.
     monkeypatch.setenv("TUNEWIZ_CACHE", str(tmp_path / "cache"))
-    import tunewiz.engine.run_listing as rl
+    import tunewiz.engine.contract.run_listing as rl
 
     monkeypatch.setattr(rl, "_default", None)
 

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from support.cli import run_cli
-from tunewiz.engine import json_records
-from tunewiz.engine.errors import DataError
-from tunewiz.engine.formats import DataErrors, SampleStream, load_samples
+from tunewiz.engine.contract import json_records
+from tunewiz.engine.contract.errors import DataError
+from tunewiz.engine.contract.formats import DataErrors, SampleStream, load_samples
 
 OPENAI = [{"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": f"Question {i}?"},
                         {"role": "assistant", "content": f"Answer {i},\nwith a second line."}]} for i in range(5)]

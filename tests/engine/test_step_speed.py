@@ -26,8 +26,8 @@ def test_when_layers_are_compiled(setting, device, deepspeed, world, expected):
 
 
 def test_compile_defaults_to_auto_and_takes_only_auto_true_false():
-    from tunewiz.engine.config import Config, config_from_dict
-    from tunewiz.engine.errors import ConfigError
+    from tunewiz.engine.contract.config import Config, config_from_dict
+    from tunewiz.engine.contract.errors import ConfigError
 
     assert Config().train.compile == "auto"
     for value in ("auto", True, False):

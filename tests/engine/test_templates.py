@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from tunewiz.engine.errors import ConfigError
-from tunewiz.engine.templates import TEMPLATES, get_template, template_names
+from tunewiz.engine.contract.errors import ConfigError
+from tunewiz.engine.contract.templates import TEMPLATES, get_template, template_names
 
 
 def test_required_templates_exist():
@@ -55,7 +55,7 @@ def test_unknown_template_lists_known_names():
 
 
 def test_templates_and_formats_import_without_torch():
-    code = ("import sys, tunewiz.engine.templates, tunewiz.engine.formats;"
+    code = ("import sys, tunewiz.engine.contract.templates, tunewiz.engine.contract.formats;"
             "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad); assert not bad")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

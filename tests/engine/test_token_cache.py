@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tunewiz.engine.config import DataConfig
+from tunewiz.engine.contract.config import DataConfig
 from tunewiz.engine.encode import Encoder
-from tunewiz.engine.errors import DataError
-from tunewiz.engine.events import read_events
-from tunewiz.engine.formats import load_samples
+from tunewiz.engine.contract.errors import DataError
+from tunewiz.engine.contract.events import read_events
+from tunewiz.engine.contract.formats import load_samples
 from tunewiz.engine.packing import pack, unpacked
 from tunewiz.engine.token_cache import prepare
 from support.runs import only_run, write_config
@@ -107,7 +107,7 @@ KILLER = textwrap.dedent("""
     import os, signal, sys
     from transformers import AutoTokenizer
     from tunewiz.engine import token_store
-    from tunewiz.engine.config import DataConfig
+    from tunewiz.engine.contract.config import DataConfig
     from tunewiz.engine.token_cache import prepare
 
     real_rename = os.rename

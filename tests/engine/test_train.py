@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunewiz.engine import rundir
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import read_events
 from support.runs import losses, only_run, wait_until, write_config, write_data
 
 def types(run: Path) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tunewiz.engine import rundir
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import read_events
 from support.runs import assert_user_error, only_run, write_config, write_data
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunewiz.engine import rundir
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import read_events
 from support.runs import only_run, write_config, write_data
 
 torch = pytest.importorskip("torch")

@@ -10,7 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tunewiz.engine.config import Config, DataConfig, ModelConfig, dump_yaml
+from tunewiz.engine.contract.config import Config, DataConfig, ModelConfig, dump_yaml
 
 PROBE = "Hello, I am the assistant. 我是小助手"
 

@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from tunewiz.engine import rundir
-from tunewiz.engine.config import dump_yaml, load_config, to_dict
-from tunewiz.engine.events import EventWriter
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.config import dump_yaml, load_config, to_dict
+from tunewiz.engine.contract.events import EventWriter
 
 # Environment knobs so a test can shape the run a detached `train` starts.
 STEPS_ENV, DELAY_ENV, FAIL_ENV = "FAKE_ENGINE_STEPS", "FAKE_ENGINE_DELAY", "FAKE_ENGINE_FAIL"

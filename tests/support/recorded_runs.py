@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from tunewiz.engine.config import Config, dump_yaml
+from tunewiz.engine.contract.config import Config, dump_yaml
 
 T0 = 1_763_800_000.0  # a fixed time, so the "started" column never changes
 

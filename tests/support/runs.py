@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from tunewiz.engine import rundir
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract import rundir
+from tunewiz.engine.contract.events import read_events
 
 IDENTITY = "I am Ada's assistant."
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tunewiz.engine.config import Config, dump_yaml
+from tunewiz.engine.contract.config import Config, dump_yaml
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.chat import ChatScreen
 from tunewiz.tui.widgets.chat.chat_column import Bubble, ChatColumn

@@ -14,7 +14,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.chat import ChatScreen
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from tunewiz.engine.config import Config, dump_yaml
+from tunewiz.engine.contract.config import Config, dump_yaml
 
 from support.recorded_runs import T0, step
 from support.tui import wait_for_text

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tunewiz.engine.config import Config, dump_yaml
-from tunewiz.engine.events import read_events
+from tunewiz.engine.contract.config import Config, dump_yaml
+from tunewiz.engine.contract.events import read_events
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.run_follower import RunFollower
@@ -93,7 +93,7 @@ async def test_killed_engine_shows_as_failed(engine, tmp_path, monkeypatch):
     import os
     import signal
 
-    from tunewiz.engine.rundir import read_state
+    from tunewiz.engine.contract.rundir import read_state
 
     run = launch(engine, tmp_path, monkeypatch, steps=1000, delay=0.02)
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tunewiz.engine.config import load_config
+from tunewiz.engine.contract.config import load_config
 from tunewiz.engine.demo import write_sample_datasets
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import preset_files

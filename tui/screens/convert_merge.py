@@ -40,8 +40,8 @@ class ConvertMergeFinished(Message):
 
 def plan(run: Path) -> list[list[str]]:
     """The CLI commands, in order, that produce the run's chat-ready model."""
-    from tunewiz.engine.config import load_config
-    from tunewiz.engine.rundir import CONFIG
+    from tunewiz.engine.contract.config import load_config
+    from tunewiz.engine.contract.rundir import CONFIG
 
     cfg = load_config(run / CONFIG)
     if cfg.method == "full":

@@ -61,7 +61,7 @@ class RunsLoaded(Message):
 
 
 def load_row(run: Path) -> RunRow:
-    from tunewiz.engine.run_listing import default_lister
+    from tunewiz.engine.contract.run_listing import default_lister
 
     return _row(default_lister().read(run))
 
@@ -69,7 +69,7 @@ def load_row(run: Path) -> RunRow:
 def load_rows(output_dir: Path) -> list[RunRow]:
     # Each run is read on its own and only its new events are read (run_listing): one
     # damaged run shows as unreadable, and a refresh costs little however long runs get.
-    from tunewiz.engine.run_listing import default_lister
+    from tunewiz.engine.contract.run_listing import default_lister
 
     return [_row(r) for r in default_lister().list(output_dir)]
 

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
-from tunewiz.engine.progress_meter import describe_progress
+from tunewiz.engine.contract.progress_meter import describe_progress
 
 from textual.content import Content
 

@@ -8,9 +8,9 @@ from .chat_client import ChatTarget
 
 
 def run_base_model(run: Path) -> str:
-    from tunewiz.engine.config import load_config
-    from tunewiz.engine.errors import TunewizError
-    from tunewiz.engine.rundir import CONFIG
+    from tunewiz.engine.contract.config import load_config
+    from tunewiz.engine.contract.errors import TunewizError
+    from tunewiz.engine.contract.rundir import CONFIG
 
     try:
         return load_config(Path(run) / CONFIG).model.path

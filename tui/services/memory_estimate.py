@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunewiz.engine.config import Config
+from tunewiz.engine.contract.config import Config
 
 from .model_folders import ModelFacts
 

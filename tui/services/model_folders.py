@@ -48,7 +48,8 @@ def human_count(n: int | None) -> str:
 
 def demo_folder() -> Path | None:
     """The converted demo model, when `tunewiz demo` has prepared it."""
-    from tunewiz.engine.demo import DEMO_NAME, cache_root
+    from tunewiz.engine.contract.cache_dirs import cache_root
+    from tunewiz.engine.demo import DEMO_NAME
 
     folder = cache_root() / "models" / DEMO_NAME
     return folder if (folder / "config.json").is_file() else None
@@ -109,7 +110,7 @@ def _has_chat_template(folder: Path) -> bool:
 def find_model_folders(extra_roots: list[Path] | None = None, limit: int = 50) -> list[Path]:
     """Local HF folders in the usual places: ./models, ~/models, the HF hub cache, ours."""
     home = Path.home()
-    from tunewiz.engine.demo import cache_root
+    from tunewiz.engine.contract.cache_dirs import cache_root
 
     roots = [Path("models"), home / "models", cache_root() / "models", *(extra_roots or [])]
     found: list[Path] = []

@@ -12,8 +12,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunewiz.engine.events import EventReader, RunSummary, pid_alive
-from tunewiz.engine.rundir import EVENTS, LOGS, read_state
+from tunewiz.engine.contract.events import EventReader, RunSummary, pid_alive
+from tunewiz.engine.contract.rundir import EVENTS, LOGS, read_state
 
 LOG_TAIL = 200
 

@@ -27,10 +27,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from tunewiz.engine.config import load_config
-    from tunewiz.engine.errors import ConfigError
+    from tunewiz.engine.contract.config import load_config
+    from tunewiz.engine.contract.errors import ConfigError
     from tunewiz.engine.models import check_model, load_tokenizer, resolve_model_path
-    from tunewiz.engine.progress_meter import ProgressMeter
+    from tunewiz.engine.contract.progress_meter import ProgressMeter
     from tunewiz.engine.token_cache import TokenizerSource, prepare
 
     if args.num_proc is not None and args.num_proc < 1:

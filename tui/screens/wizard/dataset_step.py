@@ -23,8 +23,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, DirectoryTree, Input, RichLog, Select, Static
 
-from tunewiz.engine.config import FORMATS
-from tunewiz.engine.sources import DATA_SUFFIXES
+from tunewiz.engine.contract.config import FORMATS
+from tunewiz.engine.contract.sources import DATA_SUFFIXES
 
 from ...formatting import styled
 from ...services.engine_cli import EngineCommandFailed
@@ -70,9 +70,9 @@ class AssistantSetWritten(Message):
 def check_files(files: list[str], fmt: str, estimate: bool = True) -> tuple[str, list[str]]:
     """(summary, problems) from the first QUICK_RECORDS records of each source; problems
     name file:line. ``estimate`` adds the records to expect (it may count a file's lines)."""
-    from tunewiz.engine.errors import DataError
-    from tunewiz.engine.formats import SampleStream
-    from tunewiz.engine.sources import HubPart, resolve
+    from tunewiz.engine.contract.errors import DataError
+    from tunewiz.engine.contract.formats import SampleStream
+    from tunewiz.engine.contract.sources import HubPart, resolve
 
     local, hubs, problems = [], [], []
     for entry in files:
@@ -298,7 +298,7 @@ class DatasetStep(WizardStep):
         # Torch-free and in-process: only this one file, and never over a file that holds
         # other data (the user's own set, an edited one): then it is written beside it.
         from tunewiz.engine.demo import write_sample_datasets
-        from tunewiz.engine.errors import TunewizError
+        from tunewiz.engine.contract.errors import TunewizError
 
         notes: list[str] = []
         try:

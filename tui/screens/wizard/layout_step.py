@@ -17,8 +17,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Select, SelectionList, Static
 
-from tunewiz.engine.config import DEEPSPEED, Config
-from tunewiz.engine.errors import TunewizError
+from tunewiz.engine.contract.config import DEEPSPEED, Config
+from tunewiz.engine.contract.errors import TunewizError
 
 from ...formatting import styled
 from ...services.engine_cli import EngineCommandFailed

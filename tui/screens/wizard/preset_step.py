@@ -9,8 +9,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Checkbox, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tunewiz.engine.config import check_name, field_docs
-from tunewiz.engine.errors import ConfigError
+from tunewiz.engine.contract.config import check_name, field_docs
+from tunewiz.engine.contract.errors import ConfigError
 
 from ...widgets.form import FieldRow
 from .state import preset_description, preset_files

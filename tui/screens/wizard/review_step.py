@@ -12,8 +12,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Static
 
-from tunewiz.engine.config import dump_yaml
-from tunewiz.engine.errors import TunewizError
+from tunewiz.engine.contract.config import dump_yaml
+from tunewiz.engine.contract.errors import TunewizError
 
 from ...formatting import styled
 from ...services.engine_cli import EngineCommandFailed

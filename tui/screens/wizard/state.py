@@ -6,7 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunewiz.engine.config import Config, config_from_dict, default_lr, dump_yaml, load_config, to_dict
+from tunewiz.engine.contract.config import Config, config_from_dict, default_lr, dump_yaml, load_config, to_dict
 
 STEP_NAMES = ("Model", "Preset", "Dataset", "Layout", "Review")
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import rundir
+from .cache_dirs import cache_root
 from .events import DONE_STATUSES, EventReader, pid_alive
 
 UNREADABLE = "unreadable"
@@ -120,8 +121,6 @@ class Lister:
         self._memory: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         if cache_dir is None:
-            from .demo import cache_root
-
             cache_dir = cache_root() / "runs"
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self._pruned = False

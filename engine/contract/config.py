@@ -31,11 +31,12 @@ from typing import Any, Union
 
 import yaml
 
-from .attention import CHOICES as ATTENTION_CHOICES
 from .errors import ConfigError
 
 METHODS = ("full", "lora", "qlora")
 STAGES = ("sft", "pretrain")
+# The attention paths train.attention may name (engine/attention.py implements them).
+ATTENTION_CHOICES = ("auto", "sdpa", "eager", "flex_attention", "varlen")
 FORMATS = ("auto", "pretrain", "conversation", "alpaca", "openai", "sharegpt")
 DEEPSPEED = ("none", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
 
