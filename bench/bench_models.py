@@ -1,7 +1,7 @@
 """Model folders for the training benchmark, and the FLOP figures behind its MFU column.
 
-``demo`` is the bundled SmolLM2-135M-Instruct. ``tiny`` and ``internlm2-1.8b-shape`` are
-random-weight Llamas written to a temporary folder: random weights cost the same FLOPs as
+``demo`` is the bundled SmolLM2-135M-Instruct. ``tiny``, ``internlm2-1.8b-shape`` and
+``internlm2-7b-shape`` are random-weight Llamas written to a temporary folder: random weights cost the same FLOPs as
 trained ones, and the 1.8B shape is the one the design's baseline table was measured on.
 Both borrow a real tokenizer (the demo model's, else a small byte-level BPE trained here),
 so the sample dataset encodes exactly as it would for a user.
@@ -24,6 +24,9 @@ SHAPES = {
     # InternLM2-1.8B as a plain Llama: what DESIGN.md's baseline table was measured on.
     "internlm2-1.8b-shape": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
                                  num_attention_heads=16, num_key_value_heads=8, vocab_size=92544),
+    # InternLM2-7B as a plain Llama: the 7B QLoRA row of the peer benchmark.
+    "internlm2-7b-shape": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
+                               num_attention_heads=32, num_key_value_heads=8, vocab_size=92544),
 }
 
 # GFLOP per trained token on the 1.8B shape at sequence 2048, from DESIGN.md
@@ -44,6 +47,8 @@ def prepare_model(name: str, workdir: Path, device: str) -> Path:
     if name not in SHAPES:
         return resolve_model_path(name).resolve()
     dest = workdir / name
+    if any((dest / f).is_file() for f in ("model.safetensors.index.json", "model.safetensors")):
+        return dest  # written by an earlier call into the same folder (--model-dir)
     tokenizer = _tokenizer(workdir)
     tokenizer.save_pretrained(dest)
     _random_llama(SHAPES[name], tokenizer, dest, device)

@@ -21,6 +21,9 @@ report against that wall clock (``reported/wall``, 1.00 when honest).
     python bench/bench_peers.py --out results/          # every workload, tunewiz vs liger vs hf
     python bench/bench_peers.py --workloads lora-b4 --sides tunewiz,tunewiz+compile=false,liger
     python bench/bench_peers.py --report results/results.jsonl    # the table again, from a file
+
+``qlora7b-b1-ckpt`` always runs on the InternLM2-7B shape (the others on --model);
+``--workloads`` leaves it out by default, since writing that model alone takes a minute.
 """
 
 from __future__ import annotations
@@ -48,19 +51,24 @@ WORKLOADS = {
     "lora-b8": ("lora", 8, False),
     "qlora-b8-ckpt": ("qlora", 8, True),
     "full-b4": ("full", 4, False),
+    "qlora7b-b1-ckpt": ("qlora", 1, True),
 }
+# Workloads that fix their own model shape (whatever --model says).
+WORKLOAD_MODEL = {"qlora7b-b1-ckpt": "internlm2-7b-shape"}
 PEERS = ("liger", "hf")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="internlm2-1.8b-shape", help=f"{', '.join(SHAPES)} or a model folder")
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
+    p.add_argument("--workloads", default=",".join(w for w in WORKLOADS if w not in WORKLOAD_MODEL), help=f"comma-separated: {', '.join(WORKLOADS)}")
     p.add_argument("--sides", default="tunewiz,liger,hf", help="comma-separated, run in this order")
     p.add_argument("--steps", type=int, default=8, help="measured optimizer steps per run")
     p.add_argument("--warmup-steps", type=int, default=3, help="steps before the measured ones (>= 1)")
     p.add_argument("--max-length", type=int, default=2048, help="tokens per row")
     p.add_argument("--child-timeout", type=int, default=300, help="seconds before a side is given up")
+    p.add_argument("--model-dir", help="keep the random-weight models here and reuse them on a later call "
+                   "(default: a temporary folder, removed at the end)")
     p.add_argument("--out", default=".", help="folder for results.jsonl and the sides' logs")
     p.add_argument("--report", metavar="RESULTS", help="only print the table of a results.jsonl")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -132,6 +140,7 @@ def run_tunewiz(side: str, workload: str, args, model: Path, data: Path, work: P
     warnings = [e["msg"] for e in events if e["type"] == "log" and e.get("level") == "warning"]
     return {"tokens_per_s": tokens / seconds, "s_per_step": seconds / n,
             "peak_gib": max(e["mem_gib"] for e in steps), "first_loss": steps[0]["loss"],
+            "losses": [e["loss"] for e in steps],
             "to_first_step_s": steps[0]["t"] - launched, "reported_over_wall": seconds / reported_s,
             "trained_share": sum(e["trained_tokens"] for e in measured) / tokens,
             "median_step_tokens_per_s": statistics.median(e["tokens_per_s"] for e in measured),
@@ -185,6 +194,7 @@ def run_peer(side: str, workload: str, args, model: Path, work: Path) -> dict:
     return {"tokens_per_s": sum(res["step_tokens"][w:w + n]) / seconds, "s_per_step": seconds / n,
             "median_step_tokens_per_s": statistics.median(steps),
             "peak_gib": res["peak_gib"], "first_loss": res["losses"][0] if res["losses"] else None,
+            "losses": res["losses"],
             "to_first_step_s": marks[0] - launched, "setup": "use_liger_kernel" if side == "liger" else "plain"}
 
 
@@ -210,11 +220,16 @@ def main(argv=None) -> int:
     results = []
     try:
         t0 = time.time()
-        model = prepare_model(args.model, work, "cuda")
+        models = {}
+        for w in workloads:
+            name = WORKLOAD_MODEL.get(w, args.model)
+            if name not in models:
+                models[name] = prepare_model(name, Path(args.model_dir) if args.model_dir else work, "cuda")
         most = max(WORKLOADS[w][1] for w in workloads) * (args.warmup_steps + args.steps)
         data = write_text_data(work / "text.jsonl", records=most + 8, words=args.max_length)
         print(f"model and data ready in {time.time() - t0:.0f}s", flush=True)
         for w in workloads:
+            model = models[WORKLOAD_MODEL.get(w, args.model)]
             for side in sides:
                 t0 = time.time()
                 if side.startswith("tunewiz"):
