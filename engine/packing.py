@@ -6,7 +6,7 @@ from 0 again. That restart is what keeps samples apart: transformers (5.x) reads
 mask, one block per sample (``masking_utils.find_packed_sequence_indices``), for sdpa,
 eager and flex attention. So a batch must carry **no attention_mask**, and the forward must run
 without a KV cache (``use_cache=False``): with a cache object present, transformers skips
-the detection and samples would see each other. tests/test_packing.py proves the logits of
+the detection and samples would see each other. tests/engine/test_packing.py proves the logits of
 a packed row equal those of each sample run alone.
 
 The first label of every sample is masked: the model shifts labels by one, so that label
