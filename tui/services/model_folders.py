@@ -49,7 +49,7 @@ def human_count(n: int | None) -> str:
 def demo_folder() -> Path | None:
     """The converted demo model, when `tunewiz demo` has prepared it."""
     from tunewiz.engine.contract.cache_dirs import cache_root
-    from tunewiz.engine.demo import DEMO_NAME
+    from tunewiz.engine.contract.samples import DEMO_NAME
 
     folder = cache_root() / "models" / DEMO_NAME
     return folder if (folder / "config.json").is_file() else None

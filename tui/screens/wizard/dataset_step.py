@@ -297,7 +297,7 @@ class DatasetStep(WizardStep):
     def write_assistant_set(self, name: str) -> None:
         # Torch-free and in-process: only this one file, and never over a file that holds
         # other data (the user's own set, an edited one): then it is written beside it.
-        from tunewiz.engine.demo import write_sample_datasets
+        from tunewiz.engine.contract.samples import write_sample_datasets
         from tunewiz.engine.contract.errors import TunewizError
 
         notes: list[str] = []

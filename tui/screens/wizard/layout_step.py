@@ -55,7 +55,7 @@ def _short(path: str) -> str:
 
 def node_commands_text(cfg: Config, config_path: str) -> str:
     """The command for every node, from the engine's planner (as --print-node-commands)."""
-    from tunewiz.engine.distributed import make_plan, node_commands
+    from tunewiz.engine.contract.layout_plan import make_plan, node_commands
 
     if cfg.layout.nnodes <= 1:
         return "one node: nothing to run elsewhere"
