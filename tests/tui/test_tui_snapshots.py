@@ -35,6 +35,7 @@ def pinned(tmp_path, monkeypatch):
     monkeypatch.setattr("tunewiz.tui.screens.wizard.model_step.find_model_folders",
                         lambda: [Path("models/internlm2-chat-1_8b"), Path("models/qwen2-7b-instruct")])
     gpus = [Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4), Gpu(1, "NVIDIA H100 80GB HBM3", 81559, 30112)]
+    monkeypatch.setattr("tunewiz.tui.screens.wizard.preset_step.detect_gpus", lambda: gpus)
     monkeypatch.setattr("tunewiz.tui.screens.wizard.layout_step.detect_gpus", lambda: gpus)
     monkeypatch.setattr("tunewiz.tui.screens.wizard.review_step.detect_gpus", lambda: gpus)
     write_sample_datasets(Path("data"), "Alice")

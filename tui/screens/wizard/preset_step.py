@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
 from textual.widgets import Checkbox, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tunewiz.engine.contract.config import check_name, field_docs
 from tunewiz.engine.contract.errors import ConfigError
 
+from ...formatting import styled
+from ...services.gpus import detect_gpus
 from ...widgets.form import FieldRow
+from .cuda_fit import cuda_problem
 from .state import preset_description, preset_files
 from .step import StepInvalid, WizardStep, parse_number
 
@@ -49,8 +54,15 @@ def widget_id(key: str) -> str:
     return "set-" + key.replace(".", "-")
 
 
+class GpusKnown(Message):
+    def __init__(self, gpus: list):
+        super().__init__()
+        self.gpus = gpus
+
+
 class PresetStep(WizardStep):
     INDEX = 1
+    gpus: list | None = None            # None until nvidia-smi has answered
 
     def compose_body(self) -> ComposeResult:
         self.presets: dict[str, Path] = {p.stem: p for p in preset_files()}
@@ -63,6 +75,7 @@ class PresetStep(WizardStep):
             with VerticalScroll(id="preset-form"):
                 yield Static(id="preset-method", classes="section-title")
                 yield Static(id="preset-about", classes="preset-about")
+                yield Static(id="preset-warning")
                 for key, label, kind in KEY_SETTINGS:
                     control = Checkbox("", id=widget_id(key)) if kind is bool else Input(id=widget_id(key), compact=True)
                     yield FieldRow(label, control, docs.get(key, ""), id=f"row-{widget_id(key)}")
@@ -74,6 +87,21 @@ class PresetStep(WizardStep):
             options.highlighted = ids.index(self.state.preset)
         self.fill_form()
         options.focus()
+        self.detect()
+
+    @work(thread=True)
+    def detect(self) -> None:
+        self.post_message(GpusKnown(detect_gpus()))
+
+    def on_gpus_known(self, message: GpusKnown) -> None:
+        self.gpus = message.gpus
+        self.show_warning()
+
+    def show_warning(self) -> None:
+        problem = cuda_problem(self.state.config, self.gpus)
+        warning = self.query_one("#preset-warning", Static)
+        warning.display = bool(problem)
+        warning.update(styled(("no GPU on this machine: ", "bold yellow"), (problem, "bold yellow")))
 
     def fill_form(self) -> None:
         cfg = self.state.config
@@ -92,6 +120,7 @@ class PresetStep(WizardStep):
                 widget.value = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
         for key in ("lora.r", "lora.alpha"):
             self.query_one(f"#row-{widget_id(key)}").display = cfg.method != "full"
+        self.show_warning()
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         # A stale highlight (the list's own first one, before on_mount moved it) is ignored.

@@ -20,13 +20,15 @@ from ...services.engine_cli import EngineCommandFailed
 from ...services.gpus import detect_gpus
 from ...services.memory_estimate import estimate_memory
 from ...services.model_folders import read_model_facts
+from .cuda_fit import cuda_problem
 from .step import StepInvalid, WizardStep
 
 
 class Launched(Message):
-    def __init__(self, run: Path | None, problem: str = ""):
+    def __init__(self, run: Path | None, problem: str = "", refused: bool = False):
         super().__init__()
         self.run, self.problem = run, problem
+        self.refused = refused          # not tried: it cannot train here
 
 
 def gpu_count(layout_gpus, detected: int) -> int:
@@ -69,7 +71,14 @@ class ReviewStep(WizardStep):
     def estimate(self) -> None:
         cfg = self.state.config
         facts = read_model_facts(cfg.model.path)
-        n_gpus = gpu_count(cfg.layout.gpus, len(detect_gpus()))
+        gpus = detect_gpus()
+        if problem := cuda_problem(cfg, gpus):
+            # No estimate for a run that cannot start here: what to do instead.
+            text = styled(("no GPU here: ", "bold red"), (problem, "bold red"),
+                          " (or save only, for a GPU machine)")
+            self.app.call_from_thread(self.query_one("#review-memory", Static).update, text)
+            return
+        n_gpus = gpu_count(cfg.layout.gpus, len(gpus))
         est = estimate_memory(cfg, facts, n_gpus)
         text = est.describe() if est else "memory estimate: unknown for this model (no sizes in config.json)"
         self.app.call_from_thread(self.query_one("#review-memory", Static).update, text)
@@ -113,6 +122,10 @@ class ReviewStep(WizardStep):
 
     @work(thread=True, exclusive=True, group="launch")
     def launch(self, path: Path) -> None:
+        # Checked here, not only in the estimate: Enter may come before that has answered.
+        if problem := cuda_problem(self.state.config, detect_gpus()):
+            self.post_message(Launched(None, problem, refused=True))
+            return
         try:
             self.post_message(Launched(self.app.engine.launch(path)))
         except (EngineCommandFailed, OSError) as e:
@@ -121,7 +134,8 @@ class ReviewStep(WizardStep):
     def on_launched(self, message: Launched) -> None:
         if message.run is None:
             self.query_one("#step-next", Button).disabled = False
-            self.say(styled((f"launch failed: {message.problem}", "bold red")))
+            what = message.problem if message.refused else f"launch failed: {message.problem}"
+            self.say(styled((what, "bold red")))
             return
         self.state.run = message.run
         self.dismiss("next")

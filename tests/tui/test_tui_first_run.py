@@ -1,0 +1,95 @@
+"""What a first-time user meets at 80x24: recipes this machine cannot run, previews that
+follow what was just written, and focus that can be seen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunewiz.engine.demo import write_sample_datasets
+from tunewiz.tui.app import TunewizApp
+from tunewiz.tui.services.engine_cli import EngineCli
+from tunewiz.tui.services.gpus import Gpu
+
+from support.tui import screen_text, wait_for, wait_for_text
+from support import FAKE_ENGINE
+
+H100 = Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAKE_ENGINE_STEPS", "12")
+    monkeypatch.setenv("FAKE_ENGINE_DELAY", "0.01")
+    write_sample_datasets(tmp_path / "data", "Alice")
+    return tmp_path
+
+
+def machine_with(monkeypatch, gpus: list) -> None:
+    for step in ("preset_step", "layout_step", "review_step"):
+        monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: list(gpus))
+
+
+def make_app(workdir: Path) -> TunewizApp:
+    engine = EngineCli(prefix=FAKE_ENGINE, output_dir=str(workdir / "work_dirs"))
+    return TunewizApp(engine.output_dir, engine=engine, open_wizard=True)
+
+
+def shown(app, selector: str) -> str:
+    """A widget's whole text, however it wraps on screen."""
+    return str(app.screen.query_one(selector).render())
+
+
+async def goto(pilot, name: str) -> None:
+    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == name)
+    await pilot.pause(0.1)
+
+
+async def pick_preset(pilot, stem: str) -> None:
+    options = pilot.app.screen.query_one("#preset-list")
+    ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+    options.focus()
+    await pilot.press("home", *["down"] * ids.index(stem))
+    await wait_for(pilot, lambda: pilot.app.screen.state.preset == stem)
+
+
+async def test_qlora_without_cuda_is_warned_in_preset_and_not_launched(workdir, monkeypatch):
+    machine_with(monkeypatch, [])
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "ModelStep")
+        await pilot.press("ctrl+n")
+        await goto(pilot, "PresetStep")
+        await pick_preset(pilot, "sft-qlora")
+        await wait_for_text(pilot, "QLoRA needs a CUDA GPU")
+        assert "choose sft-lora" in shown(app, "#preset-warning")
+        await pick_preset(pilot, "sft-lora")   # the warning goes with the recipe
+        await wait_for(pilot, lambda: "QLoRA needs" not in screen_text(app))
+        await pick_preset(pilot, "sft-qlora")
+        for step in ("PresetStep", "DatasetStep", "LayoutStep"):
+            await goto(pilot, step)
+            await pilot.press("ctrl+n")
+        await goto(pilot, "ReviewStep")
+        text = await wait_for_text(pilot, "no GPU here")
+        assert "RAM (CPU training)" not in text and "choose sft-lora" in text
+        await pilot.press("ctrl+l")
+        # The refusal takes the line beside the buttons, whole.
+        await wait_for(pilot, lambda: "QLoRA needs a CUDA GPU; choose sft-lora" in screen_text(app).splitlines()[-2])
+        assert type(app.screen).__name__ == "ReviewStep"
+    runs = [p for p in (workdir / "work_dirs").iterdir() if p.name.startswith("sft-qlora")]
+    assert runs == []           # nothing was started
+
+
+async def test_qlora_with_a_gpu_is_not_warned(workdir, monkeypatch):
+    machine_with(monkeypatch, [H100])
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "ModelStep")
+        await pilot.press("ctrl+n")
+        await goto(pilot, "PresetStep")
+        await pick_preset(pilot, "sft-qlora")
+        await wait_for(pilot, lambda: app.screen.gpus is not None)
+        await pilot.pause(0.1)
+        assert "QLoRA needs" not in screen_text(app)
