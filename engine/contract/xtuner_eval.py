@@ -123,7 +123,7 @@ def _number(x: Any) -> bool:
 
 class _Reader:
     def __init__(self, text: str):
-        self.text = text
+        self.lines = [line.encode("utf-8") for line in text.splitlines()]
         self.names: dict[str, Val] = {}
         self.defs: dict[str, int] = {}
         self.refs: dict[str, Ref] = {}  # imported names
@@ -176,8 +176,17 @@ class _Reader:
 
     # ------------------------------------------------------------------ expressions
     def source(self, node: ast.expr) -> str:
-        text = " ".join((ast.get_source_segment(self.text, node) or "...").split())
-        return text if len(text) <= SHOWN else text[:SHOWN - 3] + "..."
+        """The expression as written, on one line and cut to SHOWN characters. Reads only
+        the first SHOWN*4 bytes of each line it spans, so a huge file stays cheap."""
+        end_line = getattr(node, "end_lineno", None) or node.lineno
+        parts = []
+        for n in range(node.lineno, min(end_line, node.lineno + 8) + 1):
+            line = self.lines[n - 1] if n <= len(self.lines) else b""
+            start = node.col_offset if n == node.lineno else 0
+            stop = node.end_col_offset if n == end_line and node.end_col_offset is not None else len(line)
+            parts.append(line[start:min(stop, start + SHOWN * 4)].decode("utf-8", "replace"))
+        text = " ".join(" ".join(parts).split()) or "..."
+        return text if len(text) <= SHOWN and end_line <= node.lineno + 8 else text[:SHOWN - 3] + "..."
 
     def expr(self, node: ast.expr) -> Val:
         value = self.value(node)

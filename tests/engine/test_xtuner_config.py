@@ -133,3 +133,18 @@ def test_bad_files_are_one_error_with_file_and_line(text, said):
     with pytest.raises(ConfigError) as e:
         import_xtuner_text(text, "cfg.py")
     assert e.value.one_line().startswith(said) and "\n" not in e.value.one_line()
+
+
+def test_load_dataset_called_directly_and_splits():
+    text = HEAD + LORA + dataset(files="dict(train=['a.jsonl'], validation='v.jsonl')").replace(
+        "dict(type=load_dataset, path='json', data_files=", "load_dataset('json', data_files=")
+    cfg, unmapped = convert(text)
+    assert cfg.data.files == ["a.jsonl"] and unmapped == []
+
+
+def test_a_value_tunewiz_refuses_names_the_xtuner_key_and_line():
+    text = HEAD + LORA.replace("r=8", "r=0") + "data_path = 'x.json'\n" + dataset()
+    with pytest.raises(ConfigError) as e:
+        convert(text)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "r=0" in ln)
+    assert e.value.msg.startswith(f"cfg.py:{line}: r = 0 cannot be used: lora.r: must be at least 1")
