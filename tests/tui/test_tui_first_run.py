@@ -93,3 +93,26 @@ async def test_qlora_with_a_gpu_is_not_warned(workdir, monkeypatch):
         await wait_for(pilot, lambda: app.screen.gpus is not None)
         await pilot.pause(0.1)
         assert "QLoRA needs" not in screen_text(app)
+
+
+async def test_writing_the_assistant_set_refreshes_the_preview_of_the_same_path(tmp_path, monkeypatch):
+    # A first run: no data yet, so the preset's data/assistant.json is missing until written.
+    monkeypatch.chdir(tmp_path)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for step in ("ModelStep", "PresetStep"):
+            await goto(pilot, step)
+            await pilot.press("ctrl+n")
+        await goto(pilot, "DatasetStep")
+        assert app.screen.query_one("#data-path").value == "data/assistant.json"
+        await wait_for_text(pilot, "no such file")
+        owner = app.screen.query_one("#data-owner")
+        owner.focus()
+        await pilot.press(*"Bob", "enter")
+        await wait_for_text(pilot, "wrote data/assistant.json")
+        text = await wait_for_text(pilot, "first sample")
+        assert "no such file" not in text and "problem" not in text
+        assert "samples · format conversation" in shown(app, "#data-status")
+        await pilot.press("ctrl+n")      # and the step now accepts it
+        await goto(pilot, "LayoutStep")
+    assert "Bob" in (tmp_path / "data" / "assistant.json").read_text()

@@ -318,6 +318,9 @@ class DatasetStep(WizardStep):
         note = " (data/assistant.json holds other data, left as it is)" if message.kept else ""
         self.say(styled((f"wrote {message.path}", "green"), note))
         self.query_one("#data-path", Input).value = message.path
+        # The path may not have changed (the file was missing, or is rewritten): the check
+        # and the preview must read the file as it is now, not keep what they last showed.
+        self.schedule_check()
         self.query_one("#data-tree", DirectoryTree).reload()
 
     def store(self, strict: bool) -> None:
