@@ -148,3 +148,42 @@ def test_a_value_tunewiz_refuses_names_the_xtuner_key_and_line():
         convert(text)
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if "r=0" in ln)
     assert e.value.msg.startswith(f"cfg.py:{line}: r = 0 cannot be used: lora.r: must be at least 1")
+
+
+FULL = (HEAD + "from torch.optim import AdamW\nfrom mmengine.optim import CosineAnnealingLR, LinearLR\n"
+        + "from mmengine.hooks import CheckpointHook\nfrom xtuner.engine.hooks import EvaluateChatHook\n"
+        + "from xtuner.engine.runner import TrainLoop\n"
+        + "data_path = 'x.json'\nbatch_size = 2\nlr = 1e-4\nwarmup_ratio = 0.1\nmax_epochs = 2\n" + LORA
+        + dataset() + """
+train_dataloader = dict(batch_size=batch_size, dataset=train_dataset)
+optim_wrapper = dict(optimizer=dict(type=AdamW, lr=lr), clip_grad=dict(max_norm=1))
+param_scheduler = [dict(type=LinearLR, end=warmup_ratio * max_epochs), dict(type=CosineAnnealingLR, eta_min=0)]
+train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
+custom_hooks = [dict(type=EvaluateChatHook, every_n_iters=10, evaluation_inputs=['hi'], system='')]
+default_hooks = dict(checkpoint=dict(type=CheckpointHook, interval=100, max_keep_ckpts=2))
+""")
+
+
+@pytest.mark.parametrize("mutation", ["drop", "None", "'x'", "-1", "[]", "dict()", "f()"])
+def test_any_edit_of_a_config_gives_a_config_or_one_error(mutation):
+    """Each line dropped, or each value replaced, in turn: never anything but a result or a
+    ConfigError with a file:line (no other exception reaches the user)."""
+    cfg, unmapped = convert(FULL)
+    assert (cfg.train.lr, cfg.train.warmup_ratio, cfg.train.epochs, cfg.eval.every, cfg.train.save_every) == (
+        1e-4, 0.1, 2, 10, 100) and unmapped == []
+    lines = FULL.splitlines()
+    for i, line in enumerate(lines):
+        if mutation == "drop":
+            edited = lines[:i] + lines[i + 1:]
+        elif "=" in line and not line.lstrip().startswith(("from", "import", "#")):
+            key, _, _ = line.partition("=")
+            edited = lines[:i] + [f"{key}= {mutation}"] + lines[i + 1:]
+        else:
+            continue
+        try:
+            imported = import_xtuner_text("\n".join(edited) + "\n", "cfg.py")
+        except ConfigError as e:
+            assert e.msg.startswith("cfg.py:"), e.msg
+        else:
+            config_from_dict(imported.config)
+            assert all(ln.startswith("cfg.py:") for ln in imported.unmapped_lines())
