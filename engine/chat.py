@@ -1,21 +1,34 @@
-"""``tunewiz chat MODEL``: talk to a model in the terminal.
+"""A chat session with a model: the library side of ``tunewiz chat`` and the TUI's chat.
 
 A thin consumer of ``generate.stream_reply``. The prompt is rendered by the same Encoder
 that training uses, with the template and system prompt saved beside the adapter (or the
-merged model) unless --template / --system say otherwise, so the model sees at chat time
-exactly the text it was trained on. ``--prompt`` answers once (for scripts); otherwise it
-is a REPL that also works on piped stdin.
+merged model) unless the options say otherwise, so the model sees at chat time exactly
+the text it was trained on. The terminal REPL is tunewiz/commands/chat.py; the TUI talks
+to chat_server.py.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .contract.errors import ModelError
 
-HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt), /exit"
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What to load and how to answer; None means "as saved with the adapter / model"."""
+
+    model: str
+    adapter: str | None = None
+    template: str | None = None
+    system: str | None = None
+    bits: int | None = None          # 4 or 8: load the base quantized (CUDA only)
+    device: str = "auto"             # auto | cpu | cuda
+    max_new_tokens: int = 256
+    temperature: float = 0.0         # 0 = greedy
+    top_p: float = 0.9
 
 
 @dataclass
@@ -57,32 +70,32 @@ class ChatSession:
         self.history = []
 
 
-def open_session(args) -> ChatSession:
+def open_session(opts: ChatOptions) -> ChatSession:
     from .encode import Encoder
     from .inference_model import (adapter_kind, adapter_meta, attach_adapter, load_causal_lm,
                                   load_tokenizer_for)
     from .models import pick_dtype, resolve_model_path
 
-    base = resolve_model_path(args.model)
-    adapter = Path(args.adapter) if args.adapter else None
+    base = resolve_model_path(opts.model)
+    adapter = Path(opts.adapter) if opts.adapter else None
     if adapter is not None and adapter_kind(adapter) == "full":
         raise ModelError(f"{adapter} is a full model, not an adapter",
                          f"chat with it directly: tunewiz chat {adapter}")
     meta = adapter_meta(base, adapter)
-    template = args.template or meta.get("template") or "auto"
-    system = args.system if args.system is not None else meta.get("system", "")
+    template = opts.template or meta.get("template") or "auto"
+    system = opts.system if opts.system is not None else meta.get("system", "")
 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the terminal is for the conversation
-    device = _chat_device(args.bits, args.device)
+    device = _chat_device(opts.bits, opts.device)
     tokenizer = load_tokenizer_for(base, adapter)
     encoder = Encoder(tokenizer, template=template, system=system, stage="sft",
                       max_length=_context_length(base))
-    model = load_causal_lm(base, pick_dtype("auto", device), device, bits=args.bits)
+    model = load_causal_lm(base, pick_dtype("auto", device), device, bits=opts.bits)
     if adapter is not None:
         model = attach_adapter(model, adapter)
-    return ChatSession(model, tokenizer, encoder, args.max_new_tokens, args.temperature, args.top_p,
+    return ChatSession(model, tokenizer, encoder, opts.max_new_tokens, opts.temperature, opts.top_p,
                        context=encoder.max_length)
 
 
@@ -110,64 +123,3 @@ def _context_length(model_dir: Path) -> int:
     except (OSError, ValueError):
         return 2048
     return int(cfg.get("max_position_embeddings") or 2048)
-
-
-def _print_reply(session: ChatSession, text: str) -> None:
-    out = sys.stdout
-    try:
-        for piece in session.reply(text):
-            out.write(piece)
-            out.flush()
-    except KeyboardInterrupt:
-        out.write(" [stopped]")  # Ctrl-C ends the answer, not the chat
-    out.write("\n")
-    out.flush()
-
-
-def _read_line(interactive: bool) -> str | None:
-    if interactive:
-        try:
-            return input(">>> ")
-        except EOFError:
-            return None
-    line = sys.stdin.readline()
-    return line.rstrip("\n") if line else None
-
-
-def repl(session: ChatSession, interactive: bool) -> None:
-    if interactive:
-        print(HELP)
-    while (line := _read_line(interactive)) is not None:
-        text = line.strip()
-        if not text:
-            continue
-        if text in ("/exit", "/quit"):
-            break
-        if text == "/reset":
-            session.history = []
-            print("(conversation cleared)")
-        elif text == "/system" or text.startswith("/system "):
-            session.set_system(text[len("/system"):].strip())
-            print("(system prompt set; conversation cleared)")
-        elif text.startswith("/"):
-            print(f"unknown command {text.split()[0]}; {HELP}")
-        else:
-            _print_reply(session, text)
-
-
-def cmd_chat(args) -> int:
-    session = open_session(args)
-    if args.prompt is not None:
-        _print_reply(session, args.prompt)
-        return 0
-    interactive = sys.stdin.isatty()
-    if interactive:
-        try:
-            import readline  # noqa: F401  (line editing and history for input())
-        except ImportError:
-            pass
-    try:
-        repl(session, interactive)
-    except KeyboardInterrupt:
-        print()
-    return 0

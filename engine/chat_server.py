@@ -20,7 +20,6 @@ import json
 import queue
 import sys
 import threading
-from types import SimpleNamespace
 
 from .contract.errors import TunewizError
 
@@ -109,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-new-tokens", type=int, default=256)
     args = p.parse_args(argv)
-    from .chat import open_session
+    from .chat import ChatOptions, open_session
 
     try:
-        session = open_session(SimpleNamespace(**vars(args), temperature=0.0, top_p=0.9))
+        session = open_session(ChatOptions(**vars(args)))
     except TunewizError as e:
         send({"error": e.msg, "hint": e.hint})
         return 1

@@ -1,73 +1,70 @@
-"""`tunewiz check-data`: validate a dataset and show what the model will see.
+"""Validate a dataset and show what the model will see (the library side of `tunewiz check-data`).
 
 Uses the same reading, templates and encoding as training, and loads only the tokenizer.
 It streams: the data is read and encoded chunk by chunk on every core, and only per-sample
 counts are kept, so a million samples check in flat memory. Bad records are listed one
-``file:line: problem`` per line before the command fails.
-With ``--json`` the report is one JSON object on stdout (what the wizard reads): formats,
-counts, the length histogram, and the first sample as ``{text, trained}`` spans.
+``file:line: problem`` per line before the check fails. The report is data (DataReport);
+tunewiz/commands/check_data.py prints it as text or JSON (what the wizard reads).
 """
 
 from __future__ import annotations
 
-import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from .dataset import Tally, data_stats, samples_until_problem
 from .encode import IGNORE, Encoded, Encoder
+from .contract.config import DataConfig
 from .contract.errors import ConfigError, DataError, ModelError
 from .contract.formats import DataErrors, SampleStream
 from .parallel_encode import CHUNK, available_cores, encode_stream
 from .contract.progress_meter import ProgressMeter
 from .contract.templates import AUTO, get_template
 
-OPEN, CLOSE = "[[", "]]"          # trained spans in plain output
-BAR_WIDTH = 40
+
+@dataclass
+class DataReport:
+    """What check-data found: formats per source, counts, and the first sample as spans."""
+
+    formats: dict[str, str]
+    stage: str
+    template: str                    # "auto" or the template's name
+    max_length: int
+    stats: dict                      # records, samples, tokens, trained_tokens, truncated, no_loss, histogram
+    filtered: int                    # records dropped for having no output
+    first_source: str                # file:line of the first sample
+    first_tokens: int
+    first_truncated: bool
+    first_spans: list[tuple[str, bool]]   # (text, trained), decoded span by span
+
+    def to_json(self) -> dict:
+        return {
+            "formats": dict(self.formats), "stage": self.stage, "template": self.template,
+            "max_length": self.max_length, **self.stats, "filtered": self.filtered,
+            "first_sample": {"source": self.first_source, "tokens": self.first_tokens,
+                             "truncated": self.first_truncated,
+                             "spans": [{"text": t, "trained": k} for t, k in self.first_spans]},
+        }
 
 
-def cmd_check_data(args) -> int:
-    if args.max_length < 1:
-        raise ConfigError(f"--max-length: must be at least 1, got {args.max_length}", "e.g. --max-length 2048")
-    if args.template != AUTO:
-        get_template(args.template)  # a typo fails before the slow tokenizer load
-    detected = _validate(args.files, args.format)
-    stage = args.stage or detected
-    tokenizer = _tokenizer(args.model)
-    encoder = Encoder(tokenizer, template=args.template, system=args.system, stage=stage,
-                      max_length=args.max_length)
-    loaded, stats, first = _check(args, encoder)
-    if getattr(args, "json", False):
-        print(json.dumps(_report(args, loaded, stage, encoder, stats, first, tokenizer), ensure_ascii=False))
-        return 0
-
-    out = _Output()
-    for name, fmt in loaded.formats.items():
-        out.line(f"{name}: format {fmt}")
-    template = "auto (the tokenizer's chat template)" if encoder.describe() == "auto" else encoder.describe()
-    out.line(f"stage {stage}, template {template}, max length {args.max_length}")
-    out.line("")
-    dropped = f" ({loaded.filtered} dropped: no output)" if loaded.filtered else ""
-    out.line(f"records    {stats['records']}{dropped}")
-    share = stats["trained_tokens"] / max(stats["tokens"], 1)
-    out.line(f"tokens     {stats['tokens']:,} ({stats['trained_tokens']:,} trained, {share:.0%})")
-    out.line(f"truncated  {stats['truncated']} of {stats['samples']} at {args.max_length} tokens")
-    if stats["no_loss"]:
-        out.line(f"no loss    {stats['no_loss']} samples have no answer left within {args.max_length} tokens "
-                 "(skipped by training)")
-    out.line("")
-    out.line("tokens per sample:")
-    buckets = stats["length_histogram"]
-    last = max(i for i, b in enumerate(buckets) if b["count"]) if stats["samples"] else 0
-    peak = max(b["count"] for b in buckets) or 1
-    for b in buckets[:last + 1]:  # empty buckets past the longest sample say nothing
-        bar = "█" * round(BAR_WIDTH * b["count"] / peak) if b["count"] else ""
-        out.line(f"  {b['lo'] + 1:>6}-{b['hi']:<6} {bar} {b['count']}")
-    out.line("")
-    out.line(f"first sample ({loaded.first.source}); trained tokens "
-             + ("in bold green:" if out.rich else f"between {OPEN} and {CLOSE}:"))
-    out.sample(_runs(first, tokenizer))
-    return 0
+def check_data(data: DataConfig, model: str, stage: str | None = None, progress: bool = True) -> DataReport:
+    """Read, validate and encode data.files as training would (stage None: pretrain for
+    plain-text data, else sft); raise DataError listing the bad records."""
+    if data.max_length < 1:
+        raise ConfigError(f"--max-length: must be at least 1, got {data.max_length}", "e.g. --max-length 2048")
+    if data.template != AUTO:
+        get_template(data.template)  # a typo fails before the slow tokenizer load
+    detected = _validate(data.files, data.format)
+    stage = stage or detected
+    tokenizer = _tokenizer(model)
+    encoder = Encoder(tokenizer, template=data.template, system=data.system, stage=stage,
+                      max_length=data.max_length)
+    loaded, stats, first = _check(data, encoder, progress)
+    return DataReport(formats=dict(loaded.formats), stage=stage, template=encoder.describe(),
+                      max_length=data.max_length, stats=stats, filtered=loaded.filtered,
+                      first_source=loaded.first.source, first_tokens=len(first.input_ids),
+                      first_truncated=first.truncated, first_spans=_runs(first, tokenizer))
 
 
 class _Streamed:
@@ -78,10 +75,10 @@ class _Streamed:
                                                                  stream.filtered, first)
 
 
-def _check(args, encoder: Encoder) -> tuple[_Streamed, dict, Encoded]:
+def _check(data: DataConfig, encoder: Encoder, progress: bool) -> tuple[_Streamed, dict, Encoded]:
     """Read and encode the data as a stream (several processes; memory flat in its size),
     keeping only per-sample counts and the first sample."""
-    stream = SampleStream(args.files, args.format)
+    stream = SampleStream(data.files, data.format)
     firsts: list = []
 
     def keep_first(samples):
@@ -90,8 +87,7 @@ def _check(args, encoder: Encoder) -> tuple[_Streamed, dict, Encoded]:
                 firsts.append(s)
             yield s
 
-    meter = ProgressMeter("checking", "samples", stream=sys.stderr,
-                          show=sys.stderr.isatty() or not getattr(args, "json", False))
+    meter = ProgressMeter("checking", "samples", stream=sys.stderr, show=progress)
     hint = stream.rows_hint()
     tally = Tally()
     for chunk in encode_stream(encoder, keep_first(samples_until_problem(stream)), available_cores()):
@@ -102,7 +98,7 @@ def _check(args, encoder: Encoder) -> tuple[_Streamed, dict, Encoded]:
     if meter.started is not None:
         meter.update(tally.samples, tally.samples)
     lengths, counts, _first, truncated = tally.arrays()
-    stats = data_stats(lengths, counts, truncated, args.max_length, stream.records)
+    stats = data_stats(lengths, counts, truncated, data.max_length, stream.records)
     return _Streamed(stream, firsts[0]), stats, encoder.encode(firsts[0])
 
 
@@ -140,26 +136,7 @@ def _tokenizer(model: str):
     return load_tokenizer(Path(path))
 
 
-def _report(args, loaded, stage: str, encoder: Encoder, stats: dict, first: Encoded, tokenizer) -> dict:
-    """The --json report: everything the text report says, as data."""
-    return {
-        "formats": dict(loaded.formats),
-        "stage": stage,
-        "template": encoder.describe(),
-        "max_length": args.max_length,
-        **stats,
-        "filtered": loaded.filtered,
-        "first_sample": {
-            "source": loaded.first.source,
-            "tokens": len(first.input_ids),
-            "truncated": first.truncated,
-            "spans": [{"text": text, "trained": trained}
-                      for text, trained in _runs(first, tokenizer, cut_note=False)],
-        },
-    }
-
-
-def _runs(enc: Encoded, tokenizer, cut_note: bool = True) -> list[tuple[str, bool]]:
+def _runs(enc: Encoded, tokenizer) -> list[tuple[str, bool]]:
     """The sample's text as (text, trained) runs, decoded run by run."""
     runs: list[tuple[str, bool]] = []
     start = 0
@@ -169,34 +146,4 @@ def _runs(enc: Encoded, tokenizer, cut_note: bool = True) -> list[tuple[str, boo
                                     clean_up_tokenization_spaces=False)
             runs.append((text, enc.labels[start] != IGNORE))
             start = i
-    if enc.truncated and cut_note:
-        runs.append((f" … (cut at {len(enc.input_ids)} tokens)", False))
     return runs
-
-
-class _Output:
-    """Plain text when piped (trained spans in [[...]]), rich colour on a terminal."""
-
-    def __init__(self) -> None:
-        self.rich = sys.stdout.isatty()
-        if self.rich:
-            from rich.console import Console
-
-            self.console = Console(highlight=False)
-
-    def line(self, text: str) -> None:
-        if self.rich:
-            self.console.print(text, markup=False)
-        else:
-            print(text)
-
-    def sample(self, runs: list[tuple[str, bool]]) -> None:
-        if self.rich:
-            from rich.text import Text
-
-            text = Text()
-            for part, trained in runs:
-                text.append(part, style="bold green" if trained else "dim")
-            self.console.print(text)
-        else:
-            print("".join(f"{OPEN}{part}{CLOSE}" if trained else part for part, trained in runs))

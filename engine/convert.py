@@ -149,8 +149,3 @@ def convert_checkpoint(src: Path, out: Path, say: Say = print) -> Path:
             _copy_tokenizer(ckpt, meta["base_model"], tmp)
     say(f"convert: done -> {out}")
     return out
-
-
-def cmd_convert(args) -> int:
-    convert_checkpoint(Path(args.src), Path(args.out), say=lambda m: print(m, flush=True))
-    return 0

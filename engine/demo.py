@@ -148,26 +148,6 @@ def _check_round_trip(reference, folder: Path, tokenizer) -> None:
         raise RuntimeError(f"converted demo model differs from the GGUF (max diff {(a - b).abs().max():.3g})")
 
 
-# --------------------------------------------------------------------------- command
-
-def cmd_demo(args) -> int:
-    """`tunewiz demo`: convert the demo model (once) and write the sample datasets."""
-    say = (lambda *a, **k: None) if args.quiet else print
-    steps = {1: "tokenizer read", 2: "weights dequantized", 3: "safetensors written", 4: "checked"}
-
-    def progress(phase: str, done: int, total: int) -> None:
-        if done:
-            say(f"  [{done}/{total}] {steps.get(done, phase)}", flush=True)
-
-    dest = cache_root() / "models" / DEMO_NAME
-    if not _is_complete(dest):
-        say(f"converting the demo model {DEMO_NAME} (once, about a minute)...", flush=True)
-    model = demo_model_path(progress)
-    # Notes about files left alone are printed even with --quiet: the user should know
-    # that their own data/assistant.json was kept and where the sample went instead.
-    files = write_sample_datasets(Path(args.dest), args.name, say=lambda m: print(m, flush=True))
-    say(f"demo model:   {model}")
-    say(f"assistant:    {files['conversation']}  (XTuner conversation format, {ASSISTANT_RECORDS} records)")
-    say(f"assistant:    {files['openai']}  (OpenAI messages format)")
-    say(f"pretraining:  {files['pretrain']}  ({PRETRAIN_RECORDS} records)")
-    return 0
+def demo_model_ready() -> bool:
+    """The demo model is converted already (demo_model_path returns at once)."""
+    return _is_complete(cache_root() / "models" / DEMO_NAME)

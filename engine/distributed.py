@@ -22,11 +22,11 @@ from .contract.errors import DistributedError
 from .contract.layout_plan import Plan, make_plan, node_commands, slurm_script, visible_gpus  # noqa: F401
 
 
-def torchrun_command(plan: Plan, config: Path, run: Path, resume: bool) -> list[str]:
+def torchrun_command(plan: Plan, run: Path, resume: bool) -> list[str]:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={plan.nnodes}",
            f"--node-rank={plan.node_rank}", f"--nproc-per-node={plan.nproc}",
            f"--master-addr={plan.master_addr}", f"--master-port={plan.master_port}",
-           "--max-restarts=0", "-m", "tunewiz", "train", str(config), "--run-dir", str(run)]
+           "--max-restarts=0", "-m", "tunewiz.engine.rank_worker", "--run-dir", str(run)]
     return cmd + (["--resume"] if resume else [])
 
 
@@ -94,7 +94,7 @@ def supervise(cfg: Config, plan: Plan, run: Path, resume: bool) -> int:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.devices))
     env.setdefault("NCCL_NVLS_ENABLE", "0")
     env.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
-    cmd = torchrun_command(plan, run / rundir.CONFIG, run, resume)
+    cmd = torchrun_command(plan, run, resume)
     print(f"launching {plan.world_size} processes ({plan.nnodes} node(s) x {plan.nproc}); "
           f"launcher output in {run / rundir.LOGS / 'launcher-torchrun.log'}", flush=True)
     # torchrun's own chatter (and its stack traces when a worker fails) goes to a file; the

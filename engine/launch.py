@@ -1,4 +1,4 @@
-"""`tunewiz train` and `tunewiz stop`: run directories, detached supervisors, graceful stops.
+"""Starting and stopping runs: run directories, detached supervisors, graceful stops.
 
 Torch-free: the config is validated and the run directory prepared before anything heavy
 loads, and ``--detach`` hands the run to a new session (``start_new_session``) so closing
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from . import stop_signal
 
 from .contract import rundir
 from .contract.config import Config, absolute_paths, dump_yaml, load_config, shown, where
-from .distributed import make_plan, node_commands, slurm_script, supervise
+from .distributed import make_plan, supervise
 from .contract.errors import ConfigError, DistributedError, TunewizError
 from .contract.events import EventWriter, pid_alive, read_events
 
@@ -29,41 +28,42 @@ from .contract.events import EventWriter, pid_alive, read_events
 LOCK_FD_ENV = "TUNEWIZ_RUN_LOCK_FD"
 
 
-def cmd_train(args) -> int:
-    if args.run_dir:
-        if "LOCAL_RANK" in os.environ:  # a torchrun worker: its supervisor holds the run's lock
-            from .train import run_training
-            return run_training(Path(args.run_dir), resume=args.resume)
-        # The detached supervisor: the run directory is prepared and locked by its launcher.
-        # Stop requests first (SIGTERM waited, blocked, since the spawn), then the lock.
-        stop_signal.install()
-        run = Path(args.run_dir)
-        inherited = os.environ.pop(LOCK_FD_ENV, None)
-        lock = rundir.adopt_lock(run, int(inherited)) if inherited else _claim(run)
-        return _run_here(run, args.resume, args.node_rank, lock=lock)
-    if args.print_node_commands or args.slurm:
-        return _print_launch_help(args)
-    if args.resume:
-        run = _run_to_resume(args.config, args.output_dir)
+def start_training(target: str, *, resume: bool = False, detach: bool = False, node_rank: int | None = None,
+                   output_dir: str = "work_dirs", say=print) -> int:
+    """A user's `tunewiz train`: target is a config (a new run) or, with resume, a run
+    directory or the config of the run to continue. Detached, the run goes to a supervisor
+    in its own session and this returns at once; else it trains here."""
+    if resume:
+        run = _run_to_resume(target, output_dir)
         cfg = load_config(run / rundir.CONFIG)
     else:
-        cfg = load_config(args.config)
+        cfg = load_config(target)
         run = None
-    plan = make_plan(cfg, args.node_rank)  # layout problems fail before a run directory exists
+    plan = make_plan(cfg, node_rank)  # layout problems fail before a run directory exists
     run = run or prepare_run(cfg, plan.node_rank)
     # One writer per run: the lock is taken before anything in the run is touched, and a
     # detached launch hands it to the supervisor it spawns (never unlocked in between).
     lock = _claim(run)
-    if args.detach:
-        proc = spawn_detached(run, resume=args.resume, node_rank=args.node_rank,
+    if detach:
+        proc = spawn_detached(run, resume=resume, node_rank=node_rank,
                               log_name="launcher.log" if plan.needs_launcher else "rank0.log", lock=lock)
         os.close(lock)
-        print(f"training in the background (pid {proc.pid}); watch it with `tunewiz attach {run}`")
-        print(run)
+        say(f"training in the background (pid {proc.pid}); watch it with `tunewiz attach {run}`")
+        say(str(run))
         return 0
-    print(f"run directory: {run}", flush=True)
+    say(f"run directory: {run}")
     stop_signal.install()
-    return _run_here(run, args.resume, args.node_rank, tee=True, lock=lock)
+    return _run_here(run, resume, node_rank, tee=True, lock=lock)
+
+
+def supervise_detached(run: Path, resume: bool, node_rank: int | None) -> int:
+    """The detached supervisor (engine/supervisor.py): the run directory is prepared and
+    locked by its launcher. Stop requests first (SIGTERM waited, blocked, since the spawn),
+    then the lock."""
+    stop_signal.install()
+    inherited = os.environ.pop(LOCK_FD_ENV, None)
+    lock = rundir.adopt_lock(run, int(inherited)) if inherited else _claim(run)
+    return _run_here(run, resume, node_rank, lock=lock)
 
 
 def _claim(run: Path) -> int:
@@ -77,28 +77,6 @@ def _claim(run: Path) -> int:
             raise
         _fail(run, e)
         raise SystemExit(1) from None  # _fail has said it all: the one line and the error event
-
-
-def _print_launch_help(args) -> int:
-    cfg = load_config(args.config)
-    plan = make_plan(cfg, args.node_rank, launching=False)
-    if args.slurm:
-        script = slurm_script(args.config, cfg, plan)
-        if args.slurm == "-":
-            print(script, end="")
-        else:
-            try:
-                Path(args.slurm).write_text(script)
-            except OSError as e:
-                raise ConfigError(f"--slurm {shown(args.slurm)}: cannot write the script ({e.strerror or e})",
-                                  "give a file path in a folder you can write, or - to print it") from None
-            print(f"wrote {args.slurm}; submit it with `sbatch {shlex.quote(args.slurm)}`")
-        return 0
-    print(f"# {plan.nnodes} node(s) x {plan.nproc} process(es); node 0 listens on "
-          f"{plan.master_addr}:{plan.master_port}")
-    for k, line in enumerate(node_commands(args.config, plan)):
-        print(f"{line}    # on node {k}")
-    return 0
 
 
 def prepare_run(cfg: Config, node_rank: int = 0) -> Path:
@@ -247,7 +225,7 @@ def spawn_detached(run: Path, resume: bool = False, node_rank: int | None = None
     run's lock descriptor) is passed down for the supervisor to keep. The supervisor starts
     with SIGTERM blocked (a signal mask survives exec): a `tunewiz stop` before it has
     installed its handlers waits for them instead of killing it without a word."""
-    cmd = [sys.executable, "-m", "tunewiz", "train", str(run / rundir.CONFIG), "--run-dir", str(run)]
+    cmd = [sys.executable, "-m", "tunewiz.engine.supervisor", "--run-dir", str(run)]
     if resume:
         cmd.append("--resume")
     if node_rank is not None:
@@ -267,25 +245,24 @@ def spawn_detached(run: Path, resume: bool = False, node_rank: int | None = None
     return proc
 
 
-def cmd_stop(args) -> int:
-    run = rundir.require_run(args.run, args.output_dir)
+def request_stop(run: Path, wait: bool = False, say=print) -> None:
+    """Ask a running run to checkpoint and stop (SIGTERM to its supervisor); with wait,
+    return once the process is gone and the run's lock is free."""
     info = rundir.run_info(run)
     pid = info.state.get("pid")
     if info.status not in ("starting", "running") or not pid_alive(pid):
-        print(f"{run.name} is not running ({info.status})")
-        return 0
+        say(f"{run.name} is not running ({info.status})")
+        return
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:  # it ended between the look and the signal
-        print(f"{run.name} is not running ({rundir.run_info(run).status})")
-        return 0
-    print(f"asked {run.name} (pid {pid}) to checkpoint and stop")
-    if args.wait:
+        say(f"{run.name} is not running ({rundir.run_info(run).status})")
+        return
+    say(f"asked {run.name} (pid {pid}) to checkpoint and stop")
+    if wait:
         # Until the process is gone, not just its status: the run's lock is held to the end
         # (by a torchrun launch's supervisor, a moment after rank 0), and a `--resume` right
         # after must find the run free.
         while pid_alive(pid) or rundir.is_locked(run):
             time.sleep(0.2)
-        print(f"{run.name}: {rundir.run_info(run).status}")
-    return 0
-
+        say(f"{run.name}: {rundir.run_info(run).status}")

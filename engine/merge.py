@@ -86,9 +86,3 @@ def _ensure_chat_template(tokenizer, template_name: str | None, default_system: 
     uses_bos = bool(Encoder(tokenizer, template_name).bos_ids)
     tokenizer.chat_template = template_to_jinja(get_template(template_name), uses_bos, default_system)
     say(f"merge: wrote a chat template for {template_name}")
-
-
-def cmd_merge(args) -> int:
-    merge_adapter(args.base, Path(args.adapter), Path(args.out), max_shard_size=args.max_shard_size,
-                  device=args.device, dtype=args.dtype, say=lambda m: print(m, flush=True))
-    return 0

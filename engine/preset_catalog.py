@@ -1,10 +1,12 @@
-"""`tunewiz presets list | copy`: the ready recipes under presets/. Torch-free."""
+"""The ready recipes under presets/ (`tunewiz presets list | copy`). Torch-free."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from .contract.config import load_config
+import yaml
+
 from .contract.errors import ConfigError, TunewizError
 from .contract.output_folder import write_file_once
 
@@ -16,7 +18,37 @@ def preset_dir() -> Path:
 
 
 def list_presets(pattern: str | None = None) -> list[Path]:
-    return [p for p in sorted(preset_dir().glob("*.yaml")) if not pattern or pattern in p.stem]
+    """The presets that match pattern (all without one), smaller models first."""
+    found = sorted(preset_dir().glob("*.yaml"), key=lambda p: _natural_key(p.stem))
+    return [p for p in found if not pattern or _matches(p, _search_form(pattern))]
+
+
+def _search_form(text: str) -> str:
+    # Hub ids write versions and sizes with dots and dashes (Qwen2.5-7B-Instruct), preset
+    # names with underscores (qwen2_5_7b_instruct): compare them in one spelling.
+    return re.sub(r"[-. ]", "_", text.strip().lower())
+
+
+def _matches(preset: Path, wanted: str) -> bool:
+    """wanted is part of the preset's name or of its model's hub id, or is an XTuner config
+    name that starts with the preset's name (internlm2_chat_7b_qlora_alpaca_e3 finds
+    internlm2_chat_7b_qlora: XTuner adds the dataset and the epochs to its names)."""
+    name = _search_form(preset.stem)
+    return wanted in name or wanted.startswith(name + "_") or wanted in _search_form(_model_hub_id(preset))
+
+
+def _model_hub_id(preset: Path) -> str:
+    """The preset's model.path when it is a hub id (owner/name); "" for demo and the like."""
+    try:
+        path = str(yaml.safe_load(preset.read_text(encoding="utf-8"))["model"]["path"])
+    except (OSError, yaml.YAMLError, TypeError, KeyError):
+        return ""  # a preset without a model still matches by its name
+    return path if "/" in path else ""
+
+
+def _natural_key(name: str) -> list:
+    # 0_5b, 1_5b, 7b, 14b, 72b in that order, not 0_5b, 14b, 1_5b, 72b, 7b.
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
 
 def describe(path: Path) -> str:
@@ -25,22 +57,13 @@ def describe(path: Path) -> str:
     return lines[1] if len(lines) > 1 else ""
 
 
-def cmd_presets(args) -> int:
-    if args.action == "list":
-        presets = list_presets(args.pattern)
-        if not presets:
-            print(f"no preset matches {args.pattern!r}")
-            return 0
-        width = max(len(p.stem) for p in presets)
-        for p in presets:
-            cfg = load_config(p)
-            print(f"{p.stem.ljust(width)}  {cfg.method:5} {cfg.stage:8} {describe(p)}")
-        return 0
-    matches = [p for p in list_presets() if p.stem == args.name]
+def copy_preset(name: str, dest: Path) -> tuple[Path, Path]:
+    """Copy the preset called name to dest (a file, or a folder to put it in); give back
+    (preset, written file). Never overwrites: an existing dest is an error saying why."""
+    matches = [p for p in list_presets() if p.stem == name]
     if not matches:
         known = ", ".join(p.stem for p in list_presets())
-        raise ConfigError(f"no preset named {args.name!r}", f"known presets: {known}")
-    dest = Path(args.dest)
+        raise ConfigError(f"no preset named {name!r}", f"known presets: {known}")
     if dest.is_dir():
         dest = dest / matches[0].name
     try:
@@ -56,5 +79,4 @@ def cmd_presets(args) -> int:
     if outcome == "kept":
         raise ConfigError(f"{dest} already exists and holds something else",
                           "choose another destination; tunewiz never overwrites it")
-    print(f"copied {matches[0].stem} to {dest}; edit it, then `tunewiz train {dest}`")
-    return 0
+    return matches[0], dest

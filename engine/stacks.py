@@ -1,4 +1,4 @@
-"""`tunewiz stacks RUN`: what every training process of a run is doing right now.
+"""What every training process of a run is doing right now (`tunewiz stacks RUN`).
 
 Every tunewiz process prints all its threads' Python stacks on SIGUSR1 and carries on
 (see ``tunewiz.cli.main``); a training rank's stderr is its log in ``logs/``. This command
@@ -42,8 +42,9 @@ def run_processes(run: Path) -> list[int]:
     return sorted(found)
 
 
-def cmd_stacks(args) -> int:
-    run = rundir.require_run(args.run, args.output_dir)
+def collect_stacks(run: Path, wait_s: float) -> tuple[list[int], dict[str, str]]:
+    """Signal the run's processes here and give back, per log file, the stacks they added
+    to it within wait_s seconds."""
     pids = run_processes(run)
     if not pids:
         raise TunewizError(f"{run.name} has no process on this machine ({rundir.run_info(run).status})",
@@ -55,17 +56,13 @@ def cmd_stacks(args) -> int:
             os.kill(pid, signal.SIGUSR1)
         except ProcessLookupError:
             pass
-    time.sleep(args.wait)
-    print(f"{run.name}: signalled pid(s) {', '.join(map(str, pids))}")
-    shown = 0
+    time.sleep(wait_s)  # the processes write their stacks when the signal reaches them
+    stacks = {}
     for path in sorted((run / rundir.LOGS).glob("*.log")):
         with open(path, "rb") as f:
             f.seek(sizes.get(path, 0))
             lines = f.read().decode(errors="replace").splitlines()
         first = next((i for i, line in enumerate(lines) if "(most recent call first)" in line), None)
         if first is not None:
-            shown += 1
-            print(f"\n=== {path.name}\n" + "\n".join(lines[first:]).rstrip())
-    if not shown:
-        print("no stacks in logs/: a run in the foreground prints them in its own terminal")
-    return 0
+            stacks[path.name] = "\n".join(lines[first:]).rstrip()
+    return pids, stacks

@@ -82,26 +82,17 @@ class TunewizApp(App):
             event.widget.cursor_blink = False
 
 
-def cmd_app(args) -> int:
-    """`tunewiz`: Home, or straight into the wizard when there is no run yet."""
+def open_app(output_dir: str | Path) -> None:
+    """Home, or straight into the wizard when there is no run yet."""
     from tunewiz.engine.contract.rundir import list_runs
 
-    output_dir = Path(args.output_dir)
+    output_dir = Path(output_dir)
     TunewizApp(output_dir, open_wizard=not list_runs(output_dir)).run()
-    return 0
 
 
-def cmd_attach(args) -> int:
-    """`tunewiz attach [RUN]`: the monitor for a run (the newest by default)."""
-    from tunewiz.engine.contract.errors import TunewizError
-    from tunewiz.engine.contract.rundir import resolve_run
-
-    run = resolve_run(args.run, args.output_dir)
-    if run is None:
-        what = f"no run matches {args.run!r}" if args.run else f"no runs in {args.output_dir}"
-        raise TunewizError(what, "see `tunewiz runs`, or start one with `tunewiz`")
-    TunewizApp(args.output_dir, attach=run).run()
-    return 0
+def open_monitor(run: Path, output_dir: str | Path) -> None:
+    """The monitor for one run; q goes to Home."""
+    TunewizApp(output_dir, attach=run).run()
 
 
 def _is_tty(fd: int) -> bool:

@@ -3,13 +3,39 @@
 import subprocess
 import sys
 
-from tunewiz.cli import COMMANDS, build_parser
+import importlib
+from pathlib import Path
+
+from tunewiz.cli import build_parser
+from tunewiz.commands import SUBCOMMANDS
 
 
-def test_command_map_and_parser_agree():
+def test_every_command_module_is_on_the_parser():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(sub.choices) == set(COMMANDS)
+    assert list(sub.choices) == list(SUBCOMMANDS)
+    folder = Path(importlib.import_module("tunewiz.commands").__file__).parent
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "wizard"}
+    assert modules == set(SUBCOMMANDS.values())  # no command module left out of the map
+    for module in SUBCOMMANDS.values():
+        m = importlib.import_module(f"tunewiz.commands.{module}")
+        assert callable(m.add_parser) and callable(m.run)
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    """`tunewiz presets list | head -1`: the reader is gone before the command writes (its
+    read end is closed before the command starts, so every write fails): no traceback."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = subprocess.run([sys.executable, "-m", "tunewiz", "presets", "list"], stdout=write_end,
+                           stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 141, r.stderr
+    assert r.stderr == "", r.stderr
 
 
 def test_help_imports_no_torch():

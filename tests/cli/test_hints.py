@@ -35,7 +35,8 @@ def test_an_empty_model_path_says_it_is_empty(cli, tmp_path):
 UNREADABLE = """
 import os, sys
 import tunewiz.cli as cli
-import tunewiz.engine.check_data, tunewiz.engine.contract.formats, tunewiz.engine.contract.json_records, tunewiz.engine.contract.sources
+cli.build_parser()  # imports every command module
+import tunewiz.engine.entry_point, tunewiz.engine.check_data, tunewiz.engine.contract.formats, tunewiz.engine.contract.json_records, tunewiz.engine.contract.sources
 os.setgid(65534); os.setuid(65534)  # imported first: afterwards nothing but the data is read
 sys.exit(cli.main(["check-data", *sys.argv[1:], "--model", "/nowhere"]))
 """

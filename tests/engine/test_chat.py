@@ -108,14 +108,11 @@ def test_chat_prompt_answers_once(cli, tiny_model, loaded):
 
 def one_answer(model: Path, adapter: Path | None, system: str | None, prompt: str, max_new_tokens: int = 8) -> str:
     """What `tunewiz chat MODEL [--adapter A] [--system S] --prompt P` prints, answered in this process."""
-    from argparse import Namespace
+    from tunewiz.engine.chat import ChatOptions, open_session
 
-    from tunewiz.engine.chat import open_session
-
-    args = Namespace(model=str(model), adapter=str(adapter) if adapter else None, template=None, system=system,
-                     bits=None, prompt=prompt, max_new_tokens=max_new_tokens, temperature=0.0, top_p=0.9,
-                     device="cpu")
-    return "".join(open_session(args).reply(prompt)).strip()
+    opts = ChatOptions(model=str(model), adapter=str(adapter) if adapter else None, system=system,
+                       max_new_tokens=max_new_tokens, device="cpu")
+    return "".join(open_session(opts).reply(prompt)).strip()
 
 
 def test_chat_with_adapter_uses_saved_system_prompt(cli, tiny_model, tmp_path):
@@ -146,13 +143,9 @@ def test_chat_repl_reads_piped_stdin(cli, tiny_model):
 
 
 def test_chat_remembers_turns(tiny_model):
-    from argparse import Namespace
+    from tunewiz.engine.chat import ChatOptions, open_session
 
-    from tunewiz.engine.chat import open_session
-
-    args = Namespace(model=str(tiny_model), adapter=None, template=None, system=None, bits=None, prompt=None,
-                     max_new_tokens=6, temperature=0.0, top_p=0.9, device="cpu")  # as the CLI parses it
-    session = open_session(args)
+    session = open_session(ChatOptions(model=str(tiny_model), max_new_tokens=6, device="cpu"))
     first = "".join(session.reply("Hello"))
     "".join(session.reply("Who are you?"))
     assert [m["role"] for m in session.history] == ["user", "assistant", "user", "assistant"]

@@ -138,6 +138,7 @@ def test_full_disk_while_replacing_keeps_the_old_result(cli, tiny_model, tmp_pat
 def test_demo_keeps_the_users_sample_files(tmp_path, monkeypatch, capsys):
     from argparse import Namespace
 
+    from tunewiz.commands import demo as demo_command
     from tunewiz.engine import demo
 
     data = tmp_path / "data"
@@ -147,8 +148,8 @@ def test_demo_keeps_the_users_sample_files(tmp_path, monkeypatch, capsys):
     (data / "pretrain.jsonl").write_text('{"text": "mine"}\n', encoding="utf-8")
 
     monkeypatch.setattr(demo, "demo_model_path", lambda progress=None: tmp_path / "model")
-    monkeypatch.setattr(demo, "_is_complete", lambda folder: True)
-    assert demo.cmd_demo(Namespace(quiet=True, dest=str(data), name="tunewiz")) == 0
+    monkeypatch.setattr(demo, "demo_model_ready", lambda: True)
+    assert demo_command.run(Namespace(quiet=True, dest=str(data), name="tunewiz")) == 0
     said = capsys.readouterr().out
     assert (data / "assistant.json").read_text(encoding="utf-8") == own
     assert (data / "pretrain.jsonl").read_text(encoding="utf-8") == '{"text": "mine"}\n'

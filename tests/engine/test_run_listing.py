@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunewiz.engine import runs_cmd
+from tunewiz.commands import runs as runs_command
 from tunewiz.engine.contract.run_listing import UNREADABLE, Lister
 from support import FAKE_ENGINE
 
@@ -68,7 +68,7 @@ def test_runs_lists_every_run_when_some_are_bad(tmp_path, capsys):
     runs = bad_runs(root)
     (runs["bytes"] / "events.jsonl").unlink()
     (runs["bytes"] / "events.jsonl").mkdir()  # a folder where a file should be
-    assert runs_cmd.cmd_runs(Namespace(output_dir=str(root))) == 0
+    assert runs_command.run(Namespace(output_dir=str(root))) == 0
     out = capsys.readouterr().out
     for name, run in runs.items():
         assert run.name in out, name
@@ -222,14 +222,14 @@ def test_listing_never_crashes_on_random_runs(runs, appended):
 
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            assert runs_cmd.cmd_runs(Namespace(output_dir=str(root))) == 0
+            assert runs_command.run(Namespace(output_dir=str(root))) == 0
         assert all(run.name in out.getvalue() for run in made)
         shutil.rmtree(root)
 
 
 @pytest.fixture(autouse=True)
 def _own_cache(tmp_path, monkeypatch):
-    # runs_cmd's default lister caches under $TUNEWIZ_CACHE: keep it inside the test.
+    # `tunewiz runs`'s default lister caches under $TUNEWIZ_CACHE: keep it inside the test.
     monkeypatch.setenv("TUNEWIZ_CACHE", str(tmp_path / "cache"))
     import tunewiz.engine.contract.run_listing as rl
 

@@ -67,7 +67,7 @@ async def test_no_runs_opens_the_wizard_from_the_cli_entry(tmp_path, monkeypatch
         opened["wizard"] = self.open_wizard
 
     monkeypatch.setattr(app_module.TunewizApp, "run", fake_run)
-    app_module.cmd_app(type("Args", (), {"output_dir": str(tmp_path / "work_dirs")})())
+    app_module.open_app(tmp_path / "work_dirs")
     assert opened == {"wizard": True}
 
 

@@ -6,10 +6,17 @@ Each run is read on its own (run_listing): one that cannot be read is listed as
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 
-from .contract.run_listing import UNREADABLE, default_lister
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    s = sub.add_parser("runs", help="list runs with status, step/total, last loss",
+                       description="The runs in the output folder, newest first: status, step of total, "
+                                   "last loss, start time and, while training, the time left.")
+    s.add_argument("--output-dir", default=argparse.SUPPRESS, help="folder with the runs (default: work_dirs)")
+    return s
 
 
 def format_eta(seconds: float | None) -> str:
@@ -34,7 +41,9 @@ def printable(name: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def cmd_runs(args) -> int:
+def run(args) -> int:
+    from tunewiz.engine.contract.run_listing import UNREADABLE, default_lister
+
     runs = default_lister().list(args.output_dir)
     if not runs:
         print(f"no runs under {args.output_dir} (start one with `tunewiz train CONFIG`)")

@@ -1,0 +1,95 @@
+"""`tunewiz chat MODEL`: talk to a model in the terminal.
+
+``--prompt`` answers once (for scripts); otherwise a REPL that also works on piped stdin.
+The session itself (loading, templates, history) is tunewiz.engine.chat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt), /exit"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    s = sub.add_parser("chat", help="chat with a model in the terminal",
+                       description="Chat with a model (a merged folder, a base with --adapter, or demo). "
+                                   "The template and system prompt saved with the adapter are used unless "
+                                   "--template / --system say otherwise. " + HELP + ".")
+    s.add_argument("model", metavar="MODEL", help='model folder, or "demo"')
+    s.add_argument("--adapter", default=None, help="LoRA adapter folder to apply (from `tunewiz convert`)")
+    s.add_argument("--template", default=None, help="default: the one saved with the adapter, else the tokenizer's")
+    s.add_argument("--system", default=None, help="system prompt (default: the one saved with the adapter)")
+    s.add_argument("--bits", type=int, choices=[4, 8], default=None, help="load the base quantized (CUDA)")
+    s.add_argument("--prompt", default=None, help="answer once and exit")
+    s.add_argument("--max-new-tokens", type=int, default=256)
+    s.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    s.add_argument("--top-p", type=float, default=0.9)
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    return s
+
+
+def run(args) -> int:
+    from tunewiz.engine.chat import ChatOptions, open_session
+
+    session = open_session(ChatOptions(
+        model=args.model, adapter=args.adapter, template=args.template, system=args.system, bits=args.bits,
+        device=args.device, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p))
+    if args.prompt is not None:
+        print_reply(session, args.prompt)
+        return 0
+    interactive = sys.stdin.isatty()
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+    try:
+        repl(session, interactive)
+    except KeyboardInterrupt:
+        print()
+    return 0
+
+
+def print_reply(session, text: str) -> None:
+    out = sys.stdout
+    try:
+        for piece in session.reply(text):
+            out.write(piece)
+            out.flush()
+    except KeyboardInterrupt:
+        out.write(" [stopped]")  # Ctrl-C ends the answer, not the chat
+    out.write("\n")
+    out.flush()
+
+
+def _read_line(interactive: bool) -> str | None:
+    if interactive:
+        try:
+            return input(">>> ")
+        except EOFError:
+            return None
+    line = sys.stdin.readline()
+    return line.rstrip("\n") if line else None
+
+
+def repl(session, interactive: bool) -> None:
+    if interactive:
+        print(HELP)
+    while (line := _read_line(interactive)) is not None:
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            session.history = []
+            print("(conversation cleared)")
+        elif text == "/system" or text.startswith("/system "):
+            session.set_system(text[len("/system"):].strip())
+            print("(system prompt set; conversation cleared)")
+        elif text.startswith("/"):
+            print(f"unknown command {text.split()[0]}; {HELP}")
+        else:
+            print_reply(session, text)
