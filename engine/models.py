@@ -166,7 +166,7 @@ def wrap_for_method(model, cfg):
     if cfg.method == "full":
         return model
     import torch
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model
 
     from .contract.config import check_lora_target
 
@@ -174,10 +174,13 @@ def wrap_for_method(model, cfg):
     check_lora_target(cfg, [n for n, _ in model.named_modules()],
                       [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)])
     if cfg.method == "qlora":
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.train.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False})
-    elif cfg.train.gradient_checkpointing:
+        # What peft's prepare_model_for_kbit_training does, less its fp32 upcast of every
+        # unquantized weight (embedding, output layer, norms): that upcast makes the
+        # residual stream fp32 and costs memory and time; under autocast the weights are
+        # used in bf16 anyway, and none of them trains.
+        for p in model.parameters():
+            p.requires_grad_(False)
+    if cfg.train.gradient_checkpointing:
         # Inputs of a frozen embedding carry no grad; checkpointed blocks need one.
         model.enable_input_require_grads()
     return get_peft_model(model, lora_config(cfg))
