@@ -32,7 +32,7 @@ run: $(STAMP)
 # One test worker per core (-n auto); the longest tests start first and idle workers
 # steal queued ones, so the suite takes about as long as its longest test allows.
 test: $(STAMP)
-	$(PY) -m pytest -q -n auto --dist worksteal --durations=15
+	$(PY) tests/lint_imports.py && $(PY) -m pytest -q -n auto --dist worksteal --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow"
