@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(VENV)/bin/tunewiz demo --quiet
 	$(VENV)/bin/tunewiz
+	@echo "tunewiz is bin/tunewiz (e.g. bin/tunewiz attach), or type tunewiz after: source $(VENV)/bin/activate"
 
 # One test worker per core (-n auto); the longest tests start first and idle workers
 # steal queued ones, so the suite takes about as long as its longest test allows.
