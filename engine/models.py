@@ -11,11 +11,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contract.config import is_model_hub_id
 from .contract.errors import ModelError
 
 
 def resolve_model_path(path: str) -> Path:
-    """"demo" -> the bundled demo model (prepared once); else a local HF folder."""
+    """"demo" -> the bundled demo model (prepared once); a hub id (owner/name) that is no
+    local path -> its folder in the Hugging Face cache; else a local HF folder."""
     if path == "demo":
         from .demo import demo_model_path
 
@@ -23,6 +25,8 @@ def resolve_model_path(path: str) -> Path:
     if not str(path).strip():  # Path("") is ".", which exists: say what is really wrong
         raise ModelError("the model path is empty", 'give a local Hugging Face model folder, or "demo" for the bundled model')
     p = Path(path).expanduser()
+    if not p.exists() and is_model_hub_id(path):
+        return _hub_snapshot(path)
     if not p.exists():
         raise ModelError(f"model path {path} does not exist",
                          'give a local Hugging Face model folder, or "demo" for the bundled model')
@@ -30,6 +34,43 @@ def resolve_model_path(path: str) -> Path:
         raise ModelError(f"{path} has no config.json: not a Hugging Face model folder",
                          "point model.path at the folder that holds config.json and the weights")
     return p
+
+
+# Weights a model repository may carry twice in other formats (Meta's original/ folder,
+# Mistral's consolidated file, GGUF, TF/Flax): transformers reads none of them.
+_NOT_FOR_TRANSFORMERS = ["original/*", "consolidated*", "*.pth", "*.gguf", "*.h5", "*.msgpack", "*.onnx"]
+
+
+def _hub_snapshot(model_id: str) -> Path:
+    """The model's folder in the Hugging Face cache: downloaded once when online, read from
+    the cache alone when offline (HF_HUB_OFFLINE=1) or when the hub cannot be reached."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(model_id, ignore_patterns=_NOT_FOR_TRANSFORMERS))
+    except Exception as e:  # offline and not cached, gated, no such repository, network
+        raise ModelError(f"model path {model_id} does not exist here, and the hub did not provide it "
+                         f"({_hub_failure(e)})",
+                         f"online, `hf download {model_id}` (log in first for gated models); "
+                         "or point model.path at a local Hugging Face folder") from None
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{model_id} has no config.json: not a Hugging Face model repository",
+                         "choose a transformers model repository, or a local Hugging Face folder")
+    return folder
+
+
+def _hub_failure(e: Exception) -> str:
+    """Why the hub gave nothing, in a few words (its own messages run to paragraphs)."""
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    if isinstance(e, LocalEntryNotFoundError):
+        return "not in the Hugging Face cache, and the hub is offline or unreachable"
+    if isinstance(e, GatedRepoError):
+        return "a gated model: accept its license on the hub, then log in"
+    if isinstance(e, RepositoryNotFoundError):
+        return "no such model on the hub, or a private one"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return first[:120]
 
 
 @dataclass

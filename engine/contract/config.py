@@ -9,7 +9,7 @@ Paths in a config (``output_dir``, ``model.path``, ``data.files``, ``data.cache_
 what they mean to the shell the user runs ``tunewiz`` from: relative to the current
 directory, with ``~`` expanded. A run's own ``config.yaml`` holds them absolute
 (:func:`absolute_paths`), so ``--resume``, ``attach`` and ``convert`` read the same files from
-any directory. Hub dataset ids and ``demo`` are names, not paths, and stay as written.
+any directory. Hub ids (datasets, models) and ``demo`` are names, not paths, and stay as written.
 
 A config file is untrusted text: loading it stays cheap whatever it holds (aliases that
 expand past ``MAX_NODES`` values, nesting past ``MAX_DEPTH``, files over ``MAX_BYTES`` are
@@ -59,7 +59,8 @@ def doc(text: str, default: Any = MISSING, factory: Any = MISSING):
 
 @dataclass
 class ModelConfig:
-    path: str = doc('"demo" (bundled SmolLM2-135M-Instruct) or a local Hugging Face folder', "demo")
+    path: str = doc('"demo" (bundled SmolLM2-135M-Instruct), a local Hugging Face folder, '
+                    'or a hub id (owner/name)', "demo")
     trust_remote_code: bool = doc("run the model folder's own Python code; opt-in only", False)
 
 
@@ -546,10 +547,20 @@ def absolute_paths(cfg: Config) -> Config:
     out = config_from_dict(to_dict(cfg))
     out.output_dir = absolute(cfg.output_dir)
     out.data.cache_dir = absolute(cfg.data.cache_dir)
-    if cfg.model.path != "demo":
+    if cfg.model.path != "demo" and not is_model_hub_id(cfg.model.path):
         out.model.path = absolute(cfg.model.path)
     out.data.files = [f if hub_id(f) else absolute(f) for f in cfg.data.files]
     return out
+
+
+_MODEL_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def is_model_hub_id(path: str) -> bool:
+    """owner/name that is not a local path (nothing there, and no local folder called owner):
+    a model on the Hugging Face hub, kept as written and fetched into its cache when used."""
+    return (_MODEL_HUB_ID.fullmatch(path) is not None and not os.path.lexists(path)
+            and not os.path.lexists(path.split("/")[0]))
 
 
 def to_dict(cfg: Config) -> dict:

@@ -78,6 +78,18 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
         stop_words=("<|im_end|>", "<|endoftext|>"),
     ),
     Template(
+        # Qwen3 thinks before answering unless the answer opens with an empty think block
+        # (its own chat template's enable_thinking=False). Putting that block in the
+        # untrained prompt keeps the fine-tuned model in non-thinking mode when it chats.
+        name="qwen3_chat",
+        system=_CHATML_SYSTEM,
+        instruction=_CHATML_INSTRUCTION + "<think>\n\n</think>\n\n",
+        suffix="<|im_end|>",
+        suffix_as_eos=True,
+        sep="\n",
+        stop_words=("<|im_end|>", "<|endoftext|>"),
+    ),
+    Template(
         name="llama3_chat",
         system=_L3_HEADER.format(role="system") + "{system}<|eot_id|>",
         instruction=(_L3_HEADER.format(role="user") + "{input}<|eot_id|>"
