@@ -287,3 +287,23 @@ def test_hub_model_offline_and_not_cached_is_one_line(cli, tmp_path):
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert "Qwen/Qwen3-0.6B" in r.stderr and "hf download Qwen/Qwen3-0.6B" in r.stderr
+
+
+def test_hub_model_in_the_cache_is_used_offline(cli, tmp_path):
+    """A hub id that the Hugging Face cache holds works without the hub: here a tiny Qwen3
+    (tokenizer and config) laid out as `hf download` leaves it, counted by check-data."""
+    import json
+
+    snapshot = tmp_path / "hub" / "models--Qwen--Qwen3-0.6B" / "snapshots" / "0123abcd"
+    tiny_family_tokenizer("qwen3").save_pretrained(snapshot)
+    tiny_family_model("qwen3").config.save_pretrained(snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"messages": TWO_TURNS}) + "\n", encoding="utf-8")
+
+    r = cli("check-data", str(data), "--model", "Qwen/Qwen3-0.6B", "--template", "qwen3_chat", "--json",
+            cwd=tmp_path, env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["template"] == "qwen3_chat" and report["samples"] == 1

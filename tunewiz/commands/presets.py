@@ -11,7 +11,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Ready-made configs: list them, or copy one to edit and train.")
     ps = s.add_subparsers(dest="action", metavar="ACTION", required=True)
     pl = ps.add_parser("list", help="list presets")
-    pl.add_argument("-p", "--pattern", default=None, help="only presets whose name contains this")
+    pl.add_argument("-p", "--pattern", default=None,
+                    help="only presets whose name or model hub id contains this (any case; . and - "
+                         "as _), or whose name an XTuner config name starts with")
     pc = ps.add_parser("copy", help="copy a preset to edit it")
     pc.add_argument("name", help="preset name (see `tunewiz presets list`)")
     pc.add_argument("dest", help="file to write, or a folder to put it in")
