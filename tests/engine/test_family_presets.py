@@ -240,6 +240,20 @@ def test_qwen3_answers_in_non_thinking_mode():
                                "<|im_start|>assistant\n<think>\n\n</think>\n\n")
 
 
+
+def test_qwen3_chat_as_jinja_renders_what_training_saw():
+    """merge writes the named template into the merged tokenizer: plain transformers then
+    renders a Qwen3 conversation, think blocks included, exactly as the encoder did."""
+    from tunewiz.engine.contract.templates import get_template, template_to_jinja
+
+    tok = tiny_family_tokenizer("qwen3")
+    encoder = Encoder(tok, template="qwen3_chat")
+    trained_on = tok.decode(encoder.encode(Sample("t.json:1", messages=TWO_TURNS)).input_ids)
+    tok.chat_template = template_to_jinja(get_template("qwen3_chat"), bos=False)
+    assert tok.apply_chat_template(TWO_TURNS, tokenize=False) == trained_on
+    assert tok.apply_chat_template(TWO_TURNS[:2], tokenize=False, add_generation_prompt=True) == \
+        tok.decode(encoder.prompt_ids(TWO_TURNS[:2]))
+
 # ------------------------------------------------------------------ the CLI
 
 def listed(result) -> list[str]:
