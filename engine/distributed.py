@@ -19,7 +19,7 @@ from .contract import rundir
 from .contract.config import Config
 from .contract.errors import DistributedError
 # The plan is the contract's (the wizard shows it); the launcher and the CLI use it from here.
-from .contract.layout_plan import Plan, make_plan, node_commands, slurm_script, visible_gpus  # noqa: F401
+from .contract.layout_plan import Plan, make_plan, node_commands, slurm_script  # noqa: F401
 
 
 def torchrun_command(plan: Plan, run: Path, resume: bool) -> list[str]:
@@ -91,7 +91,8 @@ def supervise(cfg: Config, plan: Plan, run: Path, resume: bool) -> int:
         wait_for_nodes(plan, run)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNEWIZ_JOIN_TIMEOUT_S": str(plan.join_timeout_s)}
     if plan.devices is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, plan.devices))
+        # The chosen devices by uuid: their meaning does not depend on CUDA's device order.
+        env["CUDA_VISIBLE_DEVICES"] = plan.cuda_visible or ",".join(map(str, plan.devices))
     env.setdefault("NCCL_NVLS_ENABLE", "0")
     env.setdefault("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     cmd = torchrun_command(plan, run, resume)

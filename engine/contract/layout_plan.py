@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 from .config import Config, shown, check_name
 from .errors import ConfigError
+from .gpus import Gpu, visible_gpus
 
 # XTuner's environment variables, accepted as overrides of the config's layout.
 ENV_OVERRIDES = {"NNODES": "nnodes", "NODE_RANK": "node_rank", "ADDR": "master_addr", "PORT": "master_port"}
@@ -27,8 +26,9 @@ class Plan:
     node_rank: int
     master_addr: str
     master_port: int
-    devices: list[int] | None   # CUDA ids this node uses; None on CPU
+    devices: list[int] | None   # GPU ids (nvidia-smi's) this node uses; None on CPU
     join_timeout_s: int
+    cuda_visible: str | None = None   # CUDA_VISIBLE_DEVICES for this node's processes
 
     @property
     def world_size(self) -> int:
@@ -37,20 +37,6 @@ class Plan:
     @property
     def needs_launcher(self) -> bool:
         return self.world_size > 1
-
-
-def visible_gpus() -> list[int]:
-    """GPU ids without importing torch: CUDA_VISIBLE_DEVICES, else nvidia-smi."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [int(x) for x in env.split(",") if x.strip().isdigit()]
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return list(range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
 
 
 def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True) -> Plan:
@@ -67,34 +53,42 @@ def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True)
     if not 0 <= layout.node_rank < layout.nnodes:
         raise ConfigError(f"node rank {layout.node_rank} is outside 0..{layout.nnodes - 1}",
                           "give --node-rank between 0 and layout.nnodes - 1")
-    gpus = visible_gpus()
+    visible = visible_gpus()
     env_nproc = os.environ.get("NPROC_PER_NODE")
     if env_nproc:
         env_nproc = str(_env_int("NPROC_PER_NODE", env_nproc, 1, None))
-    if gpus:
-        if layout.gpus == "all":
-            devices = gpus
-        elif isinstance(layout.gpus, int):
-            if layout.gpus > len(gpus):
-                raise ConfigError(f"layout.gpus: {layout.gpus} GPUs asked, {len(gpus)} visible",
-                                  f"set layout.gpus to at most {len(gpus)} or all")
-            devices = gpus[:layout.gpus]
-        else:
-            missing = [g for g in layout.gpus if g not in gpus]
-            if missing:
-                raise ConfigError(f"layout.gpus: GPU {missing[0]} is not visible (visible: {gpus})",
-                                  "list visible GPU ids, or use all")
-            devices = list(layout.gpus)
-        nproc = int(env_nproc) if env_nproc else len(devices)
-        devices = devices[:nproc]
+    cuda_visible = None
+    if visible:
+        chosen = _chosen_gpus(layout.gpus, visible)
+        nproc = int(env_nproc) if env_nproc else len(chosen)
+        chosen = chosen[:nproc]
+        devices, cuda_visible = [g.index for g in chosen], ",".join(g.cuda_id for g in chosen)
     else:
         # CPU-only: one process unless asked for more (gloo); useful for tests and laptops.
         devices, nproc = None, int(env_nproc) if env_nproc else 1
-    if launching and cfg.layout.deepspeed != "none" and not gpus:
+    if launching and cfg.layout.deepspeed != "none" and not visible:
         raise ConfigError(f"layout.deepspeed: {cfg.layout.deepspeed} needs CUDA GPUs and none is visible",
                           "set layout.deepspeed: none on this machine")
     return Plan(nproc=nproc, nnodes=layout.nnodes, node_rank=layout.node_rank, master_addr=str(layout.master_addr),
-                master_port=int(layout.master_port), devices=devices, join_timeout_s=layout.join_timeout_s)
+                master_port=int(layout.master_port), devices=devices, join_timeout_s=layout.join_timeout_s,
+                cuda_visible=cuda_visible)
+
+
+def _chosen_gpus(wanted: str | int | list[int], visible: list[Gpu]) -> list[Gpu]:
+    """The visible GPUs that layout.gpus picks (all, the first N, or these ids)."""
+    ids = [g.index for g in visible]
+    if wanted == "all":
+        return list(visible)
+    if isinstance(wanted, int):
+        if wanted > len(visible):
+            raise ConfigError(f"layout.gpus: {wanted} GPUs asked, {len(visible)} visible",
+                              f"set layout.gpus to at most {len(visible)} or all")
+        return visible[:wanted]
+    missing = [g for g in wanted if g not in ids]
+    if missing:
+        raise ConfigError(f"layout.gpus: GPU {missing[0]} is not visible (visible: {ids})",
+                          "list visible GPU ids, or use all")
+    return [visible[ids.index(g)] for g in wanted]
 
 
 def _env_int(env: str, value: str, lo: int, hi: int | None) -> int:
