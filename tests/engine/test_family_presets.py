@@ -4,6 +4,8 @@ and `tunewiz presets list -p` finds it by family, XTuner config name or hub id."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from support.tiny_model import CORPUS
@@ -303,21 +305,45 @@ def test_hub_model_offline_and_not_cached_is_one_line(cli, tmp_path):
     assert "Qwen/Qwen3-0.6B" in r.stderr and "hf download Qwen/Qwen3-0.6B" in r.stderr
 
 
+def cache_tiny_model(hub: Path, model_id: str, family: str) -> None:
+    """A tiny random model of the family in a Hugging Face cache folder, laid out as
+    `hf download` leaves it (refs/main naming the snapshot that holds the files)."""
+    repo = hub / ("models--" + model_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / "0123abcd"
+    tok = tiny_family_tokenizer(family)
+    tok.save_pretrained(snapshot)
+    model = tiny_family_model(family)
+    model.resize_token_embeddings(len(tok))
+    model.config.eos_token_id = model.config.pad_token_id = tok.eos_token_id
+    model.save_pretrained(snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+
+
 def test_hub_model_in_the_cache_is_used_offline(cli, tmp_path):
-    """A hub id that the Hugging Face cache holds works without the hub: here a tiny Qwen3
-    (tokenizer and config) laid out as `hf download` leaves it, counted by check-data."""
+    """A hub id that the Hugging Face cache holds works without the hub: check-data counts
+    with its tokenizer, and a family preset trains it, its run config keeping the hub id."""
     import json
 
-    snapshot = tmp_path / "hub" / "models--Qwen--Qwen3-0.6B" / "snapshots" / "0123abcd"
-    tiny_family_tokenizer("qwen3").save_pretrained(snapshot)
-    tiny_family_model("qwen3").config.save_pretrained(snapshot)
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    from tunewiz.engine.contract.config import dump_yaml
+
+    cache_tiny_model(tmp_path / "hub", "Qwen/Qwen3-1.7B", "qwen3")
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub")}
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"messages": TWO_TURNS}) + "\n", encoding="utf-8")
 
-    r = cli("check-data", str(data), "--model", "Qwen/Qwen3-0.6B", "--template", "qwen3_chat", "--json",
-            cwd=tmp_path, env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    r = cli("check-data", str(data), "--model", "Qwen/Qwen3-1.7B", "--template", "qwen3_chat", "--json",
+            cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["template"] == "qwen3_chat" and report["samples"] == 1
+
+    cfg = load_config(next(p for p in FAMILY_PRESETS if p.stem == "qwen3_1_7b_lora"))
+    cfg.data.files = [str(data)]
+    cfg.train.max_steps, cfg.train.grad_accum, cfg.eval.every = 2, 1, 0
+    (tmp_path / "q.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    r = cli("train", "q.yaml", cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    run = next((tmp_path / "work_dirs").iterdir())
+    assert load_config(run / "config.yaml").model.path == "Qwen/Qwen3-1.7B"
+    assert '"type": "done", "status": "completed"' in (run / "events.jsonl").read_text()
