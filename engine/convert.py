@@ -23,7 +23,7 @@ from .zero_gather import gather_zero3, is_zero3
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 FULL_CONFIG_FILES = ("config.json", "generation_config.json")
-TRAINER_STATE = "trainer_state.json"
+TRAINER_STATE = rundir.MARKER   # a checkpoint folder holds it
 
 Say = Callable[[str], None]
 

@@ -21,7 +21,7 @@ from typing import Callable
 
 from .contract.cache_dirs import cache_root
 from .contract.errors import ModelError
-from .contract.events import pid_alive
+from .contract.processes import pid_alive
 # The sample sets are torch-free and live in the contract; `tunewiz demo` and the tests
 # reach them through this module too.
 from .contract.samples import (ASSISTANT_RECORDS, DEMO_NAME, PRETRAIN_ANSWER, PRETRAIN_PROMPT,  # noqa: F401

@@ -22,7 +22,8 @@ from .contract import rundir
 from .contract.config import Config, absolute_paths, dump_yaml, load_config, shown, where
 from .distributed import make_plan, supervise
 from .contract.errors import ConfigError, DistributedError, TunewizError
-from .contract.events import EventWriter, pid_alive, read_events
+from .contract.events import EventWriter, read_events
+from .contract.processes import pid_alive
 from .contract.optional_packages import require_packages
 
 # The run's lock descriptor, inherited by a detached supervisor from its launcher.
@@ -165,7 +166,7 @@ def _forward_stop(run: Path) -> None:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGTERM)
                 return
-            if rundir.read_state(run).get("status") in ("completed", "stopped", "failed"):
+            if rundir.read_state(run).get("status") in rundir.FINISHED:
                 return
             time.sleep(0.2)
 
@@ -252,7 +253,7 @@ def request_stop(run: Path, wait: bool = False, say=print) -> None:
     return once the process is gone and the run's lock is free."""
     info = rundir.run_info(run)
     pid = info.state.get("pid")
-    if info.status not in ("starting", "running") or not pid_alive(pid):
+    if info.status not in rundir.LIVE or not pid_alive(pid):
         say(f"{run.name} is not running ({info.status})")
         return
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .contract import rundir
 from .contract.errors import TunewizError
-from .contract.events import pid_alive
+from .contract.processes import pid_alive
 
 
 def run_processes(run: Path) -> list[int]:

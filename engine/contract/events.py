@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import faults
 
@@ -43,7 +42,6 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
 # disk: the disk or quota holding the run is full; checkpoint: a checkpoint file that is
 # damaged or not plain data (it is never executed).
 ERROR_KINDS = ("data", "model", "oom", "config", "distributed", "internal", "disk", "checkpoint")
-DONE_STATUSES = ("completed", "stopped", "failed")
 
 
 def make_event(type_: str, **fields_: Any) -> dict:
@@ -188,72 +186,3 @@ def read_events(path: str | Path) -> list[dict]:
         out.extend(reader.read_new())
         if reader.offset == before:
             return out
-
-
-@dataclass
-class RunSummary:
-    """What a list of runs shows, folded from events: status, progress, last loss."""
-
-    name: str = ""
-    status: str = "starting"      # starting | running | completed | stopped | failed
-    step: int = 0
-    total: int = 0
-    epoch: float = 0.0
-    loss: float | None = None
-    eta_s: float | None = None
-    started: float | None = None
-    error: dict | None = None
-    final_path: str | None = None
-    evals: list[dict] = field(default_factory=list)
-
-    def apply(self, ev: dict) -> None:
-        kind = ev.get("type")
-        if kind == "start":
-            self.name = ev.get("name", self.name)
-            self.total = ev.get("total_steps", self.total) or 0
-            self.started = self.started or ev.get("t")
-            self.status = "running"
-        elif kind == "step":
-            self.step, self.total = ev.get("step", self.step), ev.get("total", self.total)
-            self.loss, self.eta_s, self.epoch = ev.get("loss"), ev.get("eta_s"), ev.get("epoch", self.epoch)
-            self.status = "running"
-        elif kind == "eval":
-            self.evals.append(ev)
-        elif kind == "error":
-            self.error = ev
-        elif kind == "done":
-            self.status = ev.get("status", "failed")
-            self.final_path = ev.get("path")
-
-
-def summarize(events: Iterator[dict] | list[dict]) -> RunSummary:
-    s = RunSummary()
-    for ev in events:
-        s.apply(ev)
-    return s
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether the process exists and has not ended: a zombie (killed or exited, but not yet
-    reaped by a parent that never waits) is dead, whatever kill(pid, 0) says."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    except (OverflowError, ValueError, TypeError):  # a nonsense pid in a hand-edited state.json
-        return False
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # no /proc (macOS) or it just went: trust kill(pid, 0)
-        return False
-    # "pid (comm) S ..." - comm may hold spaces or parentheses, so read after the last ")".
-    state = stat[stat.rfind(")") + 2:][:1]
-    return state in ("Z", "X")

@@ -90,7 +90,7 @@ def check_replaceable(out: Path, job: str, identity: dict) -> None:
 
 def clean_stale(out: Path) -> None:
     """Temp folders of earlier commands that died (their pid is gone) beside out."""
-    from .events import pid_alive
+    from .processes import pid_alive
 
     out = Path(out)
     if not out.parent.is_dir():

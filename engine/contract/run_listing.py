@@ -21,14 +21,14 @@ import hashlib
 import json
 import math
 import os
-import socket
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import rundir
 from .cache_dirs import cache_root
-from .events import DONE_STATUSES, EventReader, pid_alive
+from .events import EventReader
+from .run_summary import FINISHED, LIVE
 
 UNREADABLE = "unreadable"
 CACHE_VERSION = 1
@@ -64,7 +64,7 @@ class Fold:
             self.status = "running"
         elif kind == "done":
             status = ev.get("status", "failed")
-            if status not in DONE_STATUSES:
+            if status not in FINISHED:
                 raise BadRun(f"a done event has status {_show(status)}")
             self.status = status
 
@@ -145,12 +145,8 @@ class Lister:
             raise BadRun(fold.problem)
         state = _read_state(run)
         status = fold.status
-        if status in ("starting", "running"):
-            same_host = state.get("host") in (None, socket.gethostname())
-            if state.get("status") in DONE_STATUSES:
-                status = state["status"]
-            elif same_host and state.get("pid") and not pid_alive(state["pid"]):
-                status = "failed"
+        if status in LIVE:
+            status = rundir.engine_gone(state) or status
         return ListedRun(run, run.name, status, fold.step, fold.total, fold.loss, fold.started,
                          fold.eta_s if status == "running" else None)
 

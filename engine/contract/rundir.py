@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, TunewizError
-from .events import RunSummary, pid_alive, read_events, summarize
+from .events import read_events
+from .processes import pid_alive
+from .run_summary import CONVERTIBLE, FINISHED, LIVE, RunStatus, RunSummary, summarize  # noqa: F401
 
 CONFIG = "config.yaml"
 EVENTS = "events.jsonl"
@@ -28,10 +30,14 @@ LOGS = "logs"
 CHECKPOINTS = "checkpoints"
 LOCK = "train.lock"
 MARKER = "trainer_state.json"  # written last: a checkpoint folder without it is not one
+EVAL = "eval"                  # eval/step-N.txt: the answers to the fixed prompts
+ADAPTER = "adapter"            # `convert` of a LoRA / QLoRA run: the PEFT adapter
+HF = "hf"                      # `convert` of a full run: the Hugging Face model
+MERGED = "merged"              # `merge` of adapter/ into the base: the model to chat with
 # What a run writes (and deletes) inside its folder; none of it may lead outside.
-WRITTEN = (CONFIG, EVENTS, STATE, LOGS, CHECKPOINTS, "eval", "adapter", "hf", "merged", LOCK)
+WRITTEN = (CONFIG, EVENTS, STATE, LOGS, CHECKPOINTS, EVAL, ADAPTER, HF, MERGED, LOCK)
 # Entries in these folders are written or deleted one by one, so each is checked too.
-WRITTEN_DIRS = (LOGS, CHECKPOINTS, "eval")
+WRITTEN_DIRS = (LOGS, CHECKPOINTS, EVAL)
 _RUN_RE = re.compile(r"-\d{8}-\d{6}(-\d+)?(-node\d+)?$")
 
 
@@ -140,21 +146,56 @@ class RunInfo:
         return self.summary.status
 
 
+def engine_gone(state: dict) -> RunStatus | None:
+    """The one liveness rule, for a run whose events still say it is live: once its process
+    has exited, the final status state.json holds, or failed for a pid that died on this
+    host without one; None while the engine may still be working (or runs elsewhere)."""
+    if not isinstance(state, dict):  # a damaged state.json says nothing about the engine
+        return None
+    alive = pid_alive(state.get("pid"))
+    if state.get("status") in FINISHED and not alive:
+        return state["status"]
+    same_host = state.get("host") in (None, socket.gethostname())
+    if same_host and state.get("pid") and not alive:
+        return "failed"
+    return None
+
+
+def silent_death(run: Path) -> dict:
+    """The error a run shows when its engine died without writing one."""
+    return {"kind": "internal", "msg": "the engine process ended without a word", "hint": f"see {Path(run) / LOGS}"}
+
+
 def run_info(run: Path) -> RunInfo:
     """Status folded from events, corrected by the pid: a dead engine is never 'running'."""
     run = Path(run)
     summary = summarize(read_events(run / EVENTS))
     state = read_state(run)
-    if summary.status in ("starting", "running"):
-        same_host = state.get("host") in (None, socket.gethostname())
-        if state.get("status") in ("completed", "stopped", "failed"):
-            summary.status = state["status"]
-        elif same_host and state.get("pid") and not pid_alive(state["pid"]):
-            summary.status = "failed"
-            if summary.error is None:
-                summary.error = {"kind": "internal", "msg": "the engine process ended without a word",
-                                 "hint": f"see {run / LOGS}"}
+    if summary.status in LIVE and (gone := engine_gone(state)):
+        summary.status = gone
+        if gone == "failed" and summary.error is None:
+            summary.error = silent_death(run)
     return RunInfo(run, summary, state)
+
+
+def output_plan(run: Path) -> list[list[str]]:
+    """The `tunewiz` commands, in order, that turn a finished run into a model to chat with
+    (`tunewiz export RUN` and the TUI's Convert & merge both run exactly these): convert
+    to hf/ for full fine-tuning; convert to adapter/, then merge into merged/ otherwise."""
+    from .config import load_config
+
+    run = Path(run)
+    cfg = load_config(run / CONFIG)
+    if cfg.method == "full":
+        return [["convert", str(run), str(run / HF)]]
+    return [["convert", str(run), str(run / ADAPTER)],
+            ["merge", cfg.model.path, str(run / ADAPTER), str(run / MERGED)]]
+
+
+def chat_model(run: Path) -> Path:
+    """Where the output plan leaves the model to chat with."""
+    run = Path(run)
+    return run / HF if (run / HF).is_dir() and not (run / MERGED).is_dir() else run / MERGED
 
 
 def checkpoints(run: Path) -> list[Path]:

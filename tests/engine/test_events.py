@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from tunewiz.engine.contract import rundir
-from tunewiz.engine.contract.events import EventReader, EventWriter, make_event, read_events, summarize
+from tunewiz.engine.contract.events import EventReader, EventWriter, make_event, read_events
+from tunewiz.engine.contract.run_summary import summarize
 
 
 def test_every_event_has_version_time_type(tmp_path):

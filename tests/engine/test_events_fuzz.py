@@ -17,7 +17,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunewiz.engine.contract.events import EventReader, EventWriter, parse_line, read_events, summarize
+from tunewiz.engine.contract.events import EventReader, EventWriter, parse_line, read_events
+from tunewiz.engine.contract.run_summary import summarize
 
 BUDGET = settings(max_examples=40, deadline=None, database=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

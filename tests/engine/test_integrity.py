@@ -18,7 +18,8 @@ from support.runs import one_line_error, only_run, wait_until, write_config, wri
 from tunewiz.engine import checkpoint
 from tunewiz.engine.contract import rundir
 from tunewiz.engine.contract.errors import DiskFullError
-from tunewiz.engine.contract.events import EventWriter, pid_alive, read_events
+from tunewiz.engine.contract.events import EventWriter, read_events
+from tunewiz.engine.contract.processes import pid_alive
 from tunewiz.engine.train import report_failure
 
 LONG = dict(train__max_steps=100000, train__save_every=100000, eval={"inputs": [], "every": 0})

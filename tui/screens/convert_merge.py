@@ -39,15 +39,11 @@ class ConvertMergeFinished(Message):
 
 
 def plan(run: Path) -> list[list[str]]:
-    """The CLI commands, in order, that produce the run's chat-ready model."""
-    from tunewiz.engine.contract.config import load_config
-    from tunewiz.engine.contract.rundir import CONFIG
+    """The CLI commands, in order, that produce the run's chat-ready model (the same plan
+    `tunewiz export RUN` runs)."""
+    from tunewiz.engine.contract.rundir import output_plan
 
-    cfg = load_config(run / CONFIG)
-    if cfg.method == "full":
-        return [["convert", str(run), str(run / "hf")]]
-    return [["convert", str(run), str(run / "adapter")],
-            ["merge", cfg.model.path, str(run / "adapter"), str(run / "merged")]]
+    return output_plan(run)
 
 
 def _short(arg: str) -> str:
@@ -78,9 +74,11 @@ class ConvertMergeScreen(Screen):
         yield Header()
         yield Static(styled(("Convert & merge", "bold"), f" {self.run.name}"), id="cm-title")
         yield ProgressBar(total=1, show_eta=False, id="cm-bar")
-        yield RichLog(id="cm-log", wrap=True, markup=False)
+        # Lines wrap at the log's own width, which keeps room for the scrollbar from the
+        # start (scrollbar-gutter in app.tcss): rendered wider, their ends would be hidden.
+        yield RichLog(id="cm-log", wrap=True, markup=False, min_width=1)
         yield Static(id="cm-result")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.action_again()
@@ -128,8 +126,9 @@ class ConvertMergeScreen(Screen):
         self.succeeded = True
         bar = self.query_one("#cm-bar", ProgressBar)
         bar.update(progress=bar.total)
-        out = "hf" if (self.run / "hf").is_dir() and not (self.run / "merged").is_dir() else "merged"
-        result.update(styled(("Done:", "bold green"), f" {self.run / out}\n", ("c", "bold"), " chat with it · ",
+        from tunewiz.engine.contract.rundir import chat_model
+
+        result.update(styled(("Done:", "bold green"), f" {chat_model(self.run)}\n", ("c", "bold"), " chat with it · ",
                              ("v", "bold"), " side by side with the base model · ", ("esc", "bold"), " back"))
 
     def action_chat(self) -> None:

@@ -14,6 +14,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from rich.text import Text
 
+from tunewiz.engine.contract.run_summary import CONVERTIBLE, LIVE
+
 from ..formatting import clock, duration, loss, status_text, styled
 
 
@@ -39,12 +41,11 @@ class MergeChecked(Message):
 
 
 # Runs with weights worth converting: a completed run, or one stopped at a checkpoint.
-CONVERTIBLE = ("completed", "stopped")
 
 
 def refusal(row: RunRow) -> str:
     """Why convert & merge cannot start on this run yet, in one line."""
-    if row.status in ("starting", "running"):
+    if row.status in LIVE:
         where = f" (step {row.step}/{row.total})" if row.total else ""
         return f"{row.name} is still {row.status}{where}: convert & merge once it has finished"
     if row.status == "unreadable":
@@ -97,7 +98,7 @@ class HomeScreen(Screen):
         yield Static(id="home-title")
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static(HINT, id="home-hint")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunewiz.engine.contract.rundir import ADAPTER, HF, MERGED
+
 from .chat_client import ChatTarget
 
 
@@ -23,12 +25,12 @@ def tuned_targets(run: Path) -> list[ChatTarget]:
     run = Path(run)
     base = run_base_model(run)
     targets = []
-    if (run / "merged" / "config.json").is_file():
-        targets.append(ChatTarget("fine-tuned (merged)", str(run / "merged")))
-    if (run / "hf" / "config.json").is_file():
-        targets.append(ChatTarget("fine-tuned (full)", str(run / "hf")))
-    if (run / "adapter" / "adapter_config.json").is_file():
-        targets.append(ChatTarget("fine-tuned (base + adapter)", base, adapter=str(run / "adapter")))
+    if (run / MERGED / "config.json").is_file():
+        targets.append(ChatTarget("fine-tuned (merged)", str(run / MERGED)))
+    if (run / HF / "config.json").is_file():
+        targets.append(ChatTarget("fine-tuned (full)", str(run / HF)))
+    if (run / ADAPTER / "adapter_config.json").is_file():
+        targets.append(ChatTarget("fine-tuned (base + adapter)", base, adapter=str(run / ADAPTER)))
     return targets
 
 

@@ -7,13 +7,13 @@ bytes. Never writes into the run directory: two TUIs can follow one run side by 
 
 from __future__ import annotations
 
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunewiz.engine.contract.events import EventReader, RunSummary, pid_alive
-from tunewiz.engine.contract.rundir import EVENTS, LOGS, read_state
+from tunewiz.engine.contract.events import EventReader
+from tunewiz.engine.contract.run_summary import FINISHED, RunSummary
+from tunewiz.engine.contract.rundir import EVENTS, engine_gone, read_state, silent_death
 
 LOG_TAIL = 200
 
@@ -38,7 +38,7 @@ class RunView:
 
     @property
     def finished(self) -> bool:
-        return self.summary.status in ("completed", "stopped", "failed")
+        return self.summary.status in FINISHED
 
     def apply(self, ev: dict) -> None:
         if problem := _malformed(ev):
@@ -92,7 +92,7 @@ def _malformed(ev: dict) -> str:
         return "samples is not a list"
     if ev.get("type") == "error" and not isinstance(ev.get("hint", ""), (str, type(None))):
         return "hint is not text"
-    if ev.get("type") == "done" and ev.get("status") not in (None, "completed", "stopped", "failed"):
+    if ev.get("type") == "done" and ev.get("status") not in (None, *FINISHED):
         return "status is not completed, stopped or failed"
     return ""
 
@@ -134,9 +134,7 @@ class RunFollower:
             with self.lock:
                 self.view.summary.status = status
                 if status == "failed" and self.view.summary.error is None:
-                    self.view.summary.error = {
-                        "kind": "internal", "msg": "the engine process ended without a word",
-                        "hint": f"see {self.run / LOGS}"}
+                    self.view.summary.error = silent_death(self.run)
             changed = True
         if changed:
             with self.lock:
@@ -144,15 +142,5 @@ class RunFollower:
         return changed
 
     def _status_if_engine_gone(self) -> str | None:
-        # Same rule as rundir.run_info, applied to the incremental view: a final status in
-        # state.json, or a dead pid on this host, means the run is over whatever events say.
-        state = read_state(self.run)
-        if not isinstance(state, dict):  # a damaged state.json says nothing about the engine
-            state = {}
-        alive = pid_alive(state.get("pid"))
-        if state.get("status") in ("completed", "stopped", "failed") and not alive:
-            return state["status"]
-        same_host = state.get("host") in (None, socket.gethostname())
-        if same_host and state.get("pid") and not alive:
-            return "failed"
-        return None
+        # rundir's one liveness rule, applied to the incremental view.
+        return engine_gone(read_state(self.run))

@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "prepare-data": "prepare_data",
     "convert": "convert",
     "merge": "merge",
+    "export": "export",
     "chat": "chat",
     "demo": "demo",
 }
