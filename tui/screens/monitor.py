@@ -78,8 +78,9 @@ def _inside(run: Path, path: str) -> str:
 
 class MonitorScreen(Screen):
     BINDINGS = [
-        Binding("s", "stop", "stop (checkpoint)"),
-        Binding("q,escape", "leave", "leave (keeps training)"),
+        # Short words: every key must fit one 80-column footer.
+        Binding("s", "stop", "stop & save"),
+        Binding("q,escape", "leave", "leave (run goes on)"),
         Binding("m", "merge", "convert & merge"),
         Binding("c", "chat", "chat"),
     ]
@@ -106,7 +107,7 @@ class MonitorScreen(Screen):
                 yield MetricStrip("mem", "GiB", id="mon-mem")
             yield EvalTimeline(id="mon-evals")
         yield RichLog(id="mon-log", max_lines=200, wrap=False, markup=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#mon-title", Static).update(styled((self.run.name, "bold"), "  starting…"))
@@ -149,7 +150,8 @@ class MonitorScreen(Screen):
         else:
             bar.update(total=s.total or None, progress=s.step)
             eta = duration(s.eta_s) if s.status == "running" else "–"
-            numbers = f"step {s.step}/{s.total or '?'} · epoch {_epoch(s.epoch)} · ETA {eta} · loss {loss(s.loss)}"
+            # Most telling first: at 80 columns the end of the line is what gets cut.
+            numbers = f"step {s.step}/{s.total or '?'} · loss {loss(s.loss)} · ETA {eta} · epoch {_epoch(s.epoch)}"
         self.query_one("#mon-numbers", Static).update(Content(numbers))
         self.query_one("#mon-tokens", MetricStrip).show(view.tokens_per_s)
         self.query_one("#mon-mem", MetricStrip).show(view.mem_gib)

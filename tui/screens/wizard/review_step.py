@@ -45,7 +45,8 @@ def gpu_count(layout_gpus, detected: int) -> int:
 class ReviewStep(WizardStep):
     INDEX = 4
     ACTIONS = {"review-save": "action_save"}
-    BINDINGS = [Binding("ctrl+s", "save", "save only"), Binding("ctrl+l", "next", "save & launch")]
+    # ctrl+n is named for what it does here (the footer shows one key per action).
+    BINDINGS = [Binding("ctrl+s", "save", "save only"), Binding("ctrl+n,ctrl+l", "next", "save & launch")]
 
     def next_label(self) -> str:
         return "save & launch ⏎"

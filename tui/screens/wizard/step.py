@@ -43,7 +43,7 @@ class WizardStep(Screen[str]):
             yield Button("← back", id="step-back")
             yield Static(classes="step-message")
             yield Button(self.next_label(), id="step-next", variant="primary")
-        yield Footer()
+        yield Footer(compact=True)
 
     def trail(self) -> str:
         parts = []
