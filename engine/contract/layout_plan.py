@@ -11,7 +11,7 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from .config import Config, shown, check_name
+from .config import Config, LayoutConfig, shown, check_name
 from .errors import ConfigError
 from .gpus import Gpu, visible_gpus
 
@@ -41,7 +41,8 @@ class Plan:
 
 def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True) -> Plan:
     """This node's share of the layout. launching=False only plans (node commands, Slurm
-    scripts), which a CPU-only login node must be able to do for a GPU cluster."""
+    scripts), which a CPU-only login node must be able to do for a GPU cluster: then a GPU
+    count or list in the config is taken as it is, and only gpus: all asks this machine."""
     layout = cfg.layout
     for env, key in ENV_OVERRIDES.items():
         if os.environ.get(env):
@@ -53,11 +54,18 @@ def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True)
     if not 0 <= layout.node_rank < layout.nnodes:
         raise ConfigError(f"node rank {layout.node_rank} is outside 0..{layout.nnodes - 1}",
                           "give --node-rank between 0 and layout.nnodes - 1")
-    visible = visible_gpus()
     env_nproc = os.environ.get("NPROC_PER_NODE")
     if env_nproc:
         env_nproc = str(_env_int("NPROC_PER_NODE", env_nproc, 1, None))
     cuda_visible = None
+    if not launching and layout.gpus != "all":
+        # Planning for the nodes that will run it (node commands, a Slurm script): a count or
+        # a list in the config says what each node uses. This machine's GPUs say nothing about
+        # them; a login node often has none. Each node checks its own GPUs when it launches.
+        wanted = list(range(layout.gpus)) if isinstance(layout.gpus, int) else list(layout.gpus)
+        nproc = int(env_nproc) if env_nproc else len(wanted)
+        return _plan(layout, nproc, wanted[:nproc], None)
+    visible = visible_gpus()
     if visible:
         chosen = _chosen_gpus(layout.gpus, visible)
         nproc = int(env_nproc) if env_nproc else len(chosen)
@@ -66,9 +74,13 @@ def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True)
     else:
         # CPU-only: one process unless asked for more (gloo); useful for tests and laptops.
         devices, nproc = None, int(env_nproc) if env_nproc else 1
-    if launching and cfg.layout.deepspeed != "none" and not visible:
+    if launching and cfg.layout.uses_deepspeed and not visible:
         raise ConfigError(f"layout.deepspeed: {cfg.layout.deepspeed} needs CUDA GPUs and none is visible",
                           "set layout.deepspeed: none on this machine")
+    return _plan(layout, nproc, devices, cuda_visible)
+
+
+def _plan(layout: LayoutConfig, nproc: int, devices: list[int] | None, cuda_visible: str | None) -> Plan:
     return Plan(nproc=nproc, nnodes=layout.nnodes, node_rank=layout.node_rank, master_addr=str(layout.master_addr),
                 master_port=int(layout.master_port), devices=devices, join_timeout_s=layout.join_timeout_s,
                 cuda_visible=cuda_visible)
