@@ -116,3 +116,41 @@ async def test_writing_the_assistant_set_refreshes_the_preview_of_the_same_path(
         await pilot.press("ctrl+n")      # and the step now accepts it
         await goto(pilot, "LayoutStep")
     assert "Bob" in (tmp_path / "data" / "assistant.json").read_text()
+
+
+def background(widget):
+    return widget.background_colors[1]
+
+
+async def test_tab_in_the_preset_step_goes_to_a_field_that_takes_typing(workdir, monkeypatch):
+    machine_with(monkeypatch, [H100])
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "ModelStep")
+        await pilot.press("ctrl+n")
+        await goto(pilot, "PresetStep")
+        assert app.focused.id == "preset-list"
+        await pilot.press("tab")
+        assert app.focused.id == "set-name"
+        await pilot.press("end", *"-2")
+        assert app.screen.query_one("#set-name").value == "assistant-2"
+
+
+async def test_the_focused_layout_field_stands_out(workdir, monkeypatch):
+    machine_with(monkeypatch, [H100])
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for step in ("ModelStep", "PresetStep", "DatasetStep"):
+            await goto(pilot, step)
+            await pilot.press("ctrl+n")
+        await goto(pilot, "LayoutStep")
+        focused, other = app.screen.query_one("#layout-nnodes"), app.screen.query_one("#layout-port")
+        assert app.focused is focused
+        await pilot.pause(0.1)
+        a, b = background(focused), background(other)
+        # A few percent of tint is not something one sees across a terminal: ask for more.
+        distance = sum((x - y) ** 2 for x, y in zip(a.rgb, b.rgb)) ** 0.5
+        assert distance > 60, (a, b)
+        await pilot.press("tab")
+        assert background(app.screen.query_one("#layout-rank")) == a    # focus moves, the mark with it
+        assert background(focused) == b

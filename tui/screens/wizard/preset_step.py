@@ -72,7 +72,8 @@ class PresetStep(WizardStep):
         docs = field_docs()
         with Horizontal(id="preset-panes"):
             yield OptionList(*options, id="preset-list")
-            with VerticalScroll(id="preset-form"):
+            # The form scrolls, but Tab goes to its fields, not to the scroll container.
+            with VerticalScroll(id="preset-form", can_focus=False):
                 yield Static(id="preset-method", classes="section-title")
                 yield Static(id="preset-about", classes="preset-about")
                 yield Static(id="preset-warning")
