@@ -184,7 +184,7 @@ def make_backend(model, optimizer, make_scheduler, cfg, rt: Runtime, fused_loss:
     """make_scheduler(optimizer) builds the lr schedule (DeepSpeed may own the optimizer).
     DeepSpeed always runs the model's own loss: ZeRO-3 gathers the output layer's weight
     only inside that layer's forward."""
-    if cfg.layout.deepspeed != "none":
+    if cfg.layout.uses_deepspeed:
         from .deepspeed_config import deepspeed_config
 
         return DeepSpeedBackend(model, optimizer, make_scheduler, cfg, rt, deepspeed_config(cfg, rt.world_size))

@@ -159,7 +159,7 @@ def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True, p
 
     kwargs = dict(trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
     kwargs["attn_implementation"] = attention.implementation(cfg.train.attention, device, dtype)
-    if cfg.method == "qlora":
+    if cfg.quantized:
         require_cuda_for_quantization(device)
         kwargs["quantization_config"] = quant_config(cfg.quant, dtype)
         kwargs["device_map"] = {"": torch.cuda.current_device()}
@@ -174,7 +174,7 @@ def load_model(cfg, path: Path, device: str, dtype, for_training: bool = True, p
             raise ModelError(f"{path}: this model's attention code cannot use train.attention: varlen",
                              "set train.attention: auto (or sdpa)")
         model.set_attn_implementation("sdpa")
-    if cfg.method != "qlora" and place:
+    if not cfg.quantized and place:
         model.to(device)
     if for_training:
         model.config.use_cache = False
@@ -204,7 +204,7 @@ def wrap_for_method(model, cfg):
     """full: train everything. lora / qlora: a peft LoRA adapter on the frozen base."""
     if cfg.train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if cfg.method == "full":
+    if not cfg.uses_adapter:
         return model
     import torch
     from peft import get_peft_model
@@ -214,7 +214,7 @@ def wrap_for_method(model, cfg):
     # A target naming no module fails here, naming the model's own (peft: a traceback).
     check_lora_target(cfg, [n for n, _ in model.named_modules()],
                       [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)])
-    if cfg.method == "qlora":
+    if cfg.quantized:
         # What peft's prepare_model_for_kbit_training does, less its fp32 upcast of every
         # unquantized weight (embedding, output layer, norms): that upcast makes the
         # residual stream fp32 and costs memory and time; under autocast the weights are

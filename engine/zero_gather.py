@@ -37,7 +37,7 @@ def gather_zero3(ckpt: Path, cfg, dest: Path, say=print) -> Path:
     state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt / "ds"), tag=tag)
     base = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.model.path), dtype=torch.float32,
                                                 trust_remote_code=cfg.model.trust_remote_code)
-    if cfg.method == "full":
+    if not cfg.uses_adapter:
         model = base
         wanted = set(model.state_dict())
     else:

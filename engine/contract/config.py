@@ -27,18 +27,28 @@ import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 import yaml
 
 from .errors import ConfigError
 
-METHODS = ("full", "lora", "qlora")
-STAGES = ("sft", "pretrain")
+# Every choice is a Literal type: the field's annotation is the one list of what it admits
+# (the loader checks it), and these tuples are read from the types, never written twice.
+Method = Literal["full", "lora", "qlora"]
+Stage = Literal["sft", "pretrain"]
 # The attention paths train.attention may name (engine/attention.py implements them).
-ATTENTION_CHOICES = ("auto", "sdpa", "eager", "flex_attention", "varlen")
-FORMATS = ("auto", "pretrain", "conversation", "alpaca", "openai", "sharegpt")
-DEEPSPEED = ("none", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload")
+Attention = Literal["auto", "sdpa", "eager", "flex_attention", "varlen"]
+# What data.format may say; the readers of each format are contract/formats.py.
+DataFormat = Literal["auto", "pretrain", "conversation", "alpaca", "openai", "sharegpt"]
+DeepSpeed = Literal["none", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]
+Dtype = Literal["auto", "bf16", "fp16", "fp32"]
+QuantType = Literal["nf4", "fp4"]
+METHODS = typing.get_args(Method)
+STAGES = typing.get_args(Stage)
+ATTENTION_CHOICES = typing.get_args(Attention)
+FORMATS = typing.get_args(DataFormat)
+DEEPSPEED = typing.get_args(DeepSpeed)
 
 # A run directory is <output_dir>/<name>-YYYYmmdd-HHMMSS[-N][-nodeK]: one folder name, at
 # most 255 bytes on common filesystems, so the name leaves room for that suffix.
@@ -75,7 +85,7 @@ class LoraConfig:
 @dataclass
 class QuantConfig:
     bits: int = doc("4 or 8 (qlora only)", 4)
-    type: str = doc("nf4 or fp4", "nf4")
+    type: QuantType = doc("nf4 or fp4", "nf4")
     double_quant: bool = doc("quantize the quantization constants too", True)
 
 
@@ -84,7 +94,7 @@ class DataConfig:
     files: list[str] = doc("data sources, several may be mixed: JSON/JSONL, Parquet, Arrow, CSV/TSV files, "
                            "save_to_disk folders, folders of data files, hub ids (owner/name[/config][:split])",
                            factory=list)
-    format: str = doc("auto | pretrain | conversation | alpaca | openai | sharegpt", "auto")
+    format: DataFormat = doc("auto | pretrain | conversation | alpaca | openai | sharegpt", "auto")
     template: str = doc("auto = the tokenizer's chat template, or a named template", "auto")
     system: str = doc("system prompt added to every conversation that has none", "")
     max_length: int = doc("tokens per sequence; longer samples are truncated", 2048)
@@ -108,8 +118,8 @@ class TrainConfig:
     save_every: int = doc("checkpoint every N optimizer steps", 500)
     save_total_limit: int = doc("keep this many newest checkpoints", 2)
     gradient_checkpointing: bool = doc("recompute activations to save memory", True)
-    dtype: str = doc("auto (bf16 on capable GPUs, fp16 on older, fp32 on CPU) | bf16 | fp16 | fp32", "auto")
-    attention: str = doc("auto | varlen | sdpa | eager | flex_attention (auto: varlen on CUDA, else sdpa)", "auto")
+    dtype: Dtype = doc("auto (bf16 on capable GPUs, fp16 on older, fp32 on CPU) | bf16 | fp16 | fp32", "auto")
+    attention: Attention = doc("auto | varlen | sdpa | eager | flex_attention (auto: varlen on CUDA, else sdpa)", "auto")
     compile: Union[bool, str] = doc(
         "auto | true | false: compile each transformer layer (torch.compile; the first steps include "
         "the compile, about 30 s). auto: on for one-process CUDA runs without DeepSpeed, where it was "
@@ -135,8 +145,17 @@ class LayoutConfig:
     node_rank: int = doc("this node's rank (0 = master)", 0)
     master_addr: str = doc("address of node 0", "127.0.0.1")
     master_port: int = doc("port on node 0", 29500)
-    deepspeed: str = doc("none | zero1 | zero2 | zero3 | zero2_offload | zero3_offload", "none")
+    deepspeed: DeepSpeed = doc("none | zero1 | zero2 | zero3 | zero2_offload | zero3_offload", "none")
     join_timeout_s: int = doc("seconds to wait for every node to join", 300)
+
+    @property
+    def uses_deepspeed(self) -> bool:
+        return self.deepspeed != "none"
+
+    @property
+    def zero3(self) -> bool:
+        """Parameters sharded across ranks: they must exist partitioned before the weights load."""
+        return self.deepspeed in ("zero3", "zero3_offload")
 
 
 @dataclass
@@ -144,8 +163,8 @@ class Config:
     name: str = doc("run name; the run directory is <output_dir>/<name>-<timestamp>", "run")
     output_dir: str = doc("folder that holds the runs", "work_dirs")
     model: ModelConfig = doc("base model", factory=ModelConfig)
-    method: str = doc("full | lora | qlora", "lora")
-    stage: str = doc("sft (loss on answers) | pretrain (loss on every token)", "sft")
+    method: Method = doc("full | lora | qlora", "lora")
+    stage: Stage = doc("sft (loss on answers) | pretrain (loss on every token)", "sft")
     lora: LoraConfig = doc("LoRA settings (lora and qlora)", factory=LoraConfig)
     quant: QuantConfig = doc("quantization settings (qlora)", factory=QuantConfig)
     data: DataConfig = doc("dataset", factory=DataConfig)
@@ -153,17 +172,19 @@ class Config:
     eval: EvalConfig = doc("prompts answered while training", factory=EvalConfig)
     layout: LayoutConfig = doc("GPUs and nodes", factory=LayoutConfig)
 
+    @property
+    def uses_adapter(self) -> bool:
+        """LoRA or QLoRA: a frozen base with a trained adapter (converted to adapter/, merged)."""
+        return self.method in ("lora", "qlora")
+
+    @property
+    def quantized(self) -> bool:
+        """QLoRA: the frozen base loads 4/8-bit (bitsandbytes, CUDA only)."""
+        return self.method == "qlora"
+
     def __post_init__(self) -> None:
-        choices = {
-            "method": (self.method, METHODS),
-            "stage": (self.stage, STAGES),
-            "data.format": (self.data.format, FORMATS),
-            "layout.deepspeed": (self.layout.deepspeed, DEEPSPEED),
-            "train.dtype": (self.train.dtype, ("auto", "bf16", "fp16", "fp32")),
-            "train.attention": (self.train.attention, ATTENTION_CHOICES),
-            "train.compile": (self.train.compile, ("auto", True, False)),
-            "quant.type": (self.quant.type, ("nf4", "fp4")),
-        }
+        choices = dict(_literal_fields(self))
+        choices["train.compile"] = (self.train.compile, ("auto", True, False))
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{key}: {shown(value)} is not one of {', '.join(_yaml_word(a) for a in allowed)}",
@@ -304,8 +325,21 @@ def _yaml_word(value: Any) -> str:
 
 # --------------------------------------------------------------------------- loading
 
+def _literal_fields(obj: Any, prefix: str = ""):
+    """(dotted key, (value, allowed)) for every Literal-typed field, sections included."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if typing.get_origin(hint) is Literal:
+            yield prefix + f.name, (value, typing.get_args(hint))
+        elif is_dataclass(value):
+            yield from _literal_fields(value, f"{prefix}{f.name}.")
+
+
 def _type_ok(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
+    if origin is Literal:  # the type of its choices here; which choice, __post_init__ says
+        return any(isinstance(value, type(a)) and not isinstance(value, bool) for a in typing.get_args(hint))
     if origin in (Union, types.UnionType):
         return any(_type_ok(value, h) for h in typing.get_args(hint))
     if hint is type(None):
@@ -336,6 +370,8 @@ def _type_name(hint: Any) -> str:
         return " or ".join(_type_name(h) for h in typing.get_args(hint))
     if hint is type(None):
         return "null"
+    if origin is Literal:
+        return " | ".join(map(str, typing.get_args(hint)))
     if origin is list:
         return f"a list of {_type_name(typing.get_args(hint)[0])}"
     return {str: "text", int: "an integer", float: "a number", bool: "true/false"}.get(hint, str(hint))

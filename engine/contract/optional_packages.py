@@ -19,9 +19,9 @@ def needed_packages(cfg, cuda: bool = True) -> list[tuple[str, str]]:
     """(package, what needs it) for this config, in install order. Without CUDA, QLoRA's
     own error ("needs a CUDA GPU") is the one to show, not a package to install."""
     need = []
-    if cfg.method == "qlora" and cuda:
+    if cfg.quantized and cuda:
         need.append(("bitsandbytes", "method: qlora (4-bit base)"))
-    if cfg.layout.deepspeed != "none":
+    if cfg.layout.uses_deepspeed:
         need.append(("deepspeed", f"layout.deepspeed: {cfg.layout.deepspeed}"))
     for tracker in getattr(cfg.train, "report_to", None) or ():
         need.append((tracker, f"train.report_to: {tracker}"))

@@ -186,7 +186,7 @@ def output_plan(run: Path) -> list[list[str]]:
 
     run = Path(run)
     cfg = load_config(run / CONFIG)
-    if cfg.method == "full":
+    if not cfg.uses_adapter:
         return [["convert", str(run), str(run / HF)]]
     return [["convert", str(run), str(run / ADAPTER)],
             ["merge", cfg.model.path, str(run / ADAPTER), str(run / MERGED)]]
