@@ -126,3 +126,17 @@ def test_follower_reads_100k_steps_once(tmp_path):
         f.write(step(100_001) + "\n")
     assert follower.poll() is True
     assert len(follower.view.steps) == 100_001 and follower.view.steps[-1] == 100_001
+
+
+async def test_the_terminal_title_follows_the_run(engine, tmp_path, monkeypatch):
+    import re
+
+    run = launch(engine, tmp_path, monkeypatch, steps=40, delay=0.05)
+    app = TunewizApp(engine.output_dir, engine=engine, attach=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: re.fullmatch(r"tunewiz: assistant \d+/40 loss \d+\.\d\d", app.title))
+        await wait_for_text(pilot, "Training completed", timeout=20)
+        assert app.title == "tunewiz: assistant completed 40/40 loss 0.15"
+        await pilot.press("q")           # Home is about every run: the title is the app's again
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "HomeScreen")
+        assert app.title == "tunewiz"

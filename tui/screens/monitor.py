@@ -23,7 +23,7 @@ from tunewiz.engine.contract.progress_meter import describe_progress
 
 from textual.content import Content
 
-from ..formatting import duration, loss, status_content, styled
+from ..formatting import duration, loss, run_title, status_content, styled
 from ..services.engine_cli import EngineCommandFailed
 from ..services.run_follower import RunFollower, RunView
 from ..widgets.monitor.charts import LossChart, MetricStrip
@@ -142,6 +142,7 @@ class MonitorScreen(Screen):
             model = view.start.get("model") or ""
             title = styled(title, "  ", (f"{model} · world {view.start.get('world_size', 1)}", "dim"))
         self.query_one("#mon-title", Static).update(title)
+        self.show_in_terminal_title(run_title(s.name or self.run.name, s.status, s.step, s.total, s.loss))
         bar = self.query_one("#mon-bar", ProgressBar)
         if view.progress and not view.steps:
             p = view.progress
@@ -174,6 +175,19 @@ class MonitorScreen(Screen):
             self.chart_version = view.version
             steps, losses, lrs = list(view.steps), list(view.losses), list(view.lrs)
         self.query_one("#mon-chart", LossChart).redraw(steps, losses, lrs)
+
+    def show_in_terminal_title(self, text: str) -> None:
+        """The app's title (the header) and the terminal's: OSC 2, which tmux makes the
+        pane title, so the run can be watched from another window or a tab."""
+        if text == self.app.title:
+            return
+        self.app.title = text
+        driver = getattr(self.app, "_driver", None)   # the app's own output stream, in order
+        if driver is not None and not self.app.is_headless:
+            driver.write(f"\x1b]2;{text}\x07")
+
+    def on_unmount(self) -> None:
+        self.show_in_terminal_title(type(self.app).TITLE)
 
     def action_leave(self) -> None:
         self.workers.cancel_group(self, "follow")
