@@ -1,4 +1,4 @@
-"""The ready recipes under presets/ (`tunewiz presets list | copy`). Torch-free."""
+"""The ready recipes under presets/: what `tunewiz presets list | copy` and the wizard's Preset step offer."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from .contract.errors import ConfigError, TunewizError
-from .contract.output_folder import write_file_once
+from .errors import ConfigError, TunewizError
+from .output_folder import write_file_once
 
 
 def preset_dir() -> Path:
@@ -52,9 +52,15 @@ def _natural_key(name: str) -> list:
 
 
 def describe(path: Path) -> str:
-    """The preset's first comment line after the command line: what it is for."""
-    lines = [ln[1:].strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("#")]
-    return lines[1] if len(lines) > 1 else ""
+    """What the preset is for: its leading comment lines, less the command that runs it."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if text and not text.startswith("tunewiz "):
+            lines.append(text)
+    return " ".join(lines)
 
 
 def copy_preset(name: str, dest: Path) -> tuple[Path, Path]:

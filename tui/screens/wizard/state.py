@@ -7,26 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunewiz.engine.contract.config import Config, config_from_dict, default_lr, dump_yaml, load_config, to_dict
+# The wizard's names for the one preset catalog the CLI's `presets list` reads too.
+from tunewiz.engine.contract.preset_catalog import describe as preset_description  # noqa: F401
+from tunewiz.engine.contract.preset_catalog import list_presets as preset_files  # noqa: F401
 
 STEP_NAMES = ("Model", "Preset", "Dataset", "Layout", "Review")
-
-
-def preset_files() -> list[Path]:
-    import tunewiz.presets
-
-    return sorted(Path(tunewiz.presets.__file__).parent.glob("*.yaml"))
-
-
-def preset_description(path: Path) -> str:
-    """The first comment lines of a preset that are not the command that runs it."""
-    lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("#"):
-            break
-        text = line.lstrip("#").strip()
-        if text and "tunewiz " not in text:
-            lines.append(text)
-    return " ".join(lines)
 
 
 @dataclass
