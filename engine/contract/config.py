@@ -204,9 +204,7 @@ class Config:
             raise ConfigError("train.max_steps: must be at least 1 or null", "remove it to use epochs")
         if self.quant.bits not in (4, 8):
             raise ConfigError(f"quant.bits: {shown(self.quant.bits)} is not 4 or 8", "use 4 (QLoRA) or 8")
-        if not 0 <= self.layout.node_rank < self.layout.nnodes:
-            raise ConfigError(f"layout.node_rank: {shown(self.layout.node_rank)} is outside 0..{shown(self.layout.nnodes - 1)}",
-                              "node ranks count from 0 to nnodes-1")
+        check_node_rank(self.layout.node_rank, self.layout.nnodes)
         check_name(self.name)
         self._check_ranges()
         self._expand_home()
@@ -277,6 +275,14 @@ def check_name(name: str) -> None:
         raise ConfigError(f"name: {shown(name)} is not a valid run name", hint)
     if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
         raise ConfigError(f"name: {shown(name)} is longer than {NAME_MAX_BYTES} bytes", hint)
+
+
+def check_node_rank(node_rank: Any, nnodes: int, key: str = "layout.node_rank",
+                    fix: str = "node ranks count from 0 to nnodes-1") -> None:
+    """A node's rank is one of 0..nnodes-1: in a config, from --node-rank or NODE_RANK, in the wizard.
+    key and fix name where the rank came from and how to change it there."""
+    if not 0 <= node_rank < nnodes:
+        raise ConfigError(f"{key}: {shown(node_rank)} is outside 0..{shown(nnodes - 1)}", fix)
 
 
 def _gpus_ok(gpus: Any) -> bool:

@@ -11,7 +11,7 @@ import os
 import shlex
 from dataclasses import dataclass
 
-from .config import Config, LayoutConfig, shown, check_name
+from .config import Config, LayoutConfig, check_name, check_node_rank, shown
 from .errors import ConfigError
 from .gpus import Gpu, visible_gpus
 
@@ -51,9 +51,7 @@ def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True)
                     _env_int(env, value, 0 if key == "node_rank" else 1, 65535 if key == "master_port" else None))
     if node_rank is not None:
         layout.node_rank = node_rank
-    if not 0 <= layout.node_rank < layout.nnodes:
-        raise ConfigError(f"node rank {layout.node_rank} is outside 0..{layout.nnodes - 1}",
-                          "give --node-rank between 0 and layout.nnodes - 1")
+    check_node_rank(layout.node_rank, layout.nnodes, "node rank", "give --node-rank between 0 and layout.nnodes - 1")
     env_nproc = os.environ.get("NPROC_PER_NODE")
     if env_nproc:
         env_nproc = str(_env_int("NPROC_PER_NODE", env_nproc, 1, None))

@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Select, SelectionList, Static
 
-from tunewiz.engine.contract.config import DEEPSPEED, Config
+from tunewiz.engine.contract.config import DEEPSPEED, Config, check_node_rank
 from tunewiz.engine.contract.errors import TunewizError
 
 from ...formatting import styled
@@ -201,8 +201,12 @@ class LayoutStep(WizardStep):
                     raise
         if strict and values.get("nnodes", 1) < 1:
             raise StepInvalid("nodes: at least 1")
-        if strict and not 0 <= values.get("node_rank", 0) < values.get("nnodes", 1):
-            raise StepInvalid("this node rank: must be between 0 and nodes-1")
+        if strict:
+            try:
+                check_node_rank(values.get("node_rank", 0), values.get("nnodes", 1), "this node rank",
+                                "give a rank from 0 to nodes-1")
+            except TunewizError as e:
+                raise StepInvalid(e.one_line()) from None
         for attr, value in values.items():
             setattr(layout, attr, value)
         layout.master_addr = self.query_one("#layout-addr", Input).value.strip() or "127.0.0.1"
