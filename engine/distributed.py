@@ -85,8 +85,11 @@ def wait_for_nodes(plan: Plan, run: Path) -> None:
     del store
 
 
-def supervise(cfg: Config, plan: Plan, run: Path, resume: bool) -> int:
-    """Run torchrun for this node; the workers write events (rank 0) and per-rank logs."""
+def supervise(cfg: Config, plan: Plan, run: Path, resume: bool, lock: int | None = None) -> int:
+    """Run torchrun for this node; the workers write events (rank 0) and per-rank logs.
+    torchrun inherits the run's lock (a flock is held while any process holding its
+    descriptor lives): a supervisor killed with SIGKILL leaves the run locked for as long as
+    its workers train, so no second writer can start beside them."""
     if plan.nnodes > 1:
         wait_for_nodes(plan, run)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TUNEWIZ_JOIN_TIMEOUT_S": str(plan.join_timeout_s)}
@@ -103,7 +106,8 @@ def supervise(cfg: Config, plan: Plan, run: Path, resume: bool) -> int:
     with open(run / rundir.LOGS / "launcher-torchrun.log", "ab") as log:
         log.write((" ".join(shlex.quote(c) for c in cmd) + "\n").encode())
         log.flush()
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                pass_fds=() if lock is None else (lock,))
         follow(run / rundir.LOGS / f"rank{plan.node_rank * plan.nproc}.log", proc)
     return proc.returncode
 

@@ -138,7 +138,7 @@ def _run_here(run: Path, resume: bool, node_rank: int | None = None, tee: bool =
     # A stop asked of this supervisor goes to rank 0, which tells the other ranks at the step.
     stop_signal.on_stop(lambda: _forward_stop(run))
     try:
-        code = supervise(cfg, plan, run, resume)
+        code = supervise(cfg, plan, run, resume, lock=lock)
     except TunewizError as e:
         return _fail(run, e)
     events = read_events(run / rundir.EVENTS) if plan.node_rank == 0 else []

@@ -174,6 +174,46 @@ def test_stop_reaches_every_rank(tiny_model, tmp_path, cli):
     assert (rundir.checkpoints(run)[-1] / "rng-rank1.pt").is_file()
 
 
+def _supervisor_pid(run: Path) -> int | None:
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"tunewiz.engine.supervisor" in argv and str(run).encode() in argv:
+            return int(proc.name)
+    return None
+
+
+def test_a_killed_supervisor_leaves_the_run_locked_while_its_workers_train(tiny_model, tmp_path, cli):
+    """SIGKILL of a torchrun launch's supervisor: its workers train on, so the run stays
+    locked (a `--resume` beside them is refused) until they stop."""
+    import os
+    import signal
+
+    from support.runs import wait_until
+
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=24),
+                       layout={"master_port": free_port()},
+                       **{**LAYOUT, "train__max_steps": 400, "train__save_every": 5, "eval": {"inputs": [], "every": 0}})
+    r = cli("train", str(cfg), "--detach", env={"NPROC_PER_NODE": "2"})
+    assert r.returncode == 0, r.stderr
+    run = Path(r.stdout.strip().splitlines()[-1])
+    assert wait_until(lambda: len(rundir.checkpoints(run)) >= 1, 180)
+    supervisor = _supervisor_pid(run)
+    assert supervisor is not None
+    os.kill(supervisor, signal.SIGKILL)
+    from tunewiz.engine.contract.processes import pid_alive
+
+    assert wait_until(lambda: not pid_alive(supervisor), 30)
+    assert rundir.is_locked(run)  # torchrun holds the supervisor's lock descriptor
+    second = cli("train", str(run), "--resume")
+    assert second.returncode == 1 and "already being trained" in second.stderr, second.stderr
+    assert cli("stop", str(run), "--wait").returncode == 0  # reaches rank 0 all the same
+    assert wait_until(lambda: not rundir.is_locked(run), 60)
+    assert read_events(run / "events.jsonl")[-1]["status"] == "stopped"
+
+
 @pytest.mark.parametrize("stage", ["zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"])
 def test_deepspeed_config_follows_the_tunewiz_config(stage):
     """One source of truth: batch, accumulation, clipping, precision and optimizer come from
