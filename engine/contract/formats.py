@@ -9,7 +9,16 @@ files) and the field, and raised together as :class:`DataErrors` so that ``check
 can list them all while training reports the first with a count.
 
 Every format becomes a :class:`Sample`: pretraining text, or a list of chat messages
-``{"role": "system"|"user"|"assistant", "content": str}``.
+``{"role": "system"|"user"|"assistant", "content": str}``. Tool use in ShareGPT data
+trains like any answer: a ``function_call`` turn is the assistant's (its call is learned),
+an ``observation`` is input the user side gives back, and the record's ``tools`` are
+written into its system message after the record's own ``system``. OpenAI content lists
+of text parts are joined with newlines.
+
+Data that cannot be trained on as text (multimodal, preference pairs) refuses its file in
+one line (unsupported_data.py). With ``skip_invalid`` a bad record is left out and counted
+instead of failing the data; :meth:`SampleStream.warnings` says how many, and names
+unfilled ``{{placeholders}}`` (data_warnings.py).
 """
 
 from __future__ import annotations
@@ -20,16 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from . import unsupported_data
+from .data_warnings import SKIPPED_SHOWN, Placeholders, skipped_warning
 from .errors import DataError
 from .json_records import iter_json_records
 from .sources import Source, resolve
+from .unsupported_data import UnsupportedData
 
 FORMATS = ("pretrain", "conversation", "openai", "alpaca", "sharegpt")
 MAX_ERRORS = 20
 ROLES = ("system", "user", "assistant")
 # ShareGPT speaker names; "user"/"assistant" appear in many exports, so they are accepted too.
+# A tool call is the assistant's turn (trained); the tool's answer is input, as a user turn is.
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                  "system": "system"}
+                  "system": "system", "function_call": "assistant", "observation": "user"}
+TOOLS_HEADING = "Tools:"
 # XTuner drops Alpaca records whose answer is this placeholder.
 ALPACA_NO_OUTPUT = "<nooutput>"
 FILES_HINT = ("JSON, JSONL, Parquet, Arrow, CSV or TSV files, save_to_disk folders, folders of such files, "
@@ -70,13 +84,29 @@ class LoadedData:
 
 
 class _Problems:
-    """Collects up to MAX_ERRORS messages and counts the rest."""
+    """Collects up to MAX_ERRORS messages and counts the rest.
 
-    def __init__(self) -> None:
+    ``add`` is for problems of a whole source (a missing file, a refused kind of data),
+    ``record`` for one bad record: with ``skip`` on, those are only counted as skipped
+    (the first SKIPPED_SHOWN kept to name them) and the data stays usable.
+    """
+
+    def __init__(self, skip: bool = False) -> None:
         self.lines: list[str] = []
         self.total = 0
         self.first_hint = ""
         self.hints: set[str] = set()
+        self.skip = skip
+        self.skipped = 0
+        self.skipped_lines: list[str] = []
+
+    def record(self, where: str, problem: str) -> None:
+        if not self.skip:
+            self.add(where, problem)
+            return
+        self.skipped += 1
+        if len(self.skipped_lines) < SKIPPED_SHOWN:
+            self.skipped_lines.append(f"{where}: {problem}")
 
     def add(self, where: str, problem: str, hint: str = "") -> None:
         self.total += 1
@@ -211,8 +241,25 @@ def _from_openai(r: dict) -> Sample:
         role = m.get("role")
         if role not in ROLES:
             raise _Bad(f"{f}.role must be one of {', '.join(ROLES)} (got {_shown(role)})")
-        messages.append({"role": role, "content": _text(m.get("content"), f"{f}.content")})
+        messages.append({"role": role, "content": _content(m.get("content"), f"{f}.content")})
     return Sample("", messages=_needs_answer(messages, "messages"))
+
+
+def _content(value: Any, field_: str) -> str:
+    """An OpenAI message's content: text, or a list of parts whose text parts are joined."""
+    if not isinstance(value, list):
+        return _text(value, field_)
+    texts = []
+    for j, part in enumerate(value):
+        f = f"{field_}[{j}]"
+        kind = _item(part, f).get("type")
+        if kind == "text":
+            texts.append(_text(part.get("text"), f"{f}.text"))
+        elif unsupported_data.is_media_part(kind):
+            raise UnsupportedData("multimodal", f"{kind} content parts")
+        else:
+            raise _Bad(f"{f}.type must be text (got {_shown(kind)})")
+    return "\n".join(texts)
 
 
 def _from_sharegpt(r: dict) -> Sample:
@@ -222,9 +269,26 @@ def _from_sharegpt(r: dict) -> Sample:
         m = _item(m, f)
         who = m.get("from")
         if not isinstance(who, str) or who not in SHAREGPT_ROLES:
-            raise _Bad(f"{f}.from must be human, gpt or system (got {_shown(who)})")
+            raise _Bad(f"{f}.from must be human, gpt, system, function_call or observation (got {_shown(who)})")
         messages.append({"role": SHAREGPT_ROLES[who], "content": _text(m.get("value"), f"{f}.value")})
-    return Sample("", messages=_needs_answer(messages, "conversations"))
+    return Sample("", messages=_needs_answer(_with_record_system(r, messages), "conversations"))
+
+
+def _with_record_system(r: dict, messages: list[dict]) -> list[dict]:
+    """The record's ``system`` and ``tools`` (LLaMA-Factory's ShareGPT keys) as its system
+    message: the model only learns to call tools it is shown."""
+    system = _text(r.get("system"), "system", optional=True)
+    tools = r.get("tools")
+    if tools and not isinstance(tools, str):
+        tools = json.dumps(tools, ensure_ascii=False)
+    tools = _text(tools, "tools", optional=True)
+    extra = "\n\n".join(part for part in (system, f"{TOOLS_HEADING}\n{tools}" if tools else "") if part)
+    if not extra:
+        return messages
+    if messages and messages[0]["role"] == "system":
+        first = messages[0]["content"]
+        return [{"role": "system", "content": f"{first}\n\n{extra}" if first else extra}, *messages[1:]]
+    return [{"role": "system", "content": extra}, *messages]
 
 
 def _from_alpaca(r: dict) -> Sample:
@@ -244,13 +308,17 @@ _KEYS_HINT = ('{"text"} (pretrain), {"conversation"} (XTuner), {"messages"} (ope
 
 
 def to_sample(record: Any, fmt: str, where: str) -> Sample:
-    """Validate one record of a known format; raises DataError naming ``where`` and the field."""
+    """Validate one record of a known format; raises DataError naming ``where`` and the field,
+    or UnsupportedData for a kind of data that refuses its whole file."""
     if not isinstance(record, dict):
         raise DataError(f"a record must be a JSON object (got {_kind(record)})", where=where)
+    unsupported_data.check_record(record)
     try:
         sample = _PARSERS[fmt](record)
     except _Bad as e:
         raise DataError(str(e), where=where) from None
+    if sample.is_chat:
+        unsupported_data.check_messages(sample.messages)
     sample.source = where
     return sample
 
@@ -263,15 +331,18 @@ class SampleStream:
     iterating again starts over. After a full pass, :meth:`raise_if_problems` raises what
     :func:`load_samples` would. Sources are files, folders or hub ids (see sources.py).
     ``head`` reads at most that many records of each source (a quick check); ``cut`` then
-    says whether some source had more.
+    says whether some source had more. ``skip_invalid`` leaves bad records out (counted in
+    ``problems.skipped``) instead of failing the data.
     """
 
-    def __init__(self, files: list[str] | tuple[str, ...], fmt: str = "auto", head: int | None = None):
+    def __init__(self, files: list[str] | tuple[str, ...], fmt: str = "auto", head: int | None = None,
+                 skip_invalid: bool = False):
         if fmt != "auto" and fmt not in FORMATS:
             raise DataError(f"unknown format {fmt!r}", f"use auto or one of: {', '.join(FORMATS)}")
         if not files:
             raise DataError("no data files given", f"list them under data.files: {FILES_HINT}")
         self.files, self.fmt, self.head = [str(f) for f in files], fmt, head
+        self.skip_invalid = skip_invalid
         self._resolved: dict[str, list[Source]] = {}
         self._reset()
 
@@ -279,7 +350,8 @@ class SampleStream:
         self.formats: dict[str, str] = {}
         self.records = self.filtered = self.samples = 0
         self.cut = False
-        self.problems = _Problems()
+        self.problems = _Problems(skip=self.skip_invalid)
+        self.placeholders = Placeholders()
 
     def _sources(self, entry: str) -> list[Source]:
         # Resolved once: a hub dataset is loaded once for the hint, the key and the records.
@@ -311,22 +383,29 @@ class SampleStream:
                         return
                     read += 1
                     self.records += 1
-                    if fmt is None:
-                        fmt = detect_format(record)
-                        if fmt is None:
-                            keys = ", ".join(map(str, record)) if isinstance(record, dict) else _kind(record)
-                            self.problems.add(where, f"cannot tell the format from this record "
-                                                     f"({keys or 'no keys'}); expected {_KEYS_HINT}")
-                            return
-                        self.formats[source.name] = fmt
                     try:
+                        if fmt is None:
+                            if isinstance(record, dict):
+                                unsupported_data.check_record(record)
+                            fmt = detect_format(record)
+                            if fmt is None:
+                                keys = ", ".join(map(str, record)) if isinstance(record, dict) else _kind(record)
+                                self.problems.add(where, f"cannot tell the format from this record "
+                                                         f"({keys or 'no keys'}); expected {_KEYS_HINT}")
+                                return
+                            self.formats[source.name] = fmt
                         sample = to_sample(record, fmt, where)
+                    except UnsupportedData as e:
+                        self.problems.add(where, e.message(source.name), e.hint)
+                        return
                     except DataError as e:
-                        self.problems.add(where, e.msg.removeprefix(f"{where}: "))
+                        self.problems.record(where, e.msg.removeprefix(f"{where}: "))
                         continue
                     except _Skip:
                         self.filtered += 1
                         continue
+                    if sample.is_chat:
+                        self.placeholders.see(source.name, sample.messages)
                     self.samples += 1
                     yield sample
         except DataError as e:
@@ -341,6 +420,14 @@ class SampleStream:
         if not self.samples:
             raise DataError(f"no usable records ({self.records} read, {self.filtered} dropped)",
                             "add records with answers to train on", where=self.files[0])
+
+    def warnings(self) -> list[str]:
+        """After a pass: one line per thing worth a warning (unfilled placeholders per
+        source, the records skipped as bad)."""
+        out = self.placeholders.warnings()
+        if self.problems.skipped:
+            out.append(skipped_warning(self.problems.skipped, self.problems.skipped_lines))
+        return out
 
     def rows_hint(self) -> int | None:
         """A cheap estimate of the records to come (for progress bars); None when unknown."""
@@ -364,12 +451,12 @@ class SampleStream:
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
-def load_samples(files: list[str] | tuple[str, ...], fmt: str = "auto") -> LoadedData:
+def load_samples(files: list[str] | tuple[str, ...], fmt: str = "auto", skip_invalid: bool = False) -> LoadedData:
     """Read, validate and normalize every record of every source.
 
     Raises DataErrors with every problem found (up to MAX_ERRORS listed, all counted).
     """
-    stream = SampleStream(files, fmt)
+    stream = SampleStream(files, fmt, skip_invalid=skip_invalid)
     samples = list(stream)
     stream.raise_if_problems()
     return LoadedData(samples, stream.formats, stream.records, stream.filtered)

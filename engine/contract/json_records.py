@@ -292,7 +292,7 @@ def _jsonl_or_object(f: BinaryIO, name: str, problems) -> Iterator[tuple[str, An
             where = f"{name}:{number}"
             if problems is None:
                 raise DataError(f"not valid JSON ({e.msg})", "each line must be one JSON object", where=where) from None
-            problems.add(where, f"not valid JSON ({e.msg})")
+            problems.record(where, f"not valid JSON ({e.msg})")
             continue
         first = False
         yield f"{name}:{number}", record

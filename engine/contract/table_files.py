@@ -152,12 +152,12 @@ def csv_records(path: Path, problems, delimiter: str = ",") -> Iterator[tuple[st
             continue
         where = f"{name}:{line}"
         if len(cells) != len(header):
-            problems.add(where, f"{len(cells)} cells, the header has {len(header)} (check the quoting)")
+            problems.record(where, f"{len(cells)} cells, the header has {len(header)} (check the quoting)")
             continue
         try:
             record = _json_cells(dict(zip(header, cells)))
         except ValueError as e:
-            problems.add(where, str(e))
+            problems.record(where, str(e))
             continue
         yield where, record
     if header is None:

@@ -137,7 +137,7 @@ def test_malformed_jsonl_line_and_the_rest_still_checked(tmp_path):
     ({"messages": [{"role": "bot", "content": "x"}]}, "messages[0].role must be one of system, user, assistant (got 'bot')"),
     ({"messages": [{"role": "user", "content": "x"}]}, "messages has no assistant answer to train on"),
     ({"conversations": [{"from": "human", "value": None}]}, "conversations[0].value must be text (missing)"),
-    ({"conversations": [{"from": "robot", "value": "x"}]}, "conversations[0].from must be human, gpt or system (got 'robot')"),
+    ({"conversations": [{"from": "robot", "value": "x"}]}, "conversations[0].from must be human, gpt, system, function_call or observation (got 'robot')"),
     ({"instruction": 1, "output": "y"}, "instruction must be text (got a number)"),
     ({"text": ""}, "text is empty"),
 ])
