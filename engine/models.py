@@ -7,12 +7,11 @@ functions that need them.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from .contract.config import is_model_hub_id
 from .contract.errors import ModelError
+from .contract.model_facts import ModelFacts, read_model_facts
 
 
 def resolve_model_path(path: str) -> Path:
@@ -73,32 +72,10 @@ def _hub_failure(e: Exception) -> str:
     return first[:120]
 
 
-@dataclass
-class ModelFacts:
-    """What config.json says about a model, without loading it."""
-
-    path: Path
-    architecture: str
-    model_type: str
-    needs_remote_code: bool
-    is_causal_lm: bool
-    torch_dtype: str
-    config: dict
-
-
 def inspect_model(path: Path) -> ModelFacts:
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{path / 'config.json'}: cannot read ({e})", "check the model folder") from None
-    archs = cfg.get("architectures") or []
-    auto_map = cfg.get("auto_map") or {}
-    needs_remote = "AutoModelForCausalLM" in auto_map or (bool(auto_map) and not _known_type(cfg.get("model_type")))
-    causal = any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in archs) \
-        or "AutoModelForCausalLM" in auto_map
-    return ModelFacts(path=path, architecture=archs[0] if archs else "?", model_type=cfg.get("model_type", "?"),
-                      needs_remote_code=needs_remote, is_causal_lm=causal,
-                      torch_dtype=str(cfg.get("torch_dtype") or cfg.get("dtype") or "?"), config=cfg)
+    """config.json's facts (contract.model_facts, as the wizard reads them); transformers
+    says which model types need no code from the folder."""
+    return read_model_facts(path, known_model_type=_known_type)
 
 
 def _known_type(model_type: str | None) -> bool:

@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunewiz.engine.contract.config import Config
-
-from .model_folders import ModelFacts
+from tunewiz.engine.contract.model_facts import ModelFacts
 
 GIB = 1024**3
 # Bytes per base-model parameter: weights + grads + AdamW states (full: bf16 weights and
