@@ -41,11 +41,13 @@ class IncrementalDecoder:
         return after[len(before):]
 
     def flush(self) -> str:
-        """Whatever is left at the end, even if incomplete."""
+        """Whatever is left at the end, less a character whose bytes were cut off (when
+        max_new_tokens stops in the middle of one, its start decodes as U+FFFD, which
+        would end the answer in a "�")."""
         before = self._text(self.ids[self.window_start:self.done_upto])
         after = self._text(self.ids[self.window_start:])
         self.window_start = self.done_upto = len(self.ids)
-        return after[len(before):] if after.startswith(before) else ""
+        return after[len(before):].rstrip(REPLACEMENT_CHAR) if after.startswith(before) else ""
 
 
 class StopWordFilter:
