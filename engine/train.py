@@ -21,6 +21,7 @@ from .contract import faults, rundir
 from .batches import BatchPlan
 from .contract.config import Config, load_config, to_dict
 from .contract.events import EventWriter, NullWriter
+from .contract.progress_meter import EtaWindow
 from .runtime import Runtime
 
 
@@ -133,6 +134,8 @@ class Recipe:
             self.evaluate()
         backend.model.train()
         started, start_step = time.time(), self.step
+        self.eta_window = EtaWindow()              # ETA from the recent pace, not from the start
+        self.eta_window.add(start_step, started)
         while self.step < self.total:
             if self.should_stop():
                 break
@@ -254,13 +257,12 @@ class Recipe:
         # Timed after that sync: the GPU has finished the step, so the rate is the wall-clock
         # one (timed before it, queued kernels made the rate read up to 1.3x too high).
         dt = max(time.time() - t0, 1e-9)
-        done = self.step - start_step
-        per_step = (time.time() - started) / max(done, 1)
+        self.eta_window.add(self.step, time.time())
         tokens *= self.rt.world_size
         ev = dict(step=self.step, total=self.total, epoch=round(self.plan.epoch_of(self.step), 4),
                   loss=round(loss, 6), lr=self.backend.lr(), grad_norm=round(float(grad_norm), 6),
                   tokens_per_s=round(tokens / dt, 1),
-                  mem_gib=round(self.rt.peak_memory_gib(), 3), eta_s=round(per_step * (self.total - self.step), 1),
+                  mem_gib=round(self.rt.peak_memory_gib(), 3), eta_s=round(self.eta_window.eta(self.total) or 0.0, 1),
                   tokens=tokens, trained_tokens=trained, trained_tokens_per_s=round(trained / dt, 1))
         self.events.emit("step", **ev)
         warning = self.memory_pressure.check(self.step, self.rt.alloc_retries)

@@ -14,17 +14,11 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def duration(seconds: float | None) -> str:
-    if not _finite(seconds) or seconds < 0:
-        return "–"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+def eta(seconds: float | None, guess: bool = False) -> str:
+    """Time left, by the engine's one ETA rule; "~14m" while it is a guess."""
+    from tunewiz.engine.contract.progress_meter import format_eta
+
+    return format_eta(seconds, guess, missing="–")
 
 
 def clock(t: float | None) -> str:

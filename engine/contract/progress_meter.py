@@ -7,11 +7,36 @@ so neither floods. The first and the last update always go out.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
+from collections import deque
 from typing import Callable
 
 EVENT_EVERY_S = 0.5
+# The ETA rule, one for the engine's events, the monitor and `tunewiz runs`: the pace of the
+# last ETA_WINDOW updates (the first steps, with compilation and warm-up, are slower and
+# would weigh on the estimate for the whole run), and below SURE_AFTER steps a guess.
+ETA_WINDOW = 20
+SURE_AFTER = 5
+
+
+class EtaWindow:
+    """Time left from the pace of the most recent updates, not from the start."""
+
+    def __init__(self, window: int = ETA_WINDOW):
+        self.marks: deque[tuple[float, float]] = deque(maxlen=window + 1)   # (done, time)
+
+    def add(self, done: float, t: float) -> None:
+        self.marks.append((done, t))
+
+    def eta(self, total: float) -> float | None:
+        if len(self.marks) < 2:
+            return None
+        (done0, t0), (done1, t1) = self.marks[0], self.marks[-1]
+        if done1 <= done0 or t1 < t0:
+            return None
+        return max(total - done1, 0) * (t1 - t0) / (done1 - done0)
 
 
 def format_duration(seconds: float) -> str:
@@ -21,6 +46,17 @@ def format_duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def format_eta(seconds: float | None, guess: bool = False, missing: str = "-") -> str:
+    """"13m43s", or "~14m" while it is a guess (a guess to the second would claim too much)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+            or seconds < 0:
+        return missing
+    if not guess:
+        return format_duration(seconds)
+    minutes = max(1, round(seconds / 60))
+    return f"~{minutes}m" if minutes < 60 else f"~{minutes // 60}h{minutes % 60:02d}m"
 
 
 class ProgressMeter:

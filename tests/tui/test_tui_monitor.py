@@ -140,3 +140,33 @@ async def test_the_terminal_title_follows_the_run(engine, tmp_path, monkeypatch)
         await pilot.press("q")           # Home is about every run: the title is the app's again
         await wait_for(pilot, lambda: type(app.screen).__name__ == "HomeScreen")
         assert app.title == "tunewiz"
+
+
+async def test_the_eta_is_a_guess_until_a_few_steps_ran_and_lr_has_its_own_strip(tmp_path, monkeypatch):
+    import json
+    import os
+    import socket
+
+    from tunewiz.engine.contract.progress_meter import SURE_AFTER
+    from support.recorded_runs import recorded_run, step
+
+    monkeypatch.chdir(tmp_path)
+    start = {"t": 1.0, "type": "start", "name": "assistant", "config": {}, "world_size": 1, "total_steps": 400}
+    state = {"status": "running", "pid": os.getpid(), "host": socket.gethostname()}
+    run = recorded_run(tmp_path / "work_dirs", "assistant", "20260101-000000", [start, step(1, 400, 2.0)], state)
+    app = TunewizApp(tmp_path / "work_dirs", engine=EngineCli(prefix=FAKE_ENGINE), attach=run)
+    async with app.run_test(size=(80, 24)) as pilot:
+        text = await wait_for_text(pilot, "step 1/400")
+        assert "ETA ~13m" in text                  # 399 steps x 2 s, after one step: a guess
+        with open(run / "events.jsonl", "a") as f:
+            for i in range(2, SURE_AFTER + 3):
+                f.write(json.dumps({"v": 1, **step(i, 400, 1.0)}) + "\n")
+        text = await wait_for_text(pilot, f"step {SURE_AFTER + 2}/400")
+        assert f"ETA {(400 - SURE_AFTER - 2) * 2 // 60}m" in text and "ETA ~" not in text
+        # A constant learning rate is a flat strip of its own, beside its value; the loss
+        # chart plots the loss alone.
+        strip = app.screen.query_one("#mon-lr")
+        await wait_for(pilot, lambda: str(strip.query_one(".strip-value").render()) == "2.00e-04")
+        bars = str(strip.query_one(".lr-bars").render())
+        assert bars and set(bars) == {"█"}
+        assert "lr" not in str(app.screen.query_one("#mon-chart").plt.build())

@@ -14,9 +14,11 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from rich.text import Text
 
+from tunewiz.engine.contract.progress_meter import SURE_AFTER
+
 from tunewiz.engine.contract.run_summary import CONVERTIBLE, LIVE
 
-from ..formatting import clock, duration, loss, status_text, styled
+from ..formatting import clock, eta, loss, status_text, styled
 
 
 @dataclass
@@ -125,7 +127,8 @@ class HomeScreen(Screen):
         for row in message.rows:
             table.add_row(Text(row.name), status_text(row.status),
                           f"{row.step}/{row.total}" if row.total else "–",
-                          loss(row.loss), clock(row.started), duration(row.eta_s), key=str(row.path))
+                          loss(row.loss), clock(row.started),
+                          eta(row.eta_s, guess=row.step < SURE_AFTER), key=str(row.path))
         title = self.query_one("#home-title", Static)
         if message.rows:
             title.update(styled("Runs in ", (str(self.app.output_dir), "bold")))

@@ -19,14 +19,14 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
-from tunewiz.engine.contract.progress_meter import describe_progress
+from tunewiz.engine.contract.progress_meter import SURE_AFTER, describe_progress
 
 from textual.content import Content
 
-from ..formatting import duration, loss, run_title, status_content, styled
+from ..formatting import eta, loss, run_title, status_content, styled
 from ..services.engine_cli import EngineCommandFailed
 from ..services.run_follower import RunFollower, RunView
-from ..widgets.monitor.charts import LossChart, MetricStrip
+from ..widgets.monitor.charts import LossChart, LrStrip, MetricStrip
 from ..widgets.monitor.eval_timeline import EvalTimeline
 
 POLL_S = 0.25
@@ -87,6 +87,7 @@ class MonitorScreen(Screen):
 
     def __init__(self, run: Path):
         super().__init__()
+        self.sub_title = ""     # the header shows the run's state (the title), whole at 80 columns
         self.run = run
         self.follower = RunFollower(run)
         self.drawn_version = -1
@@ -103,6 +104,7 @@ class MonitorScreen(Screen):
         with Horizontal(id="mon-main"):
             with Vertical(id="mon-left"):
                 yield LossChart(id="mon-chart")
+                yield LrStrip(id="mon-lr")
                 yield MetricStrip("tok/s", "tok/s", id="mon-tokens")
                 yield MetricStrip("mem", "GiB", id="mon-mem")
             yield EvalTimeline(id="mon-evals")
@@ -150,9 +152,10 @@ class MonitorScreen(Screen):
             numbers = describe_progress(p)
         else:
             bar.update(total=s.total or None, progress=s.step)
-            eta = duration(s.eta_s) if s.status == "running" else "–"
+            # The first steps (warm-up, compilation) say little about the pace: a guess.
+            left = eta(s.eta_s, guess=len(view.steps) < SURE_AFTER) if s.status == "running" else "–"
             # Most telling first: at 80 columns the end of the line is what gets cut.
-            numbers = f"step {s.step}/{s.total or '?'} · loss {loss(s.loss)} · ETA {eta} · epoch {_epoch(s.epoch)}"
+            numbers = f"step {s.step}/{s.total or '?'} · loss {loss(s.loss)} · ETA {left} · epoch {_epoch(s.epoch)}"
         self.query_one("#mon-numbers", Static).update(Content(numbers))
         self.query_one("#mon-tokens", MetricStrip).show(view.tokens_per_s)
         self.query_one("#mon-mem", MetricStrip).show(view.mem_gib)
@@ -174,7 +177,8 @@ class MonitorScreen(Screen):
                 return
             self.chart_version = view.version
             steps, losses, lrs = list(view.steps), list(view.losses), list(view.lrs)
-        self.query_one("#mon-chart", LossChart).redraw(steps, losses, lrs)
+        self.query_one("#mon-chart", LossChart).redraw(steps, losses)
+        self.query_one("#mon-lr", LrStrip).show(lrs)
 
     def show_in_terminal_title(self, text: str) -> None:
         """The app's title (the header) and the terminal's: OSC 2, which tmux makes the

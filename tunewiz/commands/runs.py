@@ -7,8 +7,9 @@ Each run is read on its own (run_listing): one that cannot be read is listed as
 from __future__ import annotations
 
 import argparse
-import math
 import time
+
+from tunewiz.engine.contract.progress_meter import SURE_AFTER, format_eta
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,15 +18,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "last loss, start time and, while training, the time left.")
     s.add_argument("--output-dir", default=argparse.SUPPRESS, help="folder with the runs (default: work_dirs)")
     return s
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        return "-"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
 def format_started(t: float | None) -> str:
@@ -53,7 +45,7 @@ def run(args) -> int:
         if r.status == UNREADABLE:
             rows.append((printable(r.path.name), r.status, "-", "-", "-", "-"))
             continue
-        eta = format_eta(r.eta_s) if r.status == "running" else "-"
+        eta = format_eta(r.eta_s, guess=r.step < SURE_AFTER) if r.status == "running" else "-"
         rows.append((printable(r.path.name), r.status, f"{r.step}/{r.total or '?'}",
                      f"{r.loss:.4f}" if r.loss is not None else "-", format_started(r.started), eta))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
