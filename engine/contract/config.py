@@ -95,6 +95,8 @@ class DataConfig:
                            "save_to_disk folders, folders of data files, hub ids (owner/name[/config][:split])",
                            factory=list)
     format: DataFormat = doc("auto | pretrain | conversation | alpaca | openai | sharegpt", "auto")
+    skip_invalid: bool = doc("leave out bad records (counted and named in a warning) instead of stopping; "
+                             "for large sets with a few broken lines", False)
     template: str = doc("auto = the tokenizer's chat template, or a named template", "auto")
     system: str = doc("system prompt added to every conversation that has none", "")
     max_length: int = doc("tokens per sequence; longer samples are truncated", 2048)
@@ -275,6 +277,48 @@ def check_name(name: str) -> None:
         raise ConfigError(f"name: {shown(name)} is not a valid run name", hint)
     if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX_BYTES:
         raise ConfigError(f"name: {shown(name)} is longer than {NAME_MAX_BYTES} bytes", hint)
+
+
+def get_key(config: Any, key: str) -> Any:
+    """The value at a dotted key ("train.lr", "name") of a Config, or of its dict form."""
+    node, last = _parent_of(config, key)
+    if not _has(node, last):
+        raise ConfigError(f"{key}: no such config key", _key_hint(config, key))
+    return node[last] if isinstance(node, dict) else getattr(node, last)
+
+
+def set_key(config: Any, key: str, value: Any) -> None:
+    """Set a dotted key of a Config, or of its dict form. A Config takes only its own keys;
+    a dict takes new leaves too (config_from_dict checks those, at their line)."""
+    node, last = _parent_of(config, key)
+    if isinstance(node, dict):
+        node[last] = value
+    elif _has(node, last):
+        setattr(node, last, value)
+    else:
+        raise ConfigError(f"{key}: no such config key", _key_hint(config, key))
+
+
+def _parent_of(config: Any, key: str) -> tuple[Any, str]:
+    *parents, last = key.split(".")
+    node = config
+    for i, name in enumerate(parents):
+        if not _has(node, name):
+            raise ConfigError(f"{'.'.join(parents[:i + 1])}: no such config section", _key_hint(config, key))
+        node = node[name] if isinstance(node, dict) else getattr(node, name)
+    return node, last
+
+
+def _has(node: Any, name: str) -> bool:
+    if isinstance(node, dict):
+        return name in node
+    return is_dataclass(node) and name in {f.name for f in fields(node)}
+
+
+def _key_hint(config: Any, key: str) -> str:
+    known = list(field_docs())
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"did you mean {close[0]}?" if close else "write it as section.key, e.g. train.lr"
 
 
 def check_node_rank(node_rank: Any, nnodes: int, key: str = "layout.node_rank",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import Config, config_from_dict, default_lr, to_dict
+from .config import Config, config_from_dict, default_lr, set_key, to_dict
 from .errors import ConfigError
 from .templates import TEMPLATES
 from .xtuner_eval import Mapping, Module, Opaque, Ref, Val, plain
@@ -427,11 +427,7 @@ class Mapper:
         config = to_dict(Config(method=method, name=name))
         config["train"]["lr"] = default_lr(method)  # unless the file gives one
         for key, value in self.values.items():
-            *parents, last = key.split(".")
-            node = config
-            for p in parents:
-                node = node[p]
-            node[last] = value
+            set_key(config, key, value)
         try:
             config_from_dict(config, self.where)
         except ConfigError as e:

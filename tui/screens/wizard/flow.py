@@ -6,6 +6,8 @@ from pathlib import Path
 
 from textual.app import App
 
+from tunewiz.engine.contract.config import set_key
+
 from .state import WizardState, preset_files
 
 
@@ -23,9 +25,7 @@ def initial_state(app: App, defaults: dict) -> WizardState:
         state.config.data.files = [dataset]
     state.config.name = defaults.get("name", state.config.name if state.config.name != "run" else "assistant")
     for key, value in defaults.get("overrides", {}).items():
-        section, _, attr = key.rpartition(".")
-        target = getattr(state.config, section) if section else state.config
-        setattr(target, attr, value)
+        set_key(state.config, key, value)
     return state
 
 

@@ -11,7 +11,7 @@ from textual.message import Message
 from textual.widgets import Checkbox, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from tunewiz.engine.contract.config import check_name, field_docs
+from tunewiz.engine.contract.config import check_name, field_docs, get_key, set_key
 from tunewiz.engine.contract.errors import ConfigError
 
 from ...formatting import styled
@@ -38,16 +38,6 @@ KEY_SETTINGS = [
     ("data.system", "system prompt", str),
 ]
 PROMPT_SEPARATOR = " | "
-
-
-def get_key(cfg, key: str):
-    section, _, attr = key.rpartition(".")
-    return getattr(getattr(cfg, section) if section else cfg, attr)
-
-
-def set_key(cfg, key: str, value) -> None:
-    section, _, attr = key.rpartition(".")
-    setattr(getattr(cfg, section) if section else cfg, attr, value)
 
 
 def widget_id(key: str) -> str:
