@@ -37,3 +37,14 @@ def test_first_screen_imports_stay_light():
     # What `tunewiz` imports before the first screen: the app and Home, no chart library.
     modules = imported_after("import tunewiz.tui.app, tunewiz.tui.screens.home")
     assert "textual_plotext" not in modules and "plotext" not in modules
+
+
+def test_contract_imports_neither_torch_nor_textual():
+    # Every module of engine.contract (new ones included), loaded for real: the import-linter
+    # contract reads the source, this proves what the interpreter actually loads.
+    modules = imported_after(
+        "import importlib, pkgutil, tunewiz.engine.contract as c\n"
+        "for m in pkgutil.iter_modules(c.__path__): importlib.import_module(f'{c.__name__}.{m.name}')")
+    assert "tunewiz.engine.contract.gpus" in modules and "tunewiz.engine.contract.layout_plan" in modules
+    assert not {m.split(".")[0] for m in modules} & set(HEAVY + ("textual",))
+    assert not any(m.startswith("tunewiz.tui") for m in modules)
