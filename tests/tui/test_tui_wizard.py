@@ -41,6 +41,19 @@ async def goto(pilot, name: str) -> None:
     await pilot.pause(0.1)
 
 
+def assert_commented_like_the_preset(text: str, preset: Path) -> None:
+    """The written config opens with the command that runs it, carries every comment of the
+    preset it came from, and has a comment on every key."""
+    lines = text.splitlines()
+    assert lines[0].startswith("# tunewiz train ") and lines[0].endswith(".yaml --detach")
+    for line in preset.read_text().splitlines():
+        if "#" in line and not line.startswith("# tunewiz "):
+            comment = line.split("#", 1)[1].strip() if not line.startswith("#") else line.lstrip("# ")
+            assert comment in text, comment
+    keys = [line for line in lines if line.strip() and not line.startswith("#")]
+    assert keys and all(" # " in line for line in keys), [line for line in keys if " # " not in line]
+
+
 async def test_enter_through_the_wizard_trains_with_the_defaults(workdir, monkeypatch):
     monkeypatch.setattr("tunewiz.tui.screens.wizard.review_step.detect_gpus", lambda: [])  # CPU-only
     app = make_app(workdir)
@@ -53,6 +66,8 @@ async def test_enter_through_the_wizard_trains_with_the_defaults(workdir, monkey
             await pilot.press("enter")
         await goto(pilot, "MonitorScreen")
         await wait_for_text(pilot, "Training completed", timeout=20)
+    text = (workdir / "work_dirs" / "configs" / "assistant.yaml").read_text()
+    assert_commented_like_the_preset(text, PRESETS["demo-assistant"])
     written = load_config(workdir / "work_dirs" / "configs" / "assistant.yaml")
     expected = load_config(PRESETS["demo-assistant"])
     expected.output_dir = str(workdir / "work_dirs")
@@ -97,6 +112,13 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
         await pilot.press("ctrl+s")  # save only
         await wait_for_text(pilot, "saved")
         assert step_name(app) == "ReviewStep"
+    text = (workdir / "work_dirs" / "configs" / "alice-bot.yaml").read_text()
+    assert_commented_like_the_preset(text, PRESETS["sft-lora"])
+    # An edited value sits on its own line, the preset's comment beside it.
+    lr_comment = next(line.split("#", 1)[1] for line in PRESETS["sft-lora"].read_text().splitlines()
+                      if line.strip().startswith("lr:"))
+    assert any(line.split("#")[0].split() == ["lr:", "0.0003"] and line.endswith(lr_comment)
+               for line in text.splitlines())
     written = load_config(workdir / "work_dirs" / "configs" / "alice-bot.yaml")
     expected = load_config(PRESETS["sft-lora"])
     expected.name = "alice-bot"

@@ -12,7 +12,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widgets import Button, Input, Static
 
-from tunewiz.engine.contract.config import dump_yaml
 from tunewiz.engine.contract.errors import TunewizError
 
 from ...formatting import styled
@@ -52,10 +51,10 @@ class ReviewStep(WizardStep):
         return "save & launch ⏎"
 
     def compose_body(self) -> ComposeResult:
-        cfg = self.state.config
         self.state.config_path = self.state.default_config_path()
         with VerticalScroll(id="review-yaml"):
-            yield Static(Syntax(dump_yaml(cfg), "yaml", theme="ansi_dark", background_color="default"))
+            yield Static(Syntax(self.state.config_text(self.state.config_path), "yaml", theme="ansi_dark",
+                                background_color="default"), id="review-text")
         yield Static(id="review-memory")
         yield Static(id="review-command", markup=False)
         with Horizontal(id="review-save-row"):

@@ -38,12 +38,21 @@ class WizardState:
     def default_config_path(self) -> str:
         return self.config_path or str(Path(self.config.output_dir) / "configs" / f"{self.config.name}.yaml")
 
+    def preset_path(self) -> Path | None:
+        return next((p for p in preset_files() if p.stem == self.preset), None) if self.preset else None
+
+    def config_text(self, path: str | Path) -> str:
+        """The config as the file will read: commented like its preset, with the command that runs it."""
+        from tunewiz.engine.contract.config_text import commented_yaml
+
+        return commented_yaml(self.config, self.preset_path(), f"tunewiz train {path} --detach")
+
     def save(self, path: Path) -> Path:
         """Write the config to path, round-tripped through the schema first, so what is
         written is exactly what the engine accepts; raises TunewizError otherwise."""
         config_from_dict(to_dict(self.config))
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dump_yaml(self.config), encoding="utf-8")
+        path.write_text(self.config_text(path), encoding="utf-8")
         self.config_path = str(path)
         self.saved_path = path
         return path
