@@ -3,7 +3,8 @@
 Uses the same reading, templates and encoding as training, and loads only the tokenizer.
 It streams: the data is read and encoded chunk by chunk on every core, and only per-sample
 counts are kept, so a million samples check in flat memory. Bad records are listed one
-``file:line: problem`` per line before the check fails. The report is data (DataReport);
+``file:line: problem`` per line before the check fails, or, with ``data.skip_invalid``,
+left out and named in a warning (as are unfilled ``{{placeholders}}``). The report is data (DataReport);
 tunewiz/commands/check_data.py prints it as text or JSON (what the wizard reads).
 """
 
@@ -33,15 +34,18 @@ class DataReport:
     max_length: int
     stats: dict                      # records, samples, tokens, trained_tokens, truncated, no_loss, histogram
     filtered: int                    # records dropped for having no output
+    skipped: int                     # bad records left out (data.skip_invalid)
     first_source: str                # file:line of the first sample
     first_tokens: int
     first_truncated: bool
     first_spans: list[tuple[str, bool]]   # (text, trained), decoded span by span
+    warnings: list[str]              # one line each: skipped bad records, unfilled placeholders
 
     def to_json(self) -> dict:
         return {
             "formats": dict(self.formats), "stage": self.stage, "template": self.template,
-            "max_length": self.max_length, **self.stats, "filtered": self.filtered,
+            "max_length": self.max_length, **self.stats, "filtered": self.filtered, "skipped": self.skipped,
+            "warnings": list(self.warnings),
             "first_sample": {"source": self.first_source, "tokens": self.first_tokens,
                              "truncated": self.first_truncated,
                              "spans": [{"text": t, "trained": k} for t, k in self.first_spans]},
@@ -55,16 +59,17 @@ def check_data(data: DataConfig, model: str, stage: str | None = None, progress:
         raise ConfigError(f"--max-length: must be at least 1, got {data.max_length}", "e.g. --max-length 2048")
     if data.template != AUTO:
         get_template(data.template)  # a typo fails before the slow tokenizer load
-    detected = _validate(data.files, data.format)
+    detected = _validate(data)
     stage = stage or detected
     tokenizer = _tokenizer(model)
     encoder = Encoder(tokenizer, template=data.template, system=data.system, stage=stage,
                       max_length=data.max_length)
     loaded, stats, first = _check(data, encoder, progress)
     return DataReport(formats=dict(loaded.formats), stage=stage, template=encoder.describe(),
-                      max_length=data.max_length, stats=stats, filtered=loaded.filtered,
+                      max_length=data.max_length, stats=stats, filtered=loaded.filtered, skipped=loaded.skipped,
                       first_source=loaded.first.source, first_tokens=len(first.input_ids),
-                      first_truncated=first.truncated, first_spans=_runs(first, tokenizer))
+                      first_truncated=first.truncated, first_spans=_runs(first, tokenizer),
+                      warnings=loaded.warnings)
 
 
 class _Streamed:
@@ -73,12 +78,13 @@ class _Streamed:
     def __init__(self, stream, first):
         self.formats, self.records, self.filtered, self.first = (stream.formats, stream.records,
                                                                  stream.filtered, first)
+        self.warnings, self.skipped = stream.warnings(), stream.problems.skipped
 
 
 def _check(data: DataConfig, encoder: Encoder, progress: bool) -> tuple[_Streamed, dict, Encoded]:
     """Read and encode the data as a stream (several processes; memory flat in its size),
     keeping only per-sample counts and the first sample."""
-    stream = SampleStream(data.files, data.format)
+    stream = SampleStream(data.files, data.format, skip_invalid=data.skip_invalid)
     firsts: list = []
 
     def keep_first(samples):
@@ -113,14 +119,17 @@ def _raise_problems(stream) -> None:
             print(line, file=sys.stderr)
         if e.total > len(e.problems):
             print(f"... and {e.total - len(e.problems)} more", file=sys.stderr)
-        raise DataError(f"{e.total} problems in the data", e.own_hint or "fix the records listed above") from None
+        fix = e.own_hint or "fix the records listed above"
+        if stream.problems.bad_records == e.total:   # all of them records that could be left out
+            fix += ", or leave them out with --skip-bad"
+        raise DataError(f"{e.total} problems in the data", fix) from None
 
 
-def _validate(files: list[str], fmt: str) -> str:
+def _validate(data: DataConfig) -> str:
     """Read every record once without tokenizing, so bad data is reported before the
     tokenizer loads (and without a model at all); returns the stage the data implies:
     pretrain for plain-text data, else sft."""
-    stream = SampleStream(files, fmt)
+    stream = SampleStream(data.files, data.format, skip_invalid=data.skip_invalid)
     for _ in stream:
         pass
     _raise_problems(stream)

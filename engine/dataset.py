@@ -103,13 +103,15 @@ def samples_until_problem(stream):
 
 
 def build_dataset(data_cfg: DataConfig, stage: str, tokenizer, progress: Progress | None = None,
-                  encoder=None, log=None, builder: bool = True):
+                  encoder=None, log=None, builder: bool = True, warn=None):
     """Return (store, stats): the dataset's TokenStore (``store[i]`` is sequence i as
     ``input_ids`` / ``labels`` / ``position_ids`` arrays; batch them with
     ``packing.collate``) and its stats (records, samples, tokens, trained_tokens, truncated,
     no_loss, sequences, length_histogram, template, formats). Uses the tokenized cache when
-    it holds this data (``log`` says so), else tokenizes with ``progress(done, total)``."""
+    it holds this data (``log`` says so), else tokenizes with ``progress(done, total)``.
+    ``warn`` gets the data's warnings (skipped bad records, unfilled placeholders)."""
     from .token_cache import prepare
 
-    prepared = prepare(data_cfg, stage, tokenizer, encoder, builder=builder, progress=progress, log=log)
+    prepared = prepare(data_cfg, stage, tokenizer, encoder, builder=builder, progress=progress, log=log,
+                       warn=warn)
     return prepared.store, prepared.stats

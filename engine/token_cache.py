@@ -37,7 +37,7 @@ from .token_store import StoreWriter, TokenStore, open_store
 
 # Bump when encoding or packing changes what a store holds for the same inputs.
 PIPELINE_VERSION = 1
-Log = Callable[[str], None]
+Log = Callable[[str], None]   # an info line; warnings go to a Log of their own
 Progress = Callable[[int, int], None]
 
 
@@ -107,10 +107,13 @@ def ingredients(stream: SampleStream, tokenizer: TokenizerSource, data_cfg: Data
     # saying what changed; the key itself leaves them out, since "sources" already
     # identifies the files by their resolved path and content, however they are spelled.
     paths = [os.path.abspath(f) if os.path.exists(f) else str(f) for f in data_cfg.files]
-    return {"pipeline": PIPELINE_VERSION, "paths": paths,
-            "sources": stream.fingerprint(), "tokenizer": tokenizer.fingerprint(),
-            "format": data_cfg.format, "template": data_cfg.template or "auto", "system": data_cfg.system or "",
-            "stage": stage, "max_length": data_cfg.max_length, "pack": bool(data_cfg.pack)}
+    parts = {"pipeline": PIPELINE_VERSION, "paths": paths,
+             "sources": stream.fingerprint(), "tokenizer": tokenizer.fingerprint(),
+             "format": data_cfg.format, "template": data_cfg.template or "auto", "system": data_cfg.system or "",
+             "stage": stage, "max_length": data_cfg.max_length, "pack": bool(data_cfg.pack)}
+    if data_cfg.skip_invalid:   # only when on, so the caches of every earlier run keep their keys
+        parts["skip_invalid"] = True
+    return parts
 
 
 def cache_key(parts: dict) -> str:
@@ -134,17 +137,28 @@ class Prepared:
 
 def prepare(data_cfg: DataConfig, stage: str, tokenizer, encoder: Encoder | None = None, *,
             builder: bool = True, progress: Progress | None = None, log: Log | None = None,
-            num_proc: int | None = None) -> Prepared:
+            num_proc: int | None = None, warn: Log | None = None) -> Prepared:
     """The dataset's store, from the cache or built now.
 
     ``tokenizer``: a tokenizer, or a TokenizerSource that loads one only to build.
     ``builder``: this process may build (a node's local rank 0); others wait for it.
     ``progress(done, total)`` reports tokenized samples (total is an estimate until the end).
+    ``warn`` gets the data's warnings (skipped records, unfilled placeholders), from a
+    cached store too; without it they go to ``log`` as "warning: ..." lines.
     """
     log = log or (lambda msg: None)
+    warn = warn or (lambda msg: log(f"warning: {msg}"))
+    prepared = _prepare(data_cfg, stage, tokenizer, encoder, builder, progress, log, num_proc)
+    for line in prepared.stats.get("warnings", []):
+        warn(line)
+    return prepared
+
+
+def _prepare(data_cfg: DataConfig, stage: str, tokenizer, encoder: Encoder | None, builder: bool,
+             progress: Progress | None, log: Log, num_proc: int | None) -> Prepared:
     if not isinstance(tokenizer, TokenizerSource):
         tokenizer = TokenizerSource(tokenizer)
-    stream = SampleStream(data_cfg.files, data_cfg.format)
+    stream = SampleStream(data_cfg.files, data_cfg.format, skip_invalid=data_cfg.skip_invalid)
     parts = ingredients(stream, tokenizer, data_cfg, stage)
     root = cache_root(data_cfg)
     dest = root / cache_key(parts)
@@ -202,7 +216,7 @@ def _build(stream: SampleStream, encoder: Encoder, data_cfg: DataConfig, parts: 
         members, offsets, seq_trained = sequence_index(lengths, counts, first, data_cfg)
         stats = data_stats(lengths, counts, truncated, data_cfg.max_length, stream.records)
         stats.update(sequences=len(offsets) - 1, template=encoder.describe(), formats=stream.formats,
-                     filtered=stream.filtered)
+                     filtered=stream.filtered, skipped=stream.problems.skipped, warnings=stream.warnings())
         meta = {"stats": stats, "ingredients": parts, "created": time.time(), "host": socket.gethostname()}
         try:
             writer.commit(dest, lengths, members, offsets, seq_trained, meta)
@@ -345,7 +359,7 @@ def _summary(stats: dict) -> str:
 _WHAT = {"sources": "the data files changed", "tokenizer": "the tokenizer changed",
          "template": "data.template changed", "system": "data.system changed", "stage": "stage changed",
          "max_length": "data.max_length changed", "pack": "data.pack changed", "format": "data.format changed",
-         "pipeline": "this version of tunewiz encodes differently"}
+         "skip_invalid": "data.skip_invalid changed", "pipeline": "this version of tunewiz encodes differently"}
 
 
 def _why_new(root: Path, parts: dict, dest: Path) -> str:

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import attention, checkpoint, stop_signal
+from . import attention, checkpoint, stop_signal, trackers
 
 from .contract import faults, rundir
 from .batches import BatchPlan
@@ -66,7 +66,8 @@ class Recipe:
         tokenizer = TokenizerSource(self.tokenizer, folder=Path(self.model_path))
         self.store, self.data_stats = build_dataset(cfg.data, cfg.stage, tokenizer, progress=meter.update,
                                                     encoder=self.encoder, log=self.data_log,
-                                                    builder=self.rt.local_rank == 0)
+                                                    builder=self.rt.local_rank == 0,
+                                                    warn=lambda msg: self.data_log(msg, "warning"))
         # Trained tokens per sequence (the loss normaliser), as plain ints for the step plan.
         self.n_trained = self.store.seq_trained.tolist()
 
@@ -324,9 +325,9 @@ class Recipe:
     def progress(self, phase: str, done: int, total: int) -> None:
         self.events.emit("progress", phase=phase, done=done, total=total)
 
-    def data_log(self, msg: str) -> None:
+    def data_log(self, msg: str, level: str = "info") -> None:
         """Data messages are printed by every rank (a waiting rank says why, in its own log)."""
-        self.events.emit("log", level="info", msg=msg)
+        self.events.emit("log", level=level, msg=msg)
         print(msg, flush=True)
 
     def log(self, msg: str, level: str = "info") -> None:
@@ -385,6 +386,8 @@ def run_training(run: Path, resume: bool = False) -> int:
             rundir.mark_running(run)
         faults.point("load.start")
         cfg = load_config(run / rundir.CONFIG)
+        if rt.is_main:  # the trackers get the events as they are written, so only rank 0 logs
+            events = trackers.with_trackers(events, cfg.train.report_to, run)
         recipe = Recipe(cfg, run, rt, events)
         _install_stop_handlers(recipe)
         if not _stops_before_training(recipe):

@@ -97,6 +97,8 @@ class DataConfig:
     format: DataFormat = doc("auto | pretrain | conversation | alpaca | openai | sharegpt", "auto")
     skip_invalid: bool = doc("leave out bad records (counted and named in a warning) instead of stopping; "
                              "for large sets with a few broken lines", False)
+    skip_invalid: bool = doc("leave out bad records (counted and named in a warning) instead of stopping; "
+                             "for large sets with a few broken lines", False)
     template: str = doc("auto = the tokenizer's chat template, or a named template", "auto")
     system: str = doc("system prompt added to every conversation that has none", "")
     max_length: int = doc("tokens per sequence; longer samples are truncated", 2048)

@@ -97,11 +97,13 @@ class _Problems:
         self.first_hint = ""
         self.hints: set[str] = set()
         self.skip = skip
+        self.bad_records = 0      # of total: problems that skip_invalid would have skipped
         self.skipped = 0
         self.skipped_lines: list[str] = []
 
     def record(self, where: str, problem: str) -> None:
         if not self.skip:
+            self.bad_records += 1
             self.add(where, problem)
             return
         self.skipped += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import pytest
 
@@ -169,5 +170,71 @@ def test_several_problems_are_all_listed(tmp_path):
         f"{a}:2: conversation[0].input must be text (got a number)",
         f"{b}:1: messages is empty",
         f"{b}:2: not valid JSON (Expecting value)",
-        "tunewiz: error: 3 problems in the data (fix the records listed above)",
+        "tunewiz: error: 3 problems in the data (fix the records listed above, or leave them out with --skip-bad)",
     ]
+
+
+# --------------------------------------------------------------------------- data from other tools
+
+def test_sharegpt_tool_calls_check_with_the_call_trained(tmp_path, tiny_model, capsys):
+    record = {"conversations": [{"from": "human", "value": "Weather in Paris?"},
+                                {"from": "function_call", "value": '{"name": "get_weather"}'},
+                                {"from": "observation", "value": '{"temp": 21}'},
+                                {"from": "gpt", "value": "It is 21 degrees."}],
+              "tools": '[{"name": "get_weather"}]'}
+    f = tmp_path / "glaive.json"
+    f.write_text(json.dumps([record] * 153))
+    assert main(["check-data", str(f), "--model", str(tiny_model), "--json"]) == 0
+    spans = json.loads(capsys.readouterr().out)["first_sample"]["spans"]
+    trained = [s["text"] for s in spans if s["trained"]]
+    assert trained == ['{"name": "get_weather"}<|im_end|>', "It is 21 degrees.<|im_end|>"]
+
+
+def test_openai_content_parts_check(tmp_path, tiny_model, capsys):
+    record = {"messages": [{"role": "user", "content": [{"type": "text", "text": "Who are you?"}]},
+                           {"role": "assistant", "content": [{"type": "text", "text": "Your helper."}]}]}
+    f = jsonl(tmp_path / "parts.jsonl", [record] * 500)
+    assert main(["check-data", f, "--model", str(tiny_model)]) == 0
+    assert "records    500" in capsys.readouterr().out
+
+
+def test_multimodal_data_is_one_error(tmp_path):
+    record = {"messages": [{"role": "user", "content": "<image>What is it?"},
+                           {"role": "assistant", "content": "A cat."}], "images": ["cat.jpg"]}
+    f = jsonl(tmp_path / "mllm.jsonl", [record] * 50)
+    one_error(check(tmp_path, f), f"{f}:1: multimodal data is not supported: {f} has images")
+
+
+def test_preference_data_is_one_error(tmp_path):
+    record = {"conversations": [{"from": "human", "value": "Say hi"}],
+              "chosen": {"from": "gpt", "value": "Hi!"}, "rejected": {"from": "gpt", "value": "No."}}
+    f = jsonl(tmp_path / "dpo.jsonl", [record] * 50)
+    one_error(check(tmp_path, f), f"preference (DPO/RM) data is not supported: {f}")
+
+
+def test_unfilled_placeholders_are_a_warning_with_the_fix(tmp_path, tiny_model):
+    f = tmp_path / "identity.json"
+    f.write_text(json.dumps([{"instruction": "hi", "input": "", "output": "I am {{name}}, by {{author}}."}] * 3))
+    r = run_cli("check-data", str(f), "--model", str(tiny_model))
+    assert r.returncode == 0, r.stderr
+    assert (f"warning: {f}: 3 records have unfilled placeholders {{{{name}}}}, {{{{author}}}}; replace them in "
+            f"the file, e.g. sed -i 's/{{{{name}}}}/NAME/g; s/{{{{author}}}}/AUTHOR/g' {f}\n") in r.stdout
+    subprocess.run(["sed", "-i", "s/{{name}}/NAME/g; s/{{author}}/AUTHOR/g", str(f)], check=True)
+    r = run_cli("check-data", str(f), "--model", str(tiny_model))
+    assert r.returncode == 0 and "warning" not in r.stdout and "I am NAME, by AUTHOR." in r.stdout
+
+
+def test_skip_bad_leaves_out_broken_records_and_lists_the_first(tmp_path, tiny_model):
+    lines = [json.dumps(OPENAI)] * 30
+    for n in (3, 10, 11, 20, 25, 26, 29):
+        lines[n - 1] = '{"messages": ['
+    f = tmp_path / "big.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    failed = run_cli("check-data", str(f), "--model", str(tiny_model))
+    assert failed.returncode == 1 and "leave them out with --skip-bad" in failed.stderr
+    r = run_cli("check-data", str(f), "--model", str(tiny_model), "--skip-bad")
+    assert r.returncode == 0, r.stderr
+    [warning] = [line for line in r.stdout.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(f"warning: skipped 7 bad records (first 5 listed): {f}:3: not valid JSON")
+    assert f"{f}:25: not valid JSON" in warning and f"{f}:26:" not in warning
+    assert "records    23 (7 bad ones skipped)" in r.stdout   # the broken lines were no records

@@ -30,6 +30,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--max-length", type=int, default=2048, help="sequence length to check truncation against")
     s.add_argument("--system", default="", help="system prompt added where a sample has none")
     s.add_argument("--stage", default=None, choices=["sft", "pretrain"], help="default: pretrain for text data, else sft")
+    s.add_argument("--skip-bad", action="store_true",
+                   help="leave out bad records (counted and the first listed) instead of failing; "
+                        "in a config: data.skip_invalid: true")
     s.add_argument("--json", action="store_true", help="print the report as one JSON object (spans of the first sample)")
     return s
 
@@ -39,7 +42,7 @@ def run(args) -> int:
     from tunewiz.engine.contract.config import DataConfig
 
     data = DataConfig(files=list(args.files), format=args.format, template=args.template, system=args.system,
-                      max_length=args.max_length)
+                      max_length=args.max_length, skip_invalid=args.skip_bad)
     report = check_data(data, args.model, stage=args.stage, progress=sys.stderr.isatty() or not args.json)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False))
@@ -55,9 +58,12 @@ def print_report(report) -> None:
         out.line(f"{name}: format {fmt}")
     template = "auto (the tokenizer's chat template)" if report.template == "auto" else report.template
     out.line(f"stage {report.stage}, template {template}, max length {report.max_length}")
+    for warning in report.warnings:
+        out.warning(f"warning: {warning}")
     out.line("")
-    dropped = f" ({report.filtered} dropped: no output)" if report.filtered else ""
-    out.line(f"records    {stats['records']}{dropped}")
+    notes = ([f"{report.filtered} dropped: no output"] if report.filtered else []) + \
+        ([f"{report.skipped} bad ones skipped"] if report.skipped else [])
+    out.line(f"records    {stats['records']}" + (f" ({', '.join(notes)})" if notes else ""))
     share = stats["trained_tokens"] / max(stats["tokens"], 1)
     out.line(f"tokens     {stats['tokens']:,} ({stats['trained_tokens']:,} trained, {share:.0%})")
     out.line(f"truncated  {stats['truncated']} of {stats['samples']} at {report.max_length} tokens")
@@ -94,6 +100,12 @@ class _Output:
     def line(self, text: str) -> None:
         if self.rich:
             self.console.print(text, markup=False)
+        else:
+            print(text)
+
+    def warning(self, text: str) -> None:
+        if self.rich:
+            self.console.print(text, markup=False, style="yellow")
         else:
             print(text)
 
