@@ -36,7 +36,7 @@ from .parallel_encode import available_cores, encode_stream
 from .token_store import StoreWriter, TokenStore, open_store
 
 # Bump when encoding or packing changes what a store holds for the same inputs.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2   # 2: ShareGPT records' own system (and tools) keys are encoded
 Log = Callable[[str], None]   # an info line; warnings go to a Log of their own
 Progress = Callable[[int, int], None]
 
