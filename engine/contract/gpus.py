@@ -7,8 +7,9 @@ nvidia-smi. CUDA_VISIBLE_DEVICES is read the way CUDA reads it:
 - unset: every GPU; set but empty: none;
 - a comma-separated list of indices, `GPU-<uuid>` or `MIG-<uuid>` entries, where a uuid
   may be shortened to any prefix that names one device;
-- the list ends at the first entry that names no device (or one already listed): CUDA
-  ignores everything from there on, so this does too.
+- the list ends at the first entry that names no device: CUDA ignores everything from
+  there on, so this does too; a list that names one device twice leaves none visible
+  (as CUDA does: torch then counts 0 devices).
 
 Integer entries are matched to nvidia-smi's (PCI bus) order. Processes started for a plan
 get the devices' uuids instead, which no device order can misread.
@@ -117,8 +118,10 @@ def select_visible(gpus: list[Gpu], cuda_visible: str | None, migs: list[Gpu] | 
     chosen: list[Gpu] = []
     for entry in cuda_visible.split(","):
         gpu = _device_named(entry.strip(), gpus, migs or [])
-        if gpu is None or gpu in chosen:
+        if gpu is None:
             break
+        if gpu in chosen:
+            return []
         chosen.append(gpu)
     return chosen
 

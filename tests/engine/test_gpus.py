@@ -67,7 +67,8 @@ def test_empty_means_no_gpu(fake_smi, monkeypatch):
     ("2,0", [2, 0]),                     # CUDA's order is the variable's order
     (" 3 , 1 ", [3, 1]),
     ("1,7,2", [1]),                      # the list ends at a device that does not exist
-    ("0,0,1", [0]),                      # ... or at one already listed
+    ("0,0,1", []),                       # a device named twice: CUDA then sees none
+    ("1,GPU-1f2e", []),                  # ... however it is named
     ("-1", []),
     ("-1,0", []),
 ])
