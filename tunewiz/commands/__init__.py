@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "presets": "presets",
     "check-data": "check_data",
     "prepare-data": "prepare_data",
+    "import-xtuner": "import_xtuner",
     "convert": "convert",
     "merge": "merge",
     "export": "export",
