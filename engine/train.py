@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import attention, checkpoint, stop_signal
+from . import attention, checkpoint, stop_signal, trackers
 
 from .contract import faults, rundir
 from .batches import BatchPlan
@@ -386,6 +386,8 @@ def run_training(run: Path, resume: bool = False) -> int:
             rundir.mark_running(run)
         faults.point("load.start")
         cfg = load_config(run / rundir.CONFIG)
+        if rt.is_main:  # the trackers get the events as they are written, so only rank 0 logs
+            events = trackers.with_trackers(events, cfg.train.report_to, run)
         recipe = Recipe(cfg, run, rt, events)
         _install_stop_handlers(recipe)
         if not _stops_before_training(recipe):

@@ -44,6 +44,9 @@ DataFormat = Literal["auto", "pretrain", "conversation", "alpaca", "openai", "sh
 DeepSpeed = Literal["none", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]
 Dtype = Literal["auto", "bf16", "fp16", "fp32"]
 QuantType = Literal["nf4", "fp4"]
+# The trackers train.report_to may name (engine/trackers.py writes to them).
+Tracker = Literal["tensorboard", "wandb"]
+TRACKERS = typing.get_args(Tracker)
 METHODS = typing.get_args(Method)
 STAGES = typing.get_args(Stage)
 ATTENTION_CHOICES = typing.get_args(Attention)
@@ -97,8 +100,6 @@ class DataConfig:
     format: DataFormat = doc("auto | pretrain | conversation | alpaca | openai | sharegpt", "auto")
     skip_invalid: bool = doc("leave out bad records (counted and named in a warning) instead of stopping; "
                              "for large sets with a few broken lines", False)
-    skip_invalid: bool = doc("leave out bad records (counted and named in a warning) instead of stopping; "
-                             "for large sets with a few broken lines", False)
     template: str = doc("auto = the tokenizer's chat template, or a named template", "auto")
     system: str = doc("system prompt added to every conversation that has none", "")
     max_length: int = doc("tokens per sequence; longer samples are truncated", 2048)
@@ -132,6 +133,10 @@ class TrainConfig:
     fused_loss: bool = doc("compute the loss chunk by chunk from the last hidden states, never holding the "
                            "full logits (plain-head architectures, no DeepSpeed; others use the model's own)",
                            True)
+    report_to: Union[str, list[str]] = doc(
+        "trackers that also get the step metrics and eval answers: tensorboard, wandb (a list, or one "
+        "name; events.jsonl is always written). TensorBoard writes to RUN/tensorboard, W&B offline to "
+        "RUN/wandb unless WANDB_MODE or an API key says otherwise", factory=list)
 
 
 @dataclass
@@ -209,6 +214,7 @@ class Config:
         if self.quant.bits not in (4, 8):
             raise ConfigError(f"quant.bits: {shown(self.quant.bits)} is not 4 or 8", "use 4 (QLoRA) or 8")
         check_node_rank(self.layout.node_rank, self.layout.nnodes)
+        self.train.report_to = tracker_names(self.train.report_to)
         check_name(self.name)
         self._check_ranges()
         self._expand_home()
@@ -329,6 +335,20 @@ def check_node_rank(node_rank: Any, nnodes: int, key: str = "layout.node_rank",
     key and fix name where the rank came from and how to change it there."""
     if not 0 <= node_rank < nnodes:
         raise ConfigError(f"{key}: {shown(node_rank)} is outside 0..{shown(nnodes - 1)}", fix)
+
+
+def tracker_names(report_to: Any) -> list[str]:
+    """train.report_to as a list of known tracker names: one name stands for a list of one,
+    "none" (the transformers spelling) for none; a repeated name counts once."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to or [])
+    names = [n for n in names if n != "none"]
+    for name in names:
+        if name not in TRACKERS:
+            close = difflib.get_close_matches(str(name), TRACKERS, n=1)
+            raise ConfigError(f"train.report_to: {shown(name)} is not a tracker",
+                              (f"did you mean {close[0]}? " if close else "")
+                              + f"use a list of: {', '.join(TRACKERS)}")
+    return list(dict.fromkeys(names))
 
 
 def _gpus_ok(gpus: Any) -> bool:
