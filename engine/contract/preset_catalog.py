@@ -68,8 +68,11 @@ def copy_preset(name: str, dest: Path) -> tuple[Path, Path]:
     (preset, written file). Never overwrites: an existing dest is an error saying why."""
     matches = [p for p in list_presets() if p.stem == name]
     if not matches:
-        known = ", ".join(p.stem for p in list_presets())
-        raise ConfigError(f"no preset named {name!r}", f"known presets: {known}")
+        import difflib
+
+        close = difflib.get_close_matches(name, [p.stem for p in list_presets()], n=3, cutoff=0.5)
+        raise ConfigError(f"no preset named {name!r}", (f"did you mean {', '.join(close)}? " if close else "")
+                          + "`tunewiz presets list [-p PATTERN]` lists them")
     if dest.is_dir():
         dest = dest / matches[0].name
     try:

@@ -125,13 +125,14 @@ def test_wizard_train_quit_attach_merge_chat_in_tmux(tmux, tmp_path, tiny_model)
     tmux.keys("Enter")
 
     tmux.wait_for("(preset demo-assistant)")
-    for preset in ("pretrain-full", "pretrain-lora", "pretrain-qlora", "sft-full", "sft-lora"):
-        tmux.keys("Down")                         # down the preset list to sft-lora
-        tmux.wait_for(f"(preset {preset})")
+    tmux.keys("End")                              # the generic presets come last: sft-qlora
+    tmux.wait_for("(preset sft-qlora)")
+    tmux.keys("Up")                               # one up is sft-lora
+    tmux.wait_for("(preset sft-lora)")
     tmux.wait_for("LORA · sft")
-    # Tab order: list, form, name, epochs, max steps, lr, batch, grad accum, max length,
+    # Tab order: list, name, epochs, max steps, lr, batch, grad accum, max length,
     # packing, LoRA r, LoRA alpha, eval prompts, eval every.
-    tmux.keys("Tab", "Tab", "Tab", "Tab")
+    tmux.keys("Tab", "Tab", "Tab")
     tmux.replace("40")                            # max steps
     tmux.keys("Tab")
     tmux.replace("1e-2")                          # learning rate
