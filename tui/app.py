@@ -82,12 +82,14 @@ class TunewizApp(App):
             event.widget.cursor_blink = False
 
 
-def open_app(output_dir: str | Path) -> None:
-    """Home, or straight into the wizard when there is no run yet."""
+def open_app(output_dir: str | Path, wizard: bool = False, start=None) -> None:
+    """Home, or straight into the wizard when asked or when there is no run yet; ``start``
+    (a wizard StartFile) fills the wizard from a config file."""
     from tunewiz.engine.contract.rundir import list_runs
 
     output_dir = Path(output_dir)
-    TunewizApp(output_dir, open_wizard=not list_runs(output_dir)).run()
+    open_wizard = wizard or start is not None or not list_runs(output_dir)
+    TunewizApp(output_dir, open_wizard=open_wizard, wizard_defaults={"start": start} if start else None).run()
 
 
 def open_monitor(run: Path, output_dir: str | Path) -> None:

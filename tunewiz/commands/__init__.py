@@ -8,6 +8,7 @@ the parser for `tunewiz --help` stays instant and torch-free.
 
 # subcommand -> module in this package, in the order `tunewiz --help` lists them
 SUBCOMMANDS = {
+    "new": "new",
     "runs": "runs",
     "attach": "attach",
     "train": "train",

@@ -12,9 +12,15 @@ from .state import WizardState, preset_files
 
 
 def initial_state(app: App, defaults: dict) -> WizardState:
-    """The state the wizard opens with: demo model, the default preset, the sample dataset."""
+    """The state the wizard opens with: demo model, the default preset, the sample dataset;
+    or everything from the config file it was started with (`tunewiz new FILE`)."""
     state = WizardState()
     state.config.output_dir = str(app.output_dir)
+    # Once: a later "new run" from Home starts from the defaults again.
+    start = defaults.pop("start", None)
+    if start is not None:
+        state.start_from(start)
+        return state
     presets = {p.stem: p for p in preset_files()}
     preset = defaults.get("preset") or next(
         (n for n in ("demo-assistant", "sft-lora") if n in presets), None)

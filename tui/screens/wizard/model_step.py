@@ -1,4 +1,8 @@
-"""Step 1, Model: the demo model, local folders found in the usual places, or a typed path."""
+"""Step 1, Model: the demo model, local folders found in the usual places, or a typed path.
+
+A typed path may also name a config file, an XTuner .py or a tunewiz .yaml: Enter then
+fills every step from it (as `tunewiz new FILE` does) and stays here, showing the model the
+file names, so it can be checked or replaced before going on."""
 
 from __future__ import annotations
 
@@ -10,7 +14,11 @@ from textual.message import Message
 from textual.widgets import Checkbox, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from tunewiz.engine.contract.errors import TunewizError
+
+from ...formatting import styled
 from ...services.model_folders import DEMO, DEMO_LABEL, find_model_folders, read_model_facts
+from .state import looks_like_start_file, read_start_file
 from .step import StepInvalid, WizardStep
 
 
@@ -29,7 +37,7 @@ class ModelStep(WizardStep):
             with Vertical(id="model-left"):
                 yield Static("Base model", classes="section-title")
                 yield OptionList(Option(DEMO_LABEL, id=DEMO), id="model-list")
-                yield Input(model.path, placeholder="or type a model folder path", id="model-path", compact=True)
+                yield Input(model.path, placeholder="or type a model folder (or an XTuner .py / .yaml config)", id="model-path", compact=True)
             with Vertical(id="model-right"):
                 yield Static("About this model", classes="section-title")
                 yield Static(id="model-facts", markup=False)
@@ -69,6 +77,11 @@ class ModelStep(WizardStep):
         if not path:
             self.query_one("#model-facts", Static).update("type a folder that holds config.json")
             return
+        if looks_like_start_file(path):
+            self.query_one("#model-facts", Static).update(
+                "a config file: Enter fills every step from it (the model it names comes here)")
+            self.query_one("#model-warning", Static).update("")
+            return
         facts = read_model_facts(path)
         self.query_one("#model-facts", Static).update(facts.describe())
         trusted = self.query_one("#model-remote", Checkbox).value
@@ -78,6 +91,25 @@ class ModelStep(WizardStep):
         elif trusted:
             warning = "[b red]Remote code is ON: the folder's Python files will run.[/]"
         self.query_one("#model-warning", Static).update(warning)
+
+    def action_next(self) -> None:
+        path = self.query_one("#model-path", Input).value.strip()
+        if looks_like_start_file(path):
+            self.fill_from(path)
+            return
+        super().action_next()
+
+    def fill_from(self, path: str) -> None:
+        try:
+            source = read_start_file(path)
+        except TunewizError as e:
+            self.say(styled((e.one_line(), "bold red")))
+            return
+        self.state.start_from(source)
+        model = self.state.config.model
+        self.query_one("#model-remote", Checkbox).value = model.trust_remote_code
+        self.query_one("#model-path", Input).value = model.path
+        self.say(styled(("filled from ", "green"), (source.summary(), "green"), " · Enter goes on"))
 
     def store(self, strict: bool) -> None:
         path = self.query_one("#model-path", Input).value.strip()

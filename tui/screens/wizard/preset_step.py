@@ -7,6 +7,7 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Checkbox, Input, OptionList, Static
 from textual.widgets.option_list import Option
@@ -18,7 +19,7 @@ from ...formatting import styled
 from ...services.gpus import detect_gpus
 from ...widgets.form import FieldRow
 from .cuda_fit import cuda_problem
-from .state import preset_description, preset_files
+from .state import FROM_FILE, preset_description, preset_files
 from .step import StepInvalid, WizardStep, parse_number
 
 # (dotted key, label, kind): the settings users change most, in the order they think of them.
@@ -59,6 +60,9 @@ class PresetStep(WizardStep):
         options = [Option(stem, id=stem) for stem in self.presets]
         if not options:
             options = [Option("defaults (LoRA, SFT)", id="")]
+        if self.state.source is not None:   # the file the wizard started from is a recipe too
+            self.presets[FROM_FILE] = self.state.source.path
+            options.insert(0, Option(Content(f"from {self.state.source.path.name}"), id=FROM_FILE))
         docs = field_docs()
         with Horizontal(id="preset-panes"):
             yield OptionList(*options, id="preset-list")
@@ -97,9 +101,11 @@ class PresetStep(WizardStep):
     def fill_form(self) -> None:
         cfg = self.state.config
         self.query_one("#preset-method", Static).update(
-            f"{cfg.method.upper()} · {cfg.stage}  (preset {self.state.preset or 'defaults'})")
+            Content(f"{cfg.method.upper()} · {cfg.stage}  ({self.state.preset_label()})"))
         path = self.presets.get(self.state.preset)
-        self.query_one("#preset-about", Static).update(preset_description(path) if path else "")
+        about = (Content(self.state.source.summary()) if self.state.preset == FROM_FILE and self.state.source
+                 else preset_description(path) if path else "")
+        self.query_one("#preset-about", Static).update(about)
         for key, _, kind in KEY_SETTINGS:
             value = get_key(cfg, key)
             widget = self.query_one(f"#{widget_id(key)}")

@@ -9,6 +9,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, Input, Static
 
@@ -53,6 +54,12 @@ class ReviewStep(WizardStep):
     def compose_body(self) -> ComposeResult:
         self.state.config_path = self.state.default_config_path()
         with VerticalScroll(id="review-yaml"):
+            if self.state.source is not None and self.state.source.unmapped:
+                # Above the YAML, so what the imported XTuner config loses is read before launching.
+                source = self.state.source
+                yield Static(Content.assemble((f"not carried over from {source.path}:", "bold yellow"),
+                                              *(f"\n  {line}" for line in source.unmapped_by_line())),
+                             id="review-unmapped")
             yield Static(Syntax(self.state.config_text(self.state.config_path), "yaml", theme="ansi_dark",
                                 background_color="default"), id="review-text")
         yield Static(id="review-memory")
