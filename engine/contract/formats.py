@@ -27,16 +27,19 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, get_args
 
 from . import unsupported_data
+from .config import DataFormat
 from .data_warnings import SKIPPED_SHOWN, Placeholders, skipped_warning
 from .errors import DataError
 from .json_records import iter_json_records
 from .sources import Source, resolve
 from .unsupported_data import UnsupportedData
 
-FORMATS = ("pretrain", "conversation", "openai", "alpaca", "sharegpt")
+# The formats a reader exists for: the config's choices less "auto", which tells them apart
+# (one list: a format added to the config's DataFormat needs a parser in _PARSERS below).
+FORMATS = tuple(f for f in get_args(DataFormat) if f != "auto")
 MAX_ERRORS = 20
 ROLES = ("system", "user", "assistant")
 # ShareGPT speaker names; "user"/"assistant" appear in many exports, so they are accepted too.

@@ -192,3 +192,14 @@ def test_errors_are_collected_up_to_a_limit(tmp_path):
     assert len(e.value.problems) == MAX_ERRORS and e.value.total == MAX_ERRORS + 5
     assert e.value.problems[-1] == f"{f}:{MAX_ERRORS}: text must be text (got a number)"
     assert f"(and {MAX_ERRORS + 4} more problems)" in e.value.msg
+
+
+def test_every_config_format_has_a_parser():
+    """One list of formats: the config's DataFormat choices (less auto) are what the readers parse."""
+    import typing
+
+    from tunewiz.engine.contract import formats
+    from tunewiz.engine.contract.config import DataFormat
+
+    assert set(formats.FORMATS) == set(typing.get_args(DataFormat)) - {"auto"}
+    assert set(formats._PARSERS) == set(formats.FORMATS)

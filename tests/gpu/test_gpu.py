@@ -23,6 +23,7 @@ torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 two_gpus = pytest.mark.skipif(torch.cuda.device_count() < 2 or importlib.util.find_spec("deepspeed") is None,
                               reason="needs 2 GPUs and deepspeed")
+needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs deepspeed")
 needs_bnb = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="needs bitsandbytes")
 
 
@@ -228,6 +229,26 @@ def test_deepspeed_on_two_gpus(tiny_model, tmp_path, cli, stage, method):
     else:
         r = cli("chat", str(out), "--prompt", "Who are you?", "--max-new-tokens", "8")
     assert r.returncode == 0, r.stderr
+
+
+@needs_deepspeed
+@pytest.mark.parametrize("stage,method", [("zero2", "lora"), ("zero3", "full")])
+def test_deepspeed_checkpoints_on_one_gpu_are_whole_and_resume(tiny_model, tmp_path, cli, stage, method):
+    """DeepSpeed writes its own checkpoint layout (one folder per tag, sharded states): it
+    goes through the same step-N.tmp -> step-N rename and marker as tunewiz's own, so a
+    rotation keeps only whole checkpoints and --resume loads DeepSpeed's states back."""
+    cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl", n=32), method=method,
+                       train__max_steps=6, train__save_every=2, train__save_total_limit=2,
+                       train__lr=1e-3, train__grad_accum=1,
+                       layout={"gpus": 1, "deepspeed": stage, "master_port": 29550 + (stage == "zero3")})
+    r = cli("train", str(cfg))
+    run = next(r_ for r_ in rundir.list_runs(tmp_path / "runs"))
+    completed(r, run)
+    ckpts = rundir.checkpoints(run)
+    assert [c.name for c in ckpts] == ["step-4", "step-6"]          # rotated: step-2 is gone
+    assert not [p for p in (run / "checkpoints").iterdir() if rundir.is_stale(p.name)]
+    assert json.loads((ckpts[-1] / "zero.json").read_text())["stage"] == int(stage[4])
+    resume_for_more_steps(cli, run, 8)
 
 
 @two_gpus
