@@ -62,8 +62,7 @@ def check_data(data: DataConfig, model: str, stage: str | None = None, progress:
     detected = _validate(data)
     stage = stage or detected
     tokenizer = _tokenizer(model)
-    encoder = Encoder(tokenizer, template=data.template, system=data.system, stage=stage,
-                      max_length=data.max_length)
+    encoder = Encoder.from_config(tokenizer, data, stage)
     loaded, stats, first = _check(data, encoder, progress)
     return DataReport(formats=dict(loaded.formats), stage=stage, template=encoder.describe(),
                       max_length=data.max_length, stats=stats, filtered=loaded.filtered, skipped=loaded.skipped,
