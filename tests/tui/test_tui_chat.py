@@ -95,6 +95,26 @@ async def test_side_by_side_chat_streams_both_models(tuned_run, tmp_path):
         assert not isinstance(app.screen, ChatScreen)
 
 
+async def test_a_question_sent_while_loading_reaches_both_models(tuned_run, tmp_path):
+    """Typed before either server has loaded: it waits for both, so both columns answer it."""
+    app = TunewizApp(tmp_path / "work_dirs", cursor_blink=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = ChatScreen(run=tuned_run, side_by_side=True)
+        app.push_screen(screen)
+        await wait_for(pilot, lambda: app.screen is screen and screen.query("#chat-input"))
+        screen.query_one("#chat-max-new").value = "12"
+        assert not any(screen.ready)  # both columns still say "loading"
+        await pilot.press(*"Hello", "enter")
+        await wait_for(pilot, lambda: not screen.answering and all(
+            len(c.history) == 2 for c in screen.columns()), timeout=60)
+        base, tuned = screen.columns()
+        for column in (base, tuned):
+            assert column.history[0] == {"role": "user", "content": "Hello"}
+            assert column.history[1]["role"] == "assistant" and column.history[1]["content"]
+        assert base.history == tuned.history  # same weights, greedy: the same answer
+        assert [b.text for b in base.query(Bubble)] == [b.text for b in tuned.query(Bubble)]
+
+
 async def test_chat_without_a_fine_tuned_model_says_what_to_do(tiny_model, tmp_path):
     run = tmp_path / "work_dirs" / "assistant-20251122-080000"
     run.mkdir(parents=True)

@@ -61,7 +61,11 @@ class ChatScreen(Screen):
         self.tuned_index = 0
         self.clients: list[ChatClient | None] = []
         self.ready: list[bool] = []
+        self.failed: set[int] = set()  # columns whose model will not load
         self.answering: set[int] = set()
+        # A question typed while a model is still loading waits here, then goes to every
+        # column at once: side by side, both histories must start with the same question.
+        self.pending: str | None = None
 
     def targets(self) -> list[ChatTarget | None]:
         tuned = self.tuned[self.tuned_index] if self.tuned else None
@@ -91,11 +95,18 @@ class ChatScreen(Screen):
     def columns(self) -> list[ChatColumn]:
         return list(self.query(ChatColumn))
 
+    def loading(self) -> bool:
+        """A column's model is neither loaded nor failed yet."""
+        return any(not ready and i not in self.failed for i, ready in enumerate(self.ready))
+
     def set_status(self) -> None:
         states = []
-        for target, ready in zip(self.targets(), self.ready):
+        for i, (target, ready) in enumerate(zip(self.targets(), self.ready)):
             if target is not None:
-                states.append(f"{target.label}: {'ready' if ready else 'loading…'}")
+                state = "ready" if ready else "failed" if i in self.failed else "loading…"
+                states.append(f"{target.label}: {state}")
+        if self.pending is not None:
+            states.append("your question is sent once the models have loaded")
         self.query_one("#chat-status", Static).update(Content(" · ".join(states)))
 
     @work(exclusive=True, group="chat-servers")
@@ -104,6 +115,7 @@ class ChatScreen(Screen):
         targets = self.targets()
         self.clients = [ChatClient(t) if t else None for t in targets]
         self.ready = [False] * len(targets)
+        self.failed = set()
         self.set_status()
         for i, target in enumerate(targets):
             if target is None:
@@ -122,8 +134,12 @@ class ChatScreen(Screen):
         column = self.columns()[message.column]
         if message.problem:
             column.add_bubble(message.problem, "problem")
+            self.failed.add(message.column)
         else:
             self.ready[message.column] = True
+        if self.pending is not None and not self.loading():
+            text, self.pending = self.pending, None
+            self.ask(text)
         self.set_status()
 
     def sampling(self) -> Sampling:
@@ -147,7 +163,18 @@ class ChatScreen(Screen):
         if self.answering:
             self.notify("still answering: wait, or ctrl+x to stop it")
             return
+        if self.pending is not None:
+            self.notify("a question is already waiting for the models to load")
+            return
         event.input.value = ""
+        if self.loading():
+            self.pending = text
+            self.set_status()
+            return
+        self.ask(text)
+
+    def ask(self, text: str) -> None:
+        """Send text to every column whose model is loaded."""
         system = self.query_one("#chat-system", Input).value.strip()
         for i, column in enumerate(self.columns()):
             if not self.ready[i]:
@@ -195,14 +222,17 @@ class ChatScreen(Screen):
             self.query_one("#chat-input", Input).focus()
 
     def action_clear(self) -> None:
+        self.pending = None
         for column in self.columns():
             column.clear()
+        self.set_status()
 
     def action_next_model(self) -> None:
         if len(self.tuned) < 2:
             self.notify("only one fine-tuned model for this run")
             return
         self.tuned_index = (self.tuned_index + 1) % len(self.tuned)
+        self.pending = None  # the columns start over with the new model
         for column, target in zip(self.columns(), self.targets()):
             column.clear()
             column.set_title(target.label if target else "fine-tuned: none yet")
