@@ -5,6 +5,10 @@ that training uses, with the template and system prompt saved beside the adapter
 merged model) unless the options say otherwise, so the model sees at chat time exactly
 the text it was trained on. The terminal REPL is tunewiz/commands/chat.py; the TUI talks
 to chat_server.py.
+
+Raw (completion) mode gives the model the text as-is, without a template, and lets it
+continue; each turn stands alone. It is how a pretrain run learned text and how its eval
+answers are made, so it is the default for a model whose run has ``stage: pretrain``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class ChatOptions:
     max_new_tokens: int = 256
     temperature: float = 0.0         # 0 = greedy
     top_p: float = 0.9
+    raw: bool | None = None          # no template, the model continues the text; None = raw for a pretrain run
 
 
 @dataclass
@@ -43,11 +48,18 @@ class ChatSession:
     top_p: float
     context: int
     history: list[dict] = field(default_factory=list)
+    raw: bool = False
 
     def reply(self, text: str):
-        """Yield the answer to text, then remember the turn (only if fully consumed)."""
+        """Yield the answer to text, then remember the turn (only if fully consumed).
+        In raw mode: the continuation of text, and nothing is remembered."""
         from .generate import stream_reply
 
+        if self.raw:
+            yield from stream_reply(self.model, self.tokenizer, self.completion_prompt(text, self.max_new_tokens),
+                                    self.max_new_tokens, self.temperature, self.top_p,
+                                    self.encoder.stop_token_ids, self.encoder.stop_words)
+            return
         messages = self.history + [{"role": "user", "content": text}]
         prompt = self._prompt_ids(messages)
         pieces = []
@@ -65,6 +77,15 @@ class ChatSession:
             ids = self.encoder.prompt_ids(messages)
         return ids
 
+    def completion_prompt(self, text: str, max_new_tokens: int) -> list[int]:
+        """The raw prompt for text; when it and the answer would not fit the context, its
+        end is kept, since that is what the model continues."""
+        from .generate import completion_ids
+
+        ids = completion_ids(self.tokenizer, text)
+        room = self.context - max_new_tokens
+        return ids[-room:] if 0 < room < len(ids) else ids
+
     def set_system(self, text: str) -> None:
         self.encoder.system = text
         self.history = []
@@ -76,14 +97,16 @@ def open_session(opts: ChatOptions) -> ChatSession:
                                   load_tokenizer_for)
     from .models import pick_dtype, resolve_model_path
 
-    base = resolve_model_path(opts.model)
-    adapter = Path(opts.adapter) if opts.adapter else None
+    model, adapter, run_stage = chat_target(opts.model, opts.adapter)
+    base = resolve_model_path(model)
+    adapter = Path(adapter) if adapter else None
     if adapter is not None and adapter_kind(adapter) == "full":
         raise ModelError(f"{adapter} is a full model, not an adapter",
                          f"chat with it directly: tunewiz chat {adapter}")
     meta = adapter_meta(base, adapter)
     template = opts.template or meta.get("template") or "auto"
     system = opts.system if opts.system is not None else meta.get("system", "")
+    raw = opts.raw if opts.raw is not None else (run_stage or meta.get("stage")) == "pretrain"
 
     from transformers.utils import logging as hf_logging
 
@@ -96,7 +119,29 @@ def open_session(opts: ChatOptions) -> ChatSession:
     if adapter is not None:
         model = attach_adapter(model, adapter)
     return ChatSession(model, tokenizer, encoder, opts.max_new_tokens, opts.temperature, opts.top_p,
-                       context=encoder.max_length)
+                       context=encoder.max_length, raw=raw)
+
+
+def chat_target(model: str, adapter: str | None) -> tuple[str, str | None, str | None]:
+    """(model, adapter, the run's stage) for MODEL [--adapter A]. A run directory stands for
+    the model its output plan leaves (merged/ or hf/), else its adapter/ on the run's base."""
+    from .contract import rundir
+    from .contract.config import load_config
+
+    run = Path(model).expanduser()
+    if not rundir.is_run_dir(run):
+        return model, adapter, None
+    if adapter:
+        raise ModelError(f"{run} is a run, which brings its own model; --adapter is for a base model",
+                         f"drop --adapter, or give the base: tunewiz chat BASE --adapter {adapter}")
+    cfg = load_config(run / rundir.CONFIG)
+    folder = rundir.chat_model(run)
+    if (folder / "config.json").is_file():
+        return str(folder), None, cfg.stage
+    if (run / rundir.ADAPTER / "adapter_config.json").is_file():
+        return cfg.model.path, str(run / rundir.ADAPTER), cfg.stage
+    raise ModelError(f"run {run.name} has no model to chat with yet (no {rundir.MERGED}/, {rundir.HF}/ "
+                     f"or {rundir.ADAPTER}/)", f"convert it first: tunewiz export {run}")
 
 
 def _chat_device(bits: int | None, requested: str) -> str:

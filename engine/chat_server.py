@@ -3,8 +3,10 @@
     python -m tunewiz.engine.chat_server MODEL [--adapter A] [--template T] [--system S]
 
 Protocol, one JSON object per line:
-- out ``{"ready": true, "model": ..., "template": ...}`` once the model is loaded;
-- in  ``{"id", "messages": [{role, content}...], "max_new_tokens", "temperature", "top_p"}``;
+- out ``{"ready": true, "model": ..., "template": ..., "raw": ...}`` once the model is loaded;
+- in  ``{"id", "messages": [{role, content}...], "max_new_tokens", "temperature", "top_p", "raw"}``;
+  with ``"raw": true`` the last message's text is continued as-is (no template, no history);
+  without ``raw``, the model's default (raw for a pretrain run's model, which ``ready`` says);
 - out ``{"id", "delta": "text"}`` for each piece, then ``{"id", "done": true}``;
 - in  ``{"cancel": id}`` ends that answer early (it still gets its ``done``);
 - out ``{"error": msg, "hint": ...}`` (with ``id`` when it concerns a request). A load
@@ -67,7 +69,10 @@ def answer(session, request: dict, cancelled: set) -> None:
         send({"id": rid, "error": "messages must end with a user message", "hint": ""})
         return
     max_new = int(request.get("max_new_tokens") or session.max_new_tokens)
-    ids = fit_context(session.encoder, messages, max_new, session.context)
+    if request.get("raw", session.raw):
+        ids = session.completion_prompt(messages[-1].get("content", ""), max_new)
+    else:
+        ids = fit_context(session.encoder, messages, max_new, session.context)
     pieces = stream_reply(session.model, session.tokenizer, ids, max_new,
                           float(request.get("temperature", session.temperature)),
                           float(request.get("top_p", session.top_p)),
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         send({"error": e.msg, "hint": e.hint})
         return 1
     send({"ready": True, "model": args.model, "adapter": args.adapter,
-          "template": session.encoder.template_name})
+          "template": session.encoder.template_name, "raw": session.raw})
     return serve(session)
 
 

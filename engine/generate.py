@@ -1,7 +1,7 @@
 """Generation as a generator: ``stream_reply`` yields text as it is decoded.
 
 The chat REPL, ``chat --prompt`` and the training loop's eval answers are all thin
-consumers of it. It runs one sequence with a KV cache (a prompt pass, then one token per
+consumers of it (``completion_ids`` is their prompt when there is no template). It runs one sequence with a KV cache (a prompt pass, then one token per
 step), works on plain and peft models alike, and decodes incrementally so a multi-byte
 character split across tokens (common for Chinese in byte-level BPE) is only yielded once
 it is whole.
@@ -72,6 +72,14 @@ class StopWordFilter:
     def flush(self) -> str:
         text, self.pending = self.pending, ""
         return text
+
+
+def completion_ids(tokenizer, text: str) -> list[int]:
+    """The prompt for a completion (no chat template): the text as the tokenizer itself
+    encodes it, with whatever special tokens it adds (a BOS for Llama-style tokenizers).
+    A pretrain run's eval answers and chat's raw mode both start from it, so the model
+    simply continues the text."""
+    return list(tokenizer(text).input_ids)
 
 
 def end_token_ids(model, tokenizer, stop_token_ids: Iterable[int] = (), stop_words: Iterable[str] = ()) -> set[int]:

@@ -281,7 +281,7 @@ class Recipe:
         if not self.backend.generates():
             self.rt.barrier()
             return
-        from .generate import stream_reply
+        from .generate import completion_ids, stream_reply
         from .step_speed import eager
 
         model = self.backend.module
@@ -290,7 +290,7 @@ class Recipe:
         samples = []
         for prompt in self.cfg.eval.inputs:
             if self.cfg.stage == "pretrain":
-                ids = self.tokenizer(prompt).input_ids
+                ids = completion_ids(self.tokenizer, prompt)
             else:
                 ids = self.encoder.prompt_ids([{"role": "user", "content": prompt}])
             # The same autocast as the training forward: the adapters take their input

@@ -155,6 +155,84 @@ def test_chat_remembers_turns(tiny_model):
     assert session.history == []
 
 
+# --------------------------------------------------------------------------- raw (completion) mode
+
+# The incremental-pretraining check of the XTuner tutorials: how the model continues this.
+RAW_PROMPT = "书生·浦语大模型实战营第三期是"
+
+
+def test_chat_raw_continues_the_text_without_template(cli, tiny_model, loaded):
+    model, tok = loaded
+    # Piped twice: raw turns stand alone, so the second continuation is the first one again.
+    res = cli("chat", str(tiny_model), "--raw", "--max-new-tokens", "16", input=f"{RAW_PROMPT}\n{RAW_PROMPT}\n")
+    assert res.returncode == 0, res.stderr
+    expected = hf_greedy(model, tok, tok(RAW_PROMPT).input_ids, 16, tok.eos_token_id)
+    templated = hf_greedy(model, tok, prompt_for(tok, RAW_PROMPT), 16, tok.eos_token_id)
+    assert expected and expected != templated
+    assert res.stdout == f"{expected}\n{expected}\n"
+
+
+def pretrain_run(root: Path, base: Path) -> Path:
+    """A stage: pretrain LoRA run, converted: its adapter's tunewiz.json says pretrain."""
+    from tunewiz.engine.contract.config import Config, DataConfig, ModelConfig, dump_yaml
+    from tunewiz.engine.convert import convert_checkpoint
+
+    run = root / "pt-20250101-000000"
+    (run / "logs").mkdir(parents=True)
+    cfg = Config(name="pt", model=ModelConfig(path=str(base)), method="lora", stage="pretrain",
+                 data=DataConfig(files=["data.json"]))
+    (run / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+    add_lora_checkpoint(run, base, step=2)
+    convert_checkpoint(run, run / "adapter", say=lambda *_: None)
+    return run
+
+
+def test_a_pretrain_run_chats_raw_unless_told_chat(cli, tiny_model, tmp_path):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = pretrain_run(tmp_path / "work_dirs", tiny_model)
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32),
+                                      run / "adapter").eval()
+    raw = hf_greedy(tuned, tok, tok(RAW_PROMPT).input_ids, 12, tok.eos_token_id)
+    templated = hf_greedy(tuned, tok, prompt_for(tok, RAW_PROMPT), 12, tok.eos_token_id)
+    assert raw and templated and raw != templated
+    # The run itself (its adapter on the run's base), and the adapter given by hand.
+    by_run = cli("chat", str(run), "--max-new-tokens", "12", input=RAW_PROMPT + "\n")
+    assert by_run.returncode == 0, by_run.stderr
+    assert by_run.stdout == raw + "\n"
+    by_adapter = cli("chat", str(tiny_model), "--adapter", str(run / "adapter"), "--prompt", RAW_PROMPT,
+                     "--max-new-tokens", "12")
+    assert by_adapter.stdout == raw + "\n", by_adapter.stderr
+    for flag in ("--chat", "--no-raw"):
+        forced = cli("chat", str(run), flag, "--prompt", RAW_PROMPT, "--max-new-tokens", "12")
+        assert forced.returncode == 0, forced.stderr
+        assert forced.stdout == templated + "\n"
+
+
+def test_chat_repl_switches_mode(tiny_model):
+    from tunewiz.engine.chat import ChatOptions, open_session
+
+    session = open_session(ChatOptions(model=str(tiny_model), max_new_tokens=6, device="cpu"))
+    assert not session.raw  # a model of no pretrain run: the chat template
+    "".join(session.reply("Hello"))
+    session.raw = True
+    first = "".join(session.reply(RAW_PROMPT))
+    assert first == "".join(session.reply(RAW_PROMPT)) and len(session.history) == 2  # raw turns are not kept
+
+
+def test_chat_run_without_a_model_exit_1(cli, tiny_model, tmp_path):
+    run = make_run(tmp_path / "work_dirs", tiny_model)
+    res = cli("chat", str(run), "--prompt", "Hi")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    line = res.stderr.strip().splitlines()
+    assert len(line) == 1 and "no model to chat with yet" in line[0] and f"tunewiz export {run}" in line[0]
+    both = cli("chat", str(run), "--raw", "--chat")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--adapter", "MISSING"], ["adapter folder", "does not exist"]),
     (["--bits", "4"], ["CUDA"]),

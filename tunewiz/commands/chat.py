@@ -1,7 +1,8 @@
 """`tunewiz chat MODEL`: talk to a model in the terminal.
 
 ``--prompt`` answers once (for scripts); otherwise a REPL that also works on piped stdin.
-The session itself (loading, templates, history) is tunewiz.engine.chat.
+``--raw`` continues the text instead of answering it (no template, no history).
+The session itself (loading, templates, history, raw mode) is tunewiz.engine.chat.
 """
 
 from __future__ import annotations
@@ -9,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt), /exit"
+HELP = ("commands: /reset (forget the conversation), /system TEXT (new system prompt), "
+        "/raw (continue text, no template) or /chat (the chat template), /exit")
+RAW_NOTE = "(raw mode: each line is continued as-is, without the chat template and without history)"
+CHAT_NOTE = "(chat mode: the chat template, the conversation is remembered)"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,7 +21,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Chat with a model (a merged folder, a base with --adapter, or demo). "
                                    "The template and system prompt saved with the adapter are used unless "
                                    "--template / --system say otherwise. " + HELP + ".")
-    s.add_argument("model", metavar="MODEL", help='model folder, or "demo"')
+    s.add_argument("model", metavar="MODEL", help='model folder, a run folder (its merged model or adapter), '
+                                                  'or "demo"')
     s.add_argument("--adapter", default=None, help="LoRA adapter folder to apply (from `tunewiz convert`)")
     s.add_argument("--template", default=None, help="default: the one saved with the adapter, else the tokenizer's")
     s.add_argument("--system", default=None, help="system prompt (default: the one saved with the adapter)")
@@ -27,6 +32,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     s.add_argument("--top-p", type=float, default=0.9)
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--raw", dest="raw", action="store_true",
+                      help="completion mode: the text is given as-is (no chat template) and the model "
+                           "continues it; each prompt stands alone. Default for a run with stage: pretrain")
+    mode.add_argument("--chat", "--no-raw", dest="raw", action="store_false",
+                      help="apply the chat template, also for a pretrain run")
+    s.set_defaults(raw=None)  # neither flag: raw exactly for a pretrain run's model
     return s
 
 
@@ -35,7 +47,8 @@ def run(args) -> int:
 
     session = open_session(ChatOptions(
         model=args.model, adapter=args.adapter, template=args.template, system=args.system, bits=args.bits,
-        device=args.device, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p))
+        device=args.device, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+        raw=args.raw))
     if args.prompt is not None:
         print_reply(session, args.prompt)
         return 0
@@ -77,6 +90,8 @@ def _read_line(interactive: bool) -> str | None:
 def repl(session, interactive: bool) -> None:
     if interactive:
         print(HELP)
+        if session.raw:
+            print(RAW_NOTE)
     while (line := _read_line(interactive)) is not None:
         text = line.strip()
         if not text:
@@ -88,7 +103,11 @@ def repl(session, interactive: bool) -> None:
             print("(conversation cleared)")
         elif text == "/system" or text.startswith("/system "):
             session.set_system(text[len("/system"):].strip())
-            print("(system prompt set; conversation cleared)")
+            print("(system prompt set; conversation cleared)" + (" " + RAW_NOTE if session.raw else ""))
+        elif text in ("/raw", "/chat"):
+            session.raw = text == "/raw"
+            session.history = []
+            print(RAW_NOTE if session.raw else CHAT_NOTE)
         elif text.startswith("/"):
             print(f"unknown command {text.split()[0]}; {HELP}")
         else:
