@@ -21,6 +21,8 @@ report against that wall clock (``reported/wall``, 1.00 when honest).
     python bench/bench_peers.py --out results/          # every workload, tunewiz vs liger vs hf
     python bench/bench_peers.py --workloads lora-b4 --sides tunewiz,tunewiz+compile=false,liger
     python bench/bench_peers.py --report results/results.jsonl    # the table again, from a file
+    python bench/bench_peers.py --long-context --model-dir models --out results/long   # bench_long_context.py
+    python bench/bench_peers.py --parity-steps 200 --model-dir models --out results/parity   # bench_parity.py
 
 ``qlora7b-b1-ckpt`` always runs on the InternLM2-7B shape (the others on --model);
 ``--workloads`` leaves it out by default, since writing that model alone takes a minute.
@@ -60,9 +62,11 @@ PEERS = ("liger", "hf")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="internlm2-1.8b-shape", help=f"{', '.join(SHAPES)} or a model folder")
+    p.add_argument("--model", help=f"{', '.join(SHAPES)} or a model folder (default: internlm2-1.8b-shape; "
+                   "internlm2-7b-shape for --long-context)")
     p.add_argument("--workloads", default=",".join(w for w in WORKLOADS if w not in WORKLOAD_MODEL), help=f"comma-separated: {', '.join(WORKLOADS)}")
-    p.add_argument("--sides", default="tunewiz,liger,hf", help="comma-separated, run in this order")
+    p.add_argument("--sides", help="comma-separated, run in this order (default: tunewiz,liger,hf; "
+                   "tunewiz for --long-context; tunewiz,liger for --parity-steps)")
     p.add_argument("--steps", type=int, default=8, help="measured optimizer steps per run")
     p.add_argument("--warmup-steps", type=int, default=3, help="steps before the measured ones (>= 1)")
     p.add_argument("--max-length", type=int, default=2048, help="tokens per row")
@@ -72,9 +76,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=".", help="folder for results.jsonl and the sides' logs")
     p.add_argument("--report", metavar="RESULTS", help="only print the table of a results.jsonl")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    lc = p.add_argument_group("--long-context: the longest sequence that trains (bench_long_context.py)")
+    lc.add_argument("--long-context", action="store_true", help="search for the longest trainable row instead")
+    lc.add_argument("--lengths", default="8k,16k,32k,64k,96k,128k", help="lengths tried in order (k = 1024)")
+    lc.add_argument("--granularity", default="4k", help="bisect between the last pass and the first failure to this")
+    lc.add_argument("--budget-s", type=float, default=300, help="seconds of trials per side")
+    lc.add_argument("--min-trial-s", type=float, default=30,
+                    help="start no trial with less of the budget left (loading the model alone takes this)")
+    lc.add_argument("--method", choices=("lora", "qlora", "full"), help="(default qlora)")
+    pa = p.add_argument_group("--parity-steps: tunewiz's loss curve against the tuned peer's (bench_parity.py)")
+    pa.add_argument("--parity-steps", type=int, metavar="N", help="train N steps on both sides and compare the losses")
+    pa.add_argument("--batch-size", type=int, default=4, help="micro-batch of the parity run")
+    pa.add_argument("--window", type=int, default=20, help="steps in the trailing moving average compared")
     args = p.parse_args(argv)
     if args.warmup_steps < 1:
         p.error("--warmup-steps must be at least 1")
+    if args.long_context and args.parity_steps:
+        p.error("--long-context and --parity-steps are separate runs: give one")
+    if args.parity_steps is not None and args.parity_steps < 2:
+        p.error("--parity-steps must be at least 2")
     return args
 
 
@@ -208,11 +228,20 @@ def main(argv=None) -> int:
         report([json.loads(line) for line in Path(args.report).read_text().splitlines() if line.strip()],
                args.markdown)
         return 0
+    if args.long_context:
+        import bench_long_context
+
+        return bench_long_context.main(args)
+    if args.parity_steps:
+        import bench_parity
+
+        return bench_parity.main(args)
+    args.model = args.model or "internlm2-1.8b-shape"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.jsonl"
     workloads = args.workloads.split(",")
-    sides = args.sides.split(",")
+    sides = (args.sides or "tunewiz,liger,hf").split(",")
     for w in workloads:
         if w not in WORKLOADS:
             sys.exit(f"bench: unknown workload {w!r} (one of {', '.join(WORKLOADS)})")

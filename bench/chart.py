@@ -125,11 +125,11 @@ def main(argv=None) -> int:
     p.add_argument("--title", help="the chart's title (default: the first file's \"title\")")
     args = p.parse_args(argv)
     try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("chart: needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
-        return 1
-    try:
+        collect(args.results, args.sides.split(","))  # bad input is named before anything is drawn
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ChartError("needs matplotlib: pip install -e '.[bench]'") from None
         draw(args.results, args.out, args.sides.split(","), args.title)
     except ChartError as e:
         print(f"chart: {e}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """The plain Hugging Face peer: ``transformers.Trainer`` + ``peft`` doing tunewiz's work.
 
-Run as ``python hf_peer.py CONFIG OUT.json``: it reads the very config.yaml the tunewiz
-side trains from, so both sides share one source of settings. The token stream is the
+Run as ``python hf_peer.py CONFIG OUT.json [--liger]``: it reads the very config.yaml the
+tunewiz side trains from, so both sides share one source of settings. ``--liger`` is the
+tuned peer: ``TrainingArguments(use_liger_kernel=True)`` (Liger's RMSNorm, SwiGLU, rope
+and fused linear cross-entropy; CUDA only), as in peer_full_rows.py. The token stream is the
 same too: tunewiz's ``build_dataset`` tokenizes and packs, tunewiz's ``BatchPlan`` gives the
 order, and tunewiz's ``collate`` pads. Each Trainer "sample" is one whole micro-batch, so
 a micro-batch that ends an epoch short holds the same sequences on both sides.
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 
-def main(config_path: str, out_path: str) -> None:
+def main(config_path: str, out_path: str, liger: bool = False) -> None:
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from torch.utils.data import Dataset, SequentialSampler
@@ -76,6 +78,7 @@ def main(config_path: str, out_path: str) -> None:
 
     marks: list[float] = []
     losses: list[float] = []
+    lrs: list[float] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
@@ -86,6 +89,7 @@ def main(config_path: str, out_path: str) -> None:
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
+                lrs.append(float(logs.get("learning_rate", float("nan"))))
 
     class InPlanOrder(Trainer):
         def _get_train_sampler(self, *args, **kwargs):
@@ -101,6 +105,7 @@ def main(config_path: str, out_path: str) -> None:
         optim="adamw_torch_fused" if cuda else "adamw_torch",
         bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16, use_cpu=not cuda,
         gradient_checkpointing=tc.gradient_checkpointing, gradient_checkpointing_kwargs=gc_kwargs,
+        use_liger_kernel=liger,
         # One loss read per step, like tunewiz's step event; nothing saved or evaluated.
         logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none", disable_tqdm=True,
         remove_unused_columns=False, dataloader_num_workers=0)
@@ -110,9 +115,9 @@ def main(config_path: str, out_path: str) -> None:
     peak = (torch.cuda.max_memory_allocated() / 2**30 if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
     Path(out_path).write_text(json.dumps({
-        "step_times": marks, "losses": losses, "step_tokens": step_tokens, "peak_gib": peak,
+        "step_times": marks, "losses": losses, "lrs": lrs, "step_tokens": step_tokens, "peak_gib": peak,
         "threads": torch.get_num_threads(), "device": device, "attention": attn}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], liger="--liger" in sys.argv[3:])
