@@ -107,9 +107,10 @@ CPU_PROCESS_BASE_GIB = 0.9
 # engine/token_store.py: int32 ids + a uint8 trained mask per token, plus the indexes;
 # memory-mapped, so it is page cache that the kernel can drop, not process memory.
 STORE_BYTES_PER_TOKEN = 5
-# Data-file bytes per token, to guess the token count before tokenizing: JSON text of
-# English or Chinese chat data runs at 3-5 bytes per token with BPE vocabularies.
-FILE_BYTES_PER_TOKEN = 4
+# Data-file bytes per token, to guess the token count before tokenizing: the sample
+# assistant set (JSON, English and Chinese) is 2.4 bytes per token with the demo tokenizer,
+# English prose runs at about 4.
+FILE_BYTES_PER_TOKEN = 3
 DATA_SUFFIXES = (".json", ".jsonl", ".parquet", ".arrow", ".csv", ".tsv")
 
 
@@ -466,15 +467,21 @@ class Fit:
         need = "" if est.on_cpu else f", needs ≈ {est.needed_gib:.1f} with the CUDA context"
         return f"{line}{need}; {self.device} has {self.capacity_gib:.1f} GiB"
 
-    def problem(self) -> str:
-        """One line: what does not fit and which setting to change ("" when it fits)."""
+    def shortfall(self) -> str:
+        """'needs ≈ 50.9 GiB per GPU and GPU 0 (NVIDIA A100) has 40.0 GiB' ("" when it fits)."""
         if self.fits:
             return ""
-        est = self.estimate
-        where = "of RAM" if est.on_cpu else "per GPU"
-        fix = advice(self.fixes) or ("no single setting makes it fit: a smaller model, more GPUs with "
-                                     "layout.deepspeed: zero3, or method: qlora")
-        return f"needs ≈ {est.needed_gib:.1f} GiB {where} and {self.device} has {self.capacity_gib:.1f} GiB: {fix}"
+        where = "of RAM" if self.estimate.on_cpu else "per GPU"
+        return f"needs ≈ {self.estimate.needed_gib:.1f} GiB {where} and {self.device} has {self.capacity_gib:.1f} GiB"
+
+    def remedy(self) -> str:
+        """Which setting to change: the gentlest two single changes that fit."""
+        return advice(self.fixes) or ("no single setting makes it fit: a smaller model, more GPUs with "
+                                      "layout.deepspeed: zero3, or method: qlora")
+
+    def problem(self) -> str:
+        """One line: what does not fit and which setting to change ("" when it fits)."""
+        return f"{self.shortfall()}: {self.remedy()}" if not self.fits else ""
 
 
 def check_fit(cfg: Config, facts: ModelFacts, devices: int, capacity_gib: float | None, device: str,
@@ -506,11 +513,19 @@ class DataEstimate:
         if not self.file_bytes:
             return "data: size unknown (" + ", ".join(self.unknown) + " not on this disk)" if self.unknown \
                 else "data: no files"
-        text = (f"data: {self.file_bytes / GIB:.2f} GiB of files, ≈ {human(self.tokens)} tokens; tokenized "
-                f"cache ≈ {self.cache_gib:.2f} GiB on disk, memory-mapped (page cache, not process memory)")
+        text = (f"data: {size(self.file_bytes)} of files, ≈ {human(self.tokens)} tokens; tokenized cache "
+                f"≈ {size(self.tokens * STORE_BYTES_PER_TOKEN)} on disk, memory-mapped (page cache, "
+                "not process memory)")
         if self.unknown:
             text += f"; not counted: {', '.join(self.unknown)}"
         return text
+
+
+def size(n: float) -> str:
+    for unit, scale in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
 
 
 def human(n: float) -> str:

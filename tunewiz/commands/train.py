@@ -21,10 +21,24 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="print the command to run on every node and exit")
     s.add_argument("--slurm", metavar="FILE", nargs="?", const="-", default=None,
                    help="write an sbatch script that starts every node with srun (to FILE, or stdout)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="check the config, print the plan and the memory each GPU (or the CPU) needs, and exit: "
+                        "1 with the setting to change when it will not fit; writes and tokenizes nothing")
+    s.add_argument("--gpu-memory", type=float, metavar="GIB", default=None,
+                   help="with --dry-run: check against GPUs of this size (planning on a machine without them)")
     return s
 
 
 def run(args) -> int:
+    if args.dry_run:
+        from tunewiz.engine.dry_run import dry_run
+
+        return dry_run(args.config, node_rank=args.node_rank, gpu_memory_gib=args.gpu_memory,
+                       say=lambda m: print(m, flush=True))
+    if args.gpu_memory is not None:
+        from tunewiz.engine.contract.errors import ConfigError
+
+        raise ConfigError("--gpu-memory applies to --dry-run only", "add --dry-run, or leave --gpu-memory out")
     if args.print_node_commands or args.slurm:
         return _print_launch_help(args)
     from tunewiz.engine.launch import start_training
