@@ -30,6 +30,9 @@ class FoldersFound(Message):
 
 class ModelStep(WizardStep):
     INDEX = 0
+    # Focus the path from the start: Textual's default focuses the list first, whose first
+    # highlight (the demo) would then count as a pick and replace a path the wizard was given.
+    AUTO_FOCUS = "#model-path"
 
     def compose_body(self) -> ComposeResult:
         model = self.state.config.model
