@@ -2,10 +2,13 @@
 
 Checkpoints already hold the weights in HF / peft ``save_pretrained`` format, so for
 LoRA / QLoRA the adapter files are copied as they are (any peft user can load them), and
-for full fine-tuning the weights are copied with the base model's tokenizer beside them.
-The optimizer, scheduler and RNG states stay behind. ``tunewiz.json`` records what the
-folder is (base model, method, stage, template, system, step, source) so merge and chat
-can pick the right base and template without being told again.
+for full fine-tuning the weights are copied. Either way the tokenizer (with the chat
+template it was trained with, loadable by transformers 4.x and 5.x) and a README.md model
+card go beside them, and the adapter's config names the base by its hub id when it has one
+(peft records the folder it was loaded from, which for a hub model is a snapshot inside the
+Hugging Face cache). The optimizer, scheduler and RNG states stay behind. ``tunewiz.json``
+records what the folder is (base model, method, stage, template, system, step, source) so
+merge and chat can pick the right base and template without being told again.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from .contract import rundir
+from .contract import model_card, rundir
 from .contract.config import load_config
 from .contract.errors import ConfigError, ModelError
 from .contract.output_folder import atomic_folder, disk_full, is_disk_full
@@ -99,12 +102,26 @@ def _check_safetensors(path: Path) -> None:
         raise ModelError(f"{path}: damaged weights file ({e})", "try an older checkpoint") from None
 
 
-def _copy_tokenizer(ckpt: Path, base_model: str, dest: Path) -> None:
-    """The checkpoint's tokenizer if it saved one, else the base model's."""
+def _copy_tokenizer(ckpt: Path, meta: dict, dest: Path, say: Say) -> bool:
+    """The checkpoint's tokenizer if it saved one, else the base model's (True: with the chat
+    template training used)."""
     from .models import load_tokenizer, resolve_model_path
+    from .saved_tokenizer import save_tokenizer
 
     has_own = (ckpt / "tokenizer_config.json").is_file()
-    load_tokenizer(ckpt if has_own else resolve_model_path(base_model)).save_pretrained(dest)
+    tokenizer = load_tokenizer(ckpt if has_own else resolve_model_path(meta["base_model"]))
+    return save_tokenizer(tokenizer, dest, meta.get("template"), meta.get("system") or "",
+                          lambda m: say(f"convert: {m}"))
+
+
+def _name_the_base(adapter_config: Path, base_model: str) -> None:
+    """adapter_config.json's base_model_name_or_path as other tools should read it: the hub id
+    when known, else the config's path ("demo" keeps the folder peft saw: no tool knows "demo")."""
+    if base_model == "demo":
+        return
+    cfg = json.loads(adapter_config.read_text(encoding="utf-8"))
+    cfg["base_model_name_or_path"] = model_card.base_model_name(base_model)
+    adapter_config.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _weights_dir(run: Path, ckpt: Path, say: Say) -> Path:
@@ -144,8 +161,18 @@ def convert_checkpoint(src: Path, out: Path, say: Say = print) -> Path:
     with atomic_folder(out, "convert", identity, meta) as tmp:
         for f in files:
             shutil.copy2(f, tmp / f.name)
-        if meta["method"] == "full":
-            say("convert: adding the tokenizer")
-            _copy_tokenizer(ckpt, meta["base_model"], tmp)
+        if meta["method"] != "full":
+            _name_the_base(tmp / "adapter_config.json", meta["base_model"])
+        say("convert: adding the tokenizer and a model card (README.md)")
+        try:
+            same_template = _copy_tokenizer(ckpt, meta, tmp, say)
+        except ModelError as e:
+            if meta["method"] == "full":  # a model folder without its tokenizer is no model
+                raise
+            # The adapter is whole without it: merge and chat take the base's tokenizer.
+            say(f"convert: note: no tokenizer in the adapter folder ({e})")
+            same_template = None
+        model_card.write(tmp, "full" if meta["method"] == "full" else "adapter", meta, out.absolute(),
+                         same_template)
     say(f"convert: done -> {out}")
     return out

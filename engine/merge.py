@@ -2,8 +2,9 @@
 
 The base is always loaded unquantized, so a QLoRA adapter merges into full-precision
 weights (merging into 4-bit weights would round the update away). The result is a plain
-Hugging Face folder: sharded safetensors, tokenizer, a chat template, and tunewiz.json —
-loadable by ``AutoModelForCausalLM`` with nothing of tunewiz installed. An ADAPTER that is
+Hugging Face folder: sharded safetensors, tokenizer (loadable by transformers 4.x and 5.x),
+a chat template, a README.md model card and tunewiz.json — loadable by
+``AutoModelForCausalLM`` with nothing of tunewiz installed. An ADAPTER that is
 already a full model (method full) is re-sharded and given the same extras.
 """
 
@@ -13,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
+from .contract import model_card
 from .contract.errors import ModelError
 from .contract.output_folder import atomic_folder, check_replaceable, read_meta
 
@@ -25,6 +27,7 @@ def merge_adapter(base_arg: str, adapter: Path, out: Path, max_shard_size: str =
     from .inference_model import (adapter_kind, attach_adapter, load_causal_lm, load_tokenizer_for,
                                   pick_device, saved_dtype_name)
     from .models import pick_dtype, resolve_model_path
+    from .saved_tokenizer import save_tokenizer
 
     adapter = Path(adapter)
     kind = adapter_kind(adapter)
@@ -56,13 +59,15 @@ def merge_adapter(base_arg: str, adapter: Path, out: Path, max_shard_size: str =
             model = attach_adapter(model, adapter).merge_and_unload()
         else:
             say("merge: [2/3] full model, nothing to merge")
-        _ensure_chat_template(tokenizer, meta.get("template"), meta.get("system") or "", say)
         say(f"merge: [3/3] saving to {out} (shards up to {max_shard_size})")
         try:
             model.save_pretrained(tmp, max_shard_size=max_shard_size, safe_serialization=True)
         except ValueError as e:
             raise ModelError(f"cannot save: {str(e).splitlines()[0]}", "check --max-shard-size, e.g. 2GB") from None
-        tokenizer.save_pretrained(tmp)
+        same_template = save_tokenizer(tokenizer, tmp, meta.get("template"), meta.get("system") or "",
+                                       lambda m: say(f"merge: {m}"))
+        model_card.write(tmp, "full" if kind == "full" else "merged", {**new_meta, "merged_base": base_arg},
+                         out.absolute(), same_template)
     say(f"merge: done -> {out}")
     return out
 
@@ -71,18 +76,3 @@ def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our three lines say what is happening
-
-
-def _ensure_chat_template(tokenizer, template_name: str | None, default_system: str, say: Say) -> None:
-    """Give plain transformers users the template the adapter was trained with."""
-    if not template_name or template_name == "auto":
-        return
-    if getattr(tokenizer, "chat_template", None):
-        say(f"merge: note: keeping the tokenizer's own chat template (trained with {template_name})")
-        return
-    from .encode import Encoder
-    from .contract.templates import get_template, template_to_jinja
-
-    uses_bos = bool(Encoder(tokenizer, template_name).bos_ids)
-    tokenizer.chat_template = template_to_jinja(get_template(template_name), uses_bos, default_system)
-    say(f"merge: wrote a chat template for {template_name}")
