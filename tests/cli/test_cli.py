@@ -60,7 +60,10 @@ def test_presets_copy_never_overwrites(cli, tmp_path):
     r = cli("presets", "copy", "sft-lora", str(tmp_path / "a.yaml"))
     assert r.returncode == 1 and "already exists" in r.stderr and "Traceback" not in r.stderr
     r = cli("presets", "copy", "nope", str(tmp_path / "b.yaml"))
-    assert r.returncode == 1 and "known presets" in r.stderr
+    assert r.returncode == 1 and "no preset named 'nope'" in r.stderr and "tunewiz presets list" in r.stderr
+    assert not (tmp_path / "b.yaml").exists()
+    r = cli("presets", "copy", "sft-lorra", str(tmp_path / "b.yaml"))    # a typo gets the close names
+    assert r.returncode == 1 and "did you mean sft-lora" in r.stderr
 
 
 def test_run_commands_without_a_run_say_where_they_looked(cli, tmp_path):
