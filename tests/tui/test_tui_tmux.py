@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from support.tui import PATIENCE
+
 pytestmark = [pytest.mark.slow,  # informational: `make test` runs it (about a minute)
               pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
 
@@ -70,7 +72,7 @@ class Tmux:
         return self.run("capture-pane", "-p", "-t", self.target)
 
     def wait_for(self, text: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * PATIENCE
         while time.monotonic() < deadline:
             screen = self.screen()
             if text in screen:
@@ -81,7 +83,7 @@ class Tmux:
         raise AssertionError(f"{text!r} not on screen of {self.target} after {timeout}s:\n{self.screen()}\n{windows}")
 
     def wait_gone(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * PATIENCE
         while time.monotonic() < deadline:
             if text not in self.screen():
                 return
