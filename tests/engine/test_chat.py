@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from support.adapter_fixtures import add_lora_checkpoint, make_run
+from support.greedy import chat_prompt as prompt_for, hf_greedy
 
 from tunewiz.engine.generate import IncrementalDecoder, stream_reply
 
@@ -19,24 +20,6 @@ def loaded(tiny_model):
     torch.manual_seed(0)
     return AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval(), \
         AutoTokenizer.from_pretrained(tiny_model)
-
-
-def hf_greedy(model, tok, prompt_ids, n, eos):
-    """Reference answer: transformers' own greedy generate, less the "�" that its decode
-    shows for a character whose bytes the token limit cut off (stream_reply drops those)."""
-    import torch
-
-    out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=n, do_sample=False, eos_token_id=eos,
-                         pad_token_id=tok.pad_token_id)
-    ids = out[0][len(prompt_ids):].tolist()
-    ids = ids[:ids.index(eos)] if eos in ids else ids
-    return tok.decode(ids, skip_special_tokens=True).rstrip("\ufffd")
-
-
-def prompt_for(tok, text):
-    from tunewiz.engine.encode import Encoder
-
-    return Encoder(tok, "auto").prompt_ids([{"role": "user", "content": text}])
 
 
 def test_stream_reply_matches_transformers_greedy(loaded):

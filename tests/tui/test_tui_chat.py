@@ -15,7 +15,8 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.chat import ChatScreen
 from tunewiz.tui.widgets.chat.chat_column import Bubble, ChatColumn
 
-from support.tui import wait_for, wait_for_text
+from support.greedy import chat_prompt, hf_greedy
+from support.tui import screen_text, wait_for, wait_for_text
 
 QUESTION = {"role": "user", "content": "Please introduce yourself"}
 
@@ -56,8 +57,8 @@ def tuned_run(tiny_model, tmp_path) -> Path:
     return run
 
 
-def _config(model: Path) -> Config:
-    cfg = Config(name="assistant")
+def _config(model: Path, stage: str = "sft") -> Config:
+    cfg = Config(name="assistant", stage=stage)
     cfg.model.path = str(model)
     return cfg
 
@@ -66,7 +67,11 @@ async def ask_and_wait(pilot, text: str, columns: int) -> list[ChatColumn]:
     screen = pilot.app.screen
     await wait_for(pilot, lambda: len(screen.ready) == columns and all(screen.ready), timeout=60)
     screen.query_one("#chat-settings #chat-max-new").value = "12"
-    await pilot.press(*text, "enter")
+    if text.isascii():
+        await pilot.press(*text, "enter")
+    else:  # the pilot presses keys by name, and some characters ("·") have none: paste those
+        screen.query_one("#chat-input").value = text
+        await pilot.press("enter")
     await wait_for(pilot, lambda: not screen.answering and all(
         len(c.history) >= 2 for c in screen.columns()), timeout=60)
     return screen.columns()
@@ -124,3 +129,41 @@ async def test_chat_without_a_fine_tuned_model_says_what_to_do(tiny_model, tmp_p
         app.push_screen(ChatScreen(run=run, side_by_side=True))
         await wait_for_text(pilot, "no fine-tuned model yet", timeout=30)
         await pilot.press("escape")
+
+
+# The incremental-pretraining check of the XTuner tutorials: how the model continues this.
+RAW_PROMPT = "书生·浦语大模型实战营第三期是"
+
+
+async def test_a_pretrain_run_chats_raw_and_ctrl_r_switches(tiny_model, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = tmp_path / "work_dirs" / "pt-20251122-080000"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_yaml(_config(tiny_model, stage="pretrain")))
+    shutil.copytree(tiny_model, run / "merged")
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    raw = hf_greedy(model, tok, tok(RAW_PROMPT).input_ids, 12, tok.eos_token_id)
+    templated = hf_greedy(model, tok, chat_prompt(tok, RAW_PROMPT), 12, tok.eos_token_id)
+    assert raw and templated and raw != templated
+
+    app = TunewizApp(tmp_path / "work_dirs", cursor_blink=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = ChatScreen(run=run, side_by_side=True)
+        app.push_screen(screen)
+        await wait_for_text(pilot, "mode: raw", timeout=30)
+        # The key and what it does in the footer at 80x24, beside ctrl+x (which the input hid).
+        await wait_for(pilot, lambda: all(k in screen_text(app).splitlines()[-1] for k in ("^r raw/chat", "^x stop")))
+        for mode, expected in (("raw", raw), ("chat", templated), ("raw", raw)):
+            if mode != ("raw" if screen.raw else "chat"):
+                await pilot.press("ctrl+r")
+                await wait_for_text(pilot, f"mode: {mode}")
+                assert all(c.history == [] for c in screen.columns())  # a fresh start in the new mode
+            for _ in range(2):  # raw turns stand alone; chat turns carry the conversation
+                before = len(screen.columns()[0].history)
+                columns = await ask_and_wait(pilot, RAW_PROMPT, columns=2)
+                await wait_for(pilot, lambda: all(len(c.history) == before + 2 for c in columns), timeout=60)
+                if mode == "raw" or before == 0:
+                    assert [c.history[-1]["content"] for c in columns] == [expected, expected], mode

@@ -1,6 +1,10 @@
 """Chat: streamed answers, multi-turn, system prompt, sampling settings, clear; one model, or
 the base and the fine-tuned model side by side answering the same prompt.
 
+Two modes: chat (the chat template, multi-turn) and raw (the text is continued as-is, each
+turn on its own: how a pretrain run is checked, so its default there). The status line
+says which one is on; ctrl+r switches.
+
 Each model runs in its own chat server subprocess (torch stays out of this process). The
 screen keeps the conversation and sends the whole history with every request.
 """
@@ -21,7 +25,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from ..services.chat_client import ChatClient, ChatServerError, ChatTarget, Sampling
-from ..services.chat_targets import chat_targets
+from ..services.chat_targets import chat_targets, run_stage
 from ..widgets.chat.chat_column import Bubble, ChatColumn
 from ..widgets.form import FieldRow
 
@@ -46,11 +50,14 @@ class ReplyEnded(Message):
 
 class ChatScreen(Screen):
     BINDINGS = [
+        # Short words: every key must fit one 80-column footer.
         Binding("escape", "leave", "leave"),
         Binding("ctrl+o", "toggle_settings", "settings"),
         Binding("ctrl+l", "clear", "clear"),
-        Binding("ctrl+t", "next_model", "switch model"),
-        Binding("ctrl+x", "stop_answer", "stop answer"),
+        Binding("ctrl+t", "next_model", "model"),
+        # priority: the focused Input would otherwise take ctrl+x as "cut" (and hide it here).
+        Binding("ctrl+x", "stop_answer", "stop", priority=True),
+        Binding("ctrl+r", "toggle_raw", "raw/chat"),
     ]
 
     def __init__(self, run: Path | None = None, side_by_side: bool = False):
@@ -66,6 +73,7 @@ class ChatScreen(Screen):
         # A question typed while a model is still loading waits here, then goes to every
         # column at once: side by side, both histories must start with the same question.
         self.pending: str | None = None
+        self.raw = run_stage(run) == "pretrain"
 
     def targets(self) -> list[ChatTarget | None]:
         tuned = self.tuned[self.tuned_index] if self.tuned else None
@@ -85,8 +93,11 @@ class ChatScreen(Screen):
             for i, target in enumerate(self.targets()):
                 yield ChatColumn(target.label if target else "fine-tuned: none yet",
                                  classes="second" if i else "")
-        yield Input(placeholder="message · enter sends", id="chat-input")
-        yield Footer()
+        yield Input(placeholder=self.placeholder(), id="chat-input")
+        yield Footer(compact=True)
+
+    def placeholder(self) -> str:
+        return "text to continue · enter sends" if self.raw else "message · enter sends"
 
     def on_mount(self) -> None:
         self.query_one("#chat-input", Input).focus()
@@ -100,7 +111,7 @@ class ChatScreen(Screen):
         return any(not ready and i not in self.failed for i, ready in enumerate(self.ready))
 
     def set_status(self) -> None:
-        states = []
+        states = ["mode: raw (your text is continued, no template)" if self.raw else "mode: chat"]
         for i, (target, ready) in enumerate(zip(self.targets(), self.ready)):
             if target is not None:
                 state = "ready" if ready else "failed" if i in self.failed else "loading…"
@@ -182,15 +193,18 @@ class ChatScreen(Screen):
             column.add_bubble(text, "user")
             column.history.append({"role": "user", "content": text})
             column.add_bubble("", "assistant")
-            messages = ([{"role": "system", "content": system}] if system else []) + column.history
+            if self.raw:  # each turn stands alone: no system prompt, no history
+                messages = column.history[-1:]
+            else:
+                messages = ([{"role": "system", "content": system}] if system else []) + column.history
             self.answering.add(i)
-            self.answer(i, messages, self.sampling())
+            self.answer(i, messages, self.sampling(), self.raw)
 
     @work(group="chat-answers")
-    async def answer(self, column: int, messages: list[dict], sampling: Sampling) -> None:
+    async def answer(self, column: int, messages: list[dict], sampling: Sampling, raw: bool) -> None:
         client = self.clients[column]
         try:
-            async for piece in client.ask(messages, sampling):
+            async for piece in client.ask(messages, sampling, raw):
                 self.post_message(ReplyPiece(column, piece))
             self.post_message(ReplyEnded(column))
         except ChatServerError as e:
@@ -225,6 +239,20 @@ class ChatScreen(Screen):
         self.pending = None
         for column in self.columns():
             column.clear()
+        self.set_status()
+
+    def action_toggle_raw(self) -> None:
+        if self.answering:
+            self.notify("still answering: wait, or ctrl+x to stop it")
+            return
+        self.raw = not self.raw
+        note = ("raw: what you type is continued as-is, without the chat template; each turn stands alone"
+                if self.raw else "chat: the chat template; a new conversation starts here")
+        for column in self.columns():
+            # What was said in the other mode is no context for this one.
+            column.history = []
+            column.add_bubble(note, "note")
+        self.query_one("#chat-input", Input).placeholder = self.placeholder()
         self.set_status()
 
     def action_next_model(self) -> None:

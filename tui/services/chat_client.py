@@ -95,12 +95,13 @@ class ChatClient:
         self.proc.stdin.write((json.dumps(obj, ensure_ascii=False) + "\n").encode())
         await self.proc.stdin.drain()
 
-    async def ask(self, messages: list[dict], sampling: Sampling) -> AsyncIterator[str]:
-        """Yield the answer's pieces as they are generated."""
+    async def ask(self, messages: list[dict], sampling: Sampling, raw: bool = False) -> AsyncIterator[str]:
+        """Yield the answer's pieces as they are generated; raw: the continuation of the last
+        message's text, without the chat template."""
         rid = next(self._ids)
         self._current = rid
         await self._send({"id": rid, "messages": messages, "max_new_tokens": sampling.max_new_tokens,
-                          "temperature": sampling.temperature, "top_p": sampling.top_p})
+                          "temperature": sampling.temperature, "top_p": sampling.top_p, "raw": raw})
         try:
             while True:
                 msg = await self._next_message()

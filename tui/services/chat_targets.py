@@ -20,6 +20,20 @@ def run_base_model(run: Path) -> str:
         return "demo"
 
 
+def run_stage(run: Path | None) -> str:
+    """The run's stage (sft or pretrain); sft for no run or an unreadable config."""
+    from tunewiz.engine.contract.config import load_config
+    from tunewiz.engine.contract.errors import TunewizError
+    from tunewiz.engine.contract.rundir import CONFIG
+
+    if run is None:
+        return "sft"
+    try:
+        return load_config(Path(run) / CONFIG).stage
+    except TunewizError:
+        return "sft"
+
+
 def tuned_targets(run: Path) -> list[ChatTarget]:
     """Fine-tuned choices, best first: the merged model, then the adapter on its base."""
     run = Path(run)

@@ -13,6 +13,7 @@ class Bubble(Static):
     Bubble.user { color: $text-accent; text-style: bold; }
     Bubble.assistant { color: $text; }
     Bubble.problem { color: $error; }
+    Bubble.note { color: $text-muted; text-style: italic; }
     """
 
     def __init__(self, text: str, role: str):
