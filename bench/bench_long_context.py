@@ -267,8 +267,7 @@ def main(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tunewiz-long-"))
     t0 = time.time()
-    device = _device() if model_name in SHAPES else "cpu"
-    model = prepare_model(model_name, Path(args.model_dir) if args.model_dir else work, device)
+    model = _prepare_model_in_child(model_name, Path(args.model_dir) if args.model_dir else work)
     # The bisection never goes past the longest listed length, so that is the cap.
     view = long_model_view(model, max(lengths), work)
     print(f"model ready in {time.time() - t0:.0f}s: {model_name}, {method}, batch 1, gradient checkpointing, "
@@ -301,10 +300,18 @@ def main(args) -> int:
     return 0
 
 
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def _prepare_model_in_child(name: str, folder: Path) -> Path:
+    """prepare_model in a process of its own: built here, the random model would leave this
+    process a CUDA context (and allocator cache) on the GPU the trials measure."""
+    if name not in SHAPES:
+        return prepare_model(name, folder, "cpu")  # a folder: only resolved, nothing built
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import torch; from pathlib import Path; "
+            "from bench_models import prepare_model; "
+            "print(prepare_model(sys.argv[2], Path(sys.argv[3]), 'cuda' if torch.cuda.is_available() else 'cpu'))")
+    done = subprocess.run([sys.executable, "-c", code, str(HERE), name, str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"bench: building {name} failed:\n{done.stderr[-3000:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def _row(r: dict) -> str:

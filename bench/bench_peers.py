@@ -78,12 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     lc = p.add_argument_group("--long-context: the longest sequence that trains (bench_long_context.py)")
     lc.add_argument("--long-context", action="store_true", help="search for the longest trainable row instead")
-    lc.add_argument("--lengths", default="8k,16k,32k,64k,96k,128k", help="lengths tried in order (k = 1024)")
+    lc.add_argument("--lengths", default="8k,16k,32k,64k,96k,128k", help="lengths tried, shortest first (k = 1024; default %(default)s)")
     lc.add_argument("--granularity", default="4k", help="bisect between the last pass and the first failure to this")
     lc.add_argument("--budget-s", type=float, default=300, help="seconds of trials per side")
     lc.add_argument("--min-trial-s", type=float, default=30,
                     help="start no trial with less of the budget left (loading the model alone takes this)")
-    lc.add_argument("--method", choices=("lora", "qlora", "full"), help="(default qlora)")
+    lc.add_argument("--method", choices=("lora", "qlora", "full"),
+                    help="method of --long-context (default qlora) and --parity-steps (default lora)")
     pa = p.add_argument_group("--parity-steps: tunewiz's loss curve against the tuned peer's (bench_parity.py)")
     pa.add_argument("--parity-steps", type=int, metavar="N", help="train N steps on both sides and compare the losses")
     pa.add_argument("--batch-size", type=int, default=4, help="micro-batch of the parity run")

@@ -22,11 +22,15 @@ def bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_each_trial_trains_full_rows_of_its_length_and_the_longest_is_reported(tiny_model, tmp_path):
-    out = tmp_path / "out"
-    r = bench("--long-context", "--model", str(tiny_model), "--method", "lora", "--lengths", "32,80",
-              "--granularity", "16", "--min-trial-s", "0", "--out", str(out), tmp_path=tmp_path)
+def test_each_trial_trains_full_rows_of_its_length_and_the_longest_is_reported(tmp_path):
+    """The bench's own `tiny` shape, built as the 7B one is (in a child process, into
+    --model-dir), then one real `tunewiz train` per length."""
+    out, models = tmp_path / "out", tmp_path / "models"
+    r = bench("--long-context", "--model", "tiny", "--model-dir", str(models), "--method", "lora",
+              "--lengths", "32,80", "--granularity", "16", "--min-trial-s", "0", "--out", str(out), tmp_path=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert (models / "tiny" / "config.json").is_file()   # kept for the next call; the view is gone
+    assert json.loads((models / "tiny" / "config.json").read_text())["max_position_embeddings"] == 8192
     result = json.loads((out / "long_context.json").read_text())
     found = result["sides"]["tunewiz"]
     assert [t["length"] for t in found["trials"]] == [32, 80]
