@@ -509,6 +509,13 @@ class DataEstimate:
     def cache_gib(self) -> float:
         return self.tokens * STORE_BYTES_PER_TOKEN / GIB
 
+    def short(self) -> str:
+        """One short line (the wizard's Review)."""
+        if not self.file_bytes:
+            return self.describe()
+        return (f"data: ≈ {human(self.tokens)} tokens in {size(self.file_bytes)}; tokenized cache "
+                f"≈ {size(self.tokens * STORE_BYTES_PER_TOKEN)}, memory-mapped")
+
     def describe(self) -> str:
         if not self.file_bytes:
             return "data: size unknown (" + ", ".join(self.unknown) + " not on this disk)" if self.unknown \

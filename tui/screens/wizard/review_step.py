@@ -1,4 +1,5 @@
-"""Step 5, Review: the YAML to be written, a rough memory estimate, the command; save or launch."""
+"""Step 5, Review: the YAML to be written, the memory it needs against the GPUs (or RAM) and
+which setting to change when it will not fit, the command; save or launch."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, Input, Static
 
+from tunewiz.engine.contract import memory_estimate
 from tunewiz.engine.contract.errors import TunewizError
 
 from ...formatting import styled
 from ...services.engine_cli import EngineCommandFailed
 from ...services.gpus import detect_gpus
-from ...services.memory_estimate import estimate_memory
 from ...services.model_folders import read_model_facts
 from .cuda_fit import cuda_problem
 from .step import StepInvalid, WizardStep
@@ -40,6 +41,21 @@ def gpu_count(layout_gpus, detected: int) -> int:
     if isinstance(layout_gpus, int):
         return layout_gpus
     return detected
+
+
+def device_memory(layout_gpus, detected: list) -> tuple[float | None, str]:
+    """The memory each process has: the smallest GPU the layout picks, or the RAM on a
+    machine without GPUs."""
+    if not detected:
+        return memory_estimate.ram_gib(), "this machine's RAM"
+    if isinstance(layout_gpus, list):
+        chosen = [g for g in detected if g.index in layout_gpus] or detected
+    elif isinstance(layout_gpus, int):
+        chosen = detected[:layout_gpus]
+    else:
+        chosen = detected
+    small = min(chosen, key=lambda g: g.memory_total_mib)
+    return small.memory_total_gib, f"GPU {small.index}"
 
 
 class ReviewStep(WizardStep):
@@ -86,9 +102,18 @@ class ReviewStep(WizardStep):
             self.app.call_from_thread(self.query_one("#review-memory", Static).update, text)
             return
         n_gpus = gpu_count(cfg.layout.gpus, len(gpus))
-        est = estimate_memory(cfg, facts, n_gpus)
-        text = est.describe() if est else "memory estimate: unknown for this model (no sizes in config.json)"
-        self.app.call_from_thread(self.query_one("#review-memory", Static).update, text)
+        capacity, device = device_memory(cfg.layout.gpus, gpus)
+        fit = memory_estimate.check_fit(cfg, facts, n_gpus, capacity, device, world=n_gpus * cfg.layout.nnodes or None)
+        if fit is None:
+            text = styled("memory: unknown for this model (no sizes in its config.json)")
+        elif fit.fits:
+            text = styled(("memory ", "bold"), fit.estimate.describe(),
+                          f"; fits {device} ({capacity:.0f} GiB)" if capacity else "")
+        else:
+            text = styled(("won't fit: ", "bold red"), (fit.shortfall(), "red"), "\n",
+                          ("change: ", "bold"), (fit.remedy(), "bold"))
+        data = memory_estimate.estimate_data(cfg.data.files).short()
+        self.app.call_from_thread(self.query_one("#review-memory", Static).update, styled(text, "\n", data))
 
     def show_command(self) -> None:
         path = self.query_one("#review-path", Input).value.strip()
