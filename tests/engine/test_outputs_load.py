@@ -207,3 +207,7 @@ def test_qlora_card_lists_quantization_and_epochs():
     assert 'target modules `["q_proj", "v_proj"]`' in card
     assert "epochs 3; batch size 4 per device x grad accumulation 8 x 2 device(s) = 64" in card
     assert "(format: alpaca)" in card and "training loss at that step: 0.5123" in card
+
+    demo = render("merged", {**meta, "base_model": "demo", "method": "lora"}, "/runs/d/merged")
+    assert "base_model:" not in demo and "`demo` (the bundled SmolLM2-135M-Instruct" in demo
+    assert "training loss: not recorded" in demo and "tunewiz chat /runs/d/merged" in demo
