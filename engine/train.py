@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from . import attention, checkpoint, stop_signal, trackers
@@ -78,6 +79,7 @@ class Recipe:
         from .backends import make_backend
         from .models import count_params, load_model, pick_dtype, wrap_for_method
 
+        self.cfg = self._auto_batch(self.cfg)
         cfg, rt = self.cfg, self.rt
         path = self.model_path
         torch.manual_seed(cfg.train.seed)
@@ -119,7 +121,8 @@ class Recipe:
             model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
             dtype=str(self.dtype).replace("torch.", ""), attention=self.attn_backend, loss=self.loss_kind,
             data=self.data_stats,
-            truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step)
+            truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step,
+            auto_batch=asdict(self.batch_choice) if self.batch_choice else None)
         self.log(f"{self.params / 1e6:.1f}M params, {self.trainable / 1e6:.2f}M trainable, "
                  f"{len(self.store)} sequences, {self.total} steps on {rt.device}, {self.attn_backend} attention, "
                  f"{self.loss_kind} loss"
@@ -173,6 +176,28 @@ class Recipe:
         if self._last_saved != self.step:
             self.save_checkpoint()
         return "stopped" if stopped else "completed"
+
+    def _auto_batch(self, cfg):
+        """cfg with the micro-batch and checkpointing contract.auto_batch picks for this GPU's
+        free memory (the same sequences per optimizer step). Rank 0 decides and every rank
+        takes its answer: ranks that cut a step differently would wait on each other forever."""
+        from .contract import auto_batch
+        from .contract.model_facts import read_model_facts
+
+        rt = self.rt
+        choice = None
+        devices = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if rt.device.startswith("cuda") else 0
+        if rt.is_main and auto_batch.applies(cfg, devices) is None:
+            import torch
+
+            free, _total = torch.cuda.mem_get_info(rt.device)
+            facts = read_model_facts(Path(self.model_path))
+            choice = auto_batch.choose(cfg, facts, devices, free / 2**30, world=rt.world_size)
+        choice = rt.broadcast(choice)
+        self.batch_choice = choice
+        if choice is not None:
+            self.log(choice.describe(cfg))
+        return auto_batch.apply(cfg, choice)
 
     def _loss_kind(self, model) -> str:
         """'fused' (fused_loss.py) where it applies, else 'model' (the model's own loss)."""
@@ -446,10 +471,16 @@ def report_failure(e: BaseException, events, run: Path) -> int:
 
     from .contract.errors import OOMError, TunewizError, disk_full, is_disk_full
 
-    if _is_oom(e):
+    where = oom_where(e)
+    if where == "GPU":
         e = OOMError("out of GPU memory",
                      "try a smaller train.batch_size or data.max_length, train.gradient_checkpointing: true, "
                      "method: qlora, or a higher layout.deepspeed stage / offload; then `tunewiz train RUN --resume`")
+    elif where == "RAM":
+        e = OOMError("out of memory (RAM) while training on the CPU",
+                     "try a smaller train.batch_size or data.max_length, train.gradient_checkpointing: true, "
+                     "or a smaller model; `tunewiz train CONFIG --dry-run` estimates the memory; "
+                     "then `tunewiz train RUN --resume`")
     elif is_disk_full(e) and not isinstance(e, TunewizError):
         e = disk_full(getattr(e, "filename", None) or run, f"`tunewiz train {run} --resume`")
     if isinstance(e, TunewizError):
@@ -472,9 +503,14 @@ def _say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def _is_oom(e: BaseException) -> bool:
-    name = type(e).__name__
-    return name == "OutOfMemoryError" or (isinstance(e, RuntimeError) and "out of memory" in str(e))
+def oom_where(e: BaseException) -> str | None:
+    """'GPU' or 'RAM' when e is a failed allocation there, else None. torch's CPU allocator
+    says "DefaultCPUAllocator: can't allocate memory", not "out of memory"."""
+    if type(e).__name__ == "OutOfMemoryError" or (isinstance(e, RuntimeError) and "out of memory" in str(e)):
+        return "GPU"
+    if isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and "DefaultCPUAllocator" in str(e)):
+        return "RAM"
+    return None
 
 
 def _install_stop_handlers(recipe: Recipe) -> None:

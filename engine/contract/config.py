@@ -123,6 +123,11 @@ class TrainConfig:
     save_every: int = doc("checkpoint every N optimizer steps", 500)
     save_total_limit: int = doc("keep this many newest checkpoints", 2)
     gradient_checkpointing: bool = doc("recompute activations to save memory", True)
+    auto_batch: bool = doc(
+        "on CUDA GPUs (no DeepSpeed), regroup batch_size x grad_accum into the micro-batch that trains "
+        "fastest in the GPU's free memory, and turn gradient_checkpointing off where it still fits: "
+        "each optimizer step keeps the same sequences, so the same learning. false: exactly as written",
+        True)
     dtype: Dtype = doc("auto (bf16 on capable GPUs, fp16 on older, fp32 on CPU) | bf16 | fp16 | fp32", "auto")
     attention: Attention = doc("auto | varlen | sdpa | eager | flex_attention (auto: varlen on CUDA, else sdpa)", "auto")
     compile: Union[bool, str] = doc(

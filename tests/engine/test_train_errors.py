@@ -95,3 +95,24 @@ def test_bad_config_names_the_key(tmp_path, cli, text, needle):
     r = cli("train", str(cfg), cwd=tmp_path)
     assert_user_error(r, needle)
     assert not (tmp_path / "work_dirs").exists()  # nothing half-written
+
+
+def test_a_failed_cpu_allocation_is_an_oom_error_not_a_bug(tmp_path, capsys):
+    """torch's CPU allocator fails with "DefaultCPUAllocator: can't allocate memory" (no
+    "out of memory" in it): a CPU run that runs out of RAM gets the oom kind and a hint."""
+    import torch
+
+    from tunewiz.engine.contract.events import EventWriter, read_events
+    from tunewiz.engine.train import oom_where, report_failure
+
+    with pytest.raises(RuntimeError) as failed:
+        torch.empty(2**62, dtype=torch.uint8)         # more than any machine has
+    assert oom_where(failed.value) == "RAM"
+    assert oom_where(ValueError("out of range")) is None
+    events = EventWriter(tmp_path / "events.jsonl")
+    assert report_failure(failed.value, events, tmp_path) == 1
+    err = read_events(tmp_path / "events.jsonl")[-1]
+    assert err["type"] == "error" and err["kind"] == "oom" and "RAM" in err["msg"]
+    assert "batch_size" in err["hint"] and "--resume" in err["hint"]
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("tunewiz: error: out of memory (RAM)") and "Traceback" not in line

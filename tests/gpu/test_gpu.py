@@ -146,7 +146,7 @@ def test_compiled_layers_train_like_eager(tiny_model, tmp_path, cli, ckpt):
         d = tmp_path / f"c{int(compiled)}"
         d.mkdir()
         cfg = write_config(d, tiny_model, data, train__max_steps=10, train__save_every=5, train__lr=5e-3,
-                           train__compile=setting, train__gradient_checkpointing=ckpt,
+                           train__compile=setting, train__gradient_checkpointing=ckpt, train__auto_batch=False,
                            eval={"inputs": ["Who are you?"], "every": 5, "max_new_tokens": 8},
                            lora={"r": 16, "alpha": 32, "dropout": 0.0}, layout={"gpus": 1})
         r = cli("train", str(cfg))
@@ -156,6 +156,30 @@ def test_compiled_layers_train_like_eager(tiny_model, tmp_path, cli, ckpt):
         assert ("compiling" in logs) == compiled
         assert [e["step"] for e in read_events(run / "events.jsonl") if e["type"] == "eval"] == [0, 5, 10]
         curves[compiled] = losses(run)
+    assert curves[True] == pytest.approx(curves[False], rel=2e-2)
+
+
+def test_auto_batch_regroups_the_step_and_learns_the_same(tiny_model, tmp_path, cli):
+    """A preset's 1 x 16 with checkpointing becomes bigger micro-batches without it on a GPU
+    (train.auto_batch, the default), and trains to the same losses as the config as written:
+    each optimizer step still holds the same 16 sequences."""
+    data = write_data(tmp_path / "d.jsonl", n=64)
+    curves, starts = {}, {}
+    for auto in (False, True):
+        d = tmp_path / f"auto{int(auto)}"
+        d.mkdir()
+        cfg = write_config(d, tiny_model, data, train__max_steps=6, train__lr=5e-3, train__batch_size=1,
+                           train__grad_accum=16, train__gradient_checkpointing=True, train__auto_batch=auto,
+                           train__compile=False, lora={"r": 16, "alpha": 32, "dropout": 0.0}, layout={"gpus": 1})
+        r = cli("train", str(cfg))
+        run = only_run(d)
+        starts[auto] = completed(r, run)
+        curves[auto] = losses(run)
+    assert starts[False]["auto_batch"] is None
+    chosen = starts[True]["auto_batch"]
+    assert chosen["batch_size"] * chosen["grad_accum"] == 16 and chosen["batch_size"] > 1
+    assert chosen["gradient_checkpointing"] is False        # a tiny model fits without it
+    assert starts[True]["config"]["train"]["batch_size"] == chosen["batch_size"]
     assert curves[True] == pytest.approx(curves[False], rel=2e-2)
 
 
@@ -180,7 +204,7 @@ def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
     # What a user might try next: far longer rows in bigger batches. The logits alone
     # (16 x 32768 x 92544) need hundreds of GiB.
     conf = yaml.safe_load((run / "config.yaml").read_text())
-    conf["train"].update(max_steps=6, batch_size=16, gradient_checkpointing=False)
+    conf["train"].update(max_steps=6, batch_size=16, gradient_checkpointing=False, auto_batch=False)
     conf["data"].update(max_length=32768)
     (run / "config.yaml").write_text(yaml.safe_dump(conf))
     r = cli("train", str(run), "--resume")

@@ -1,0 +1,99 @@
+"""The micro-batch and checkpointing a GPU run trains with, chosen from the GPU's memory.
+
+A config says how many sequences each device trains on per optimizer step:
+``train.batch_size x train.grad_accum``. The presets say 1 x 16 with gradient
+checkpointing, which fits almost any GPU and leaves a large one mostly idle. With
+``train.auto_batch: true`` (the default) a CUDA run regroups those sequences into the
+micro-batch that trains fastest within the memory the estimate (memory_estimate.py) gives
+the GPU, and turns checkpointing off where that is faster and still fits. The sequences of
+each optimizer step, and the loss normaliser (the step's trained tokens, engine/train.py),
+do not change, so neither does what is learned: only how the step is cut into micro-steps.
+
+The choice is a pure function of the config, the model's sizes and the free memory, so
+every rank, a resume and the wizard's Review step reach the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config
+from .memory_estimate import _with, estimate
+from .model_facts import ModelFacts
+
+# Tokens per micro-batch past which a bigger micro-batch no longer speeds a step up: on one
+# H200 (InternLM2-1.8B shape, LoRA, docs/bench.md) 4 x 2,048 tokens ran at 49.9k tok/s and
+# 8 x 2,048 at 44-51k, while 1 x 2,048 ran at half the rate of 4 x 2,048.
+SATURATING_TOKENS = 8192
+# Below saturation a step's pace grows about as the square root of its tokens (1 x 2,048
+# at 0.49x of 4 x 2,048, measured above).
+PACE_EXPONENT = 0.5
+# Gradient checkpointing recomputes each layer's forward pass: steps take about 1.3x as long.
+CHECKPOINTING_PACE = 1 / 1.3
+# The estimate is calibrated within +-15% (docs/memory.md): keep that much of the free
+# memory unused, so an estimate on the low side still fits.
+HEADROOM = 0.85
+
+
+@dataclass(frozen=True)
+class BatchChoice:
+    batch_size: int
+    grad_accum: int
+    gradient_checkpointing: bool
+    needed_gib: float
+    free_gib: float
+
+    def describe(self, cfg: Config) -> str:
+        t = cfg.train
+        was = f"{t.batch_size} x {t.grad_accum}" + (", checkpointing" if t.gradient_checkpointing else "")
+        now = f"{self.batch_size} x {self.grad_accum}" + (", checkpointing" if self.gradient_checkpointing else "")
+        same = " (as written)" if was == now else f" (config: {was})"
+        return (f"train.auto_batch: micro-batch x accumulation {now}{same}: about {self.needed_gib:.1f} "
+                f"of {self.free_gib:.1f} GiB free per GPU; train.auto_batch: false keeps the config's")
+
+
+def applies(cfg: Config, devices: int) -> str | None:
+    """None when auto_batch may choose for this run, else why it keeps the config's values."""
+    if not cfg.train.auto_batch:
+        return "train.auto_batch is false"
+    if devices <= 0:
+        return "not on a CPU"
+    if cfg.layout.uses_deepspeed:
+        return "not under DeepSpeed (its estimate is not calibrated yet)"
+    return None
+
+
+def choose(cfg: Config, facts: ModelFacts, devices: int, free_gib: float,
+           world: int | None = None) -> BatchChoice | None:
+    """The fastest (micro-batch, checkpointing) that keeps batch_size x grad_accum and fits
+    HEADROOM of free_gib; None when auto_batch does not apply, the model's sizes are
+    unknown, or nothing fits (the config's own values then stand, and an out-of-memory
+    step says what to change)."""
+    if applies(cfg, devices) is not None:
+        return None
+    per_step = cfg.train.batch_size * cfg.train.grad_accum
+    budget = free_gib * HEADROOM
+    best: tuple[float, BatchChoice] | None = None
+    for rows in (d for d in range(1, per_step + 1) if per_step % d == 0):
+        for ckpt in (False, True):
+            trial = _with(cfg, "train", batch_size=rows, grad_accum=per_step // rows, gradient_checkpointing=ckpt)
+            est = estimate(trial, facts, devices, world)
+            if est is None:
+                return None
+            if est.needed_gib > budget:
+                continue
+            pace = min(1.0, rows * cfg.data.max_length / SATURATING_TOKENS) ** PACE_EXPONENT
+            pace *= CHECKPOINTING_PACE if ckpt else 1.0
+            choice = BatchChoice(rows, per_step // rows, ckpt, est.needed_gib, free_gib)
+            # Equal pace: the smaller micro-batch, which leaves more memory free.
+            if best is None or pace > best[0] + 1e-9:
+                best = (pace, choice)
+    return best[1] if best else None
+
+
+def apply(cfg: Config, choice: BatchChoice | None) -> Config:
+    """cfg with the choice's micro-batch, accumulation and checkpointing (cfg when None)."""
+    if choice is None:
+        return cfg
+    return _with(cfg, "train", batch_size=choice.batch_size, grad_accum=choice.grad_accum,
+                 gradient_checkpointing=choice.gradient_checkpointing)
