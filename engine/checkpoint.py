@@ -26,7 +26,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .contract import faults, rundir
+from .contract import faults, model_card, rundir
 from .contract.errors import DiskFullError, TunewizError, is_disk_full
 
 STATE_FILE = rundir.MARKER
@@ -50,6 +50,8 @@ def save(run: Path, step: int, backend, rt, extra: dict, keep: int) -> Path:
         backend.save(tmp)
         rt.barrier()
         if rt.is_main:
+            if (tmp / "adapter_config.json").is_file():  # a hub base by its id, not its cache folder
+                model_card.name_adapter_base(tmp / "adapter_config.json")
             (tmp / STATE_FILE).write_text(json.dumps({"step": step, "world_size": rt.world_size, **extra}, indent=2))
             faults.point("ckpt.marker")
             if final.exists():  # the same step saved again: the old one leaves before the new one enters

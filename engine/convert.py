@@ -114,16 +114,6 @@ def _copy_tokenizer(ckpt: Path, meta: dict, dest: Path, say: Say) -> bool:
                           lambda m: say(f"convert: {m}"))
 
 
-def _name_the_base(adapter_config: Path, base_model: str) -> None:
-    """adapter_config.json's base_model_name_or_path as other tools should read it: the hub id
-    when known, else the config's path ("demo" keeps the folder peft saw: no tool knows "demo")."""
-    if base_model == "demo":
-        return
-    cfg = json.loads(adapter_config.read_text(encoding="utf-8"))
-    cfg["base_model_name_or_path"] = model_card.base_model_name(base_model)
-    adapter_config.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
 def _weights_dir(run: Path, ckpt: Path, say: Say) -> Path:
     """Where the save_pretrained weights are: the checkpoint, or its gathered ZeRO-3 shards
     (gathered once, into a temp folder renamed when complete; later converts reuse it)."""
@@ -162,7 +152,7 @@ def convert_checkpoint(src: Path, out: Path, say: Say = print) -> Path:
         for f in files:
             shutil.copy2(f, tmp / f.name)
         if meta["method"] != "full":
-            _name_the_base(tmp / "adapter_config.json", meta["base_model"])
+            model_card.name_adapter_base(tmp / "adapter_config.json", meta["base_model"])
         say("convert: adding the tokenizer and a model card (README.md)")
         try:
             same_template = _copy_tokenizer(ckpt, meta, tmp, say)

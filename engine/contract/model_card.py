@@ -42,6 +42,19 @@ def base_model_name(path: str) -> str:
     return hub_id_of(path) or path
 
 
+def name_adapter_base(adapter_config: Path, base_model: str | None = None) -> None:
+    """Rewrite adapter_config.json's base_model_name_or_path (peft records the folder the base
+    was loaded from, for a hub model a cache snapshot) as other tools should read it: the
+    config's base_model when given, else what peft saved, each by its hub id when it has one.
+    "demo" keeps the folder peft saw: no other tool knows that name."""
+    cfg = json.loads(Path(adapter_config).read_text(encoding="utf-8"))
+    saved = str(cfg.get("base_model_name_or_path") or "")
+    named = base_model_name(base_model if base_model and base_model != "demo" else saved)
+    if named and named != saved:
+        cfg["base_model_name_or_path"] = named
+        Path(adapter_config).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 @dataclass
 class Result:
     """How far the run behind a checkpoint got, from its events."""

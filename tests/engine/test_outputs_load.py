@@ -95,15 +95,25 @@ print(json.dumps({"logits": logits}))
 
 def test_adapter_names_its_hub_base_and_loads_alone_with_peft(exported):
     run = exported["run"]
-    ckpt_cfg = json.loads((run / "checkpoints/step-2/adapter_config.json").read_text())
-    assert "snapshots" in ckpt_cfg["base_model_name_or_path"]  # what peft itself records
-    adapter_cfg = json.loads((run / "adapter/adapter_config.json").read_text())
-    assert adapter_cfg["base_model_name_or_path"] == HUB_ID
+    # peft records the cache snapshot the base was loaded from; checkpoints and adapter/ name it
+    for folder in ("checkpoints/step-2", "adapter"):
+        assert json.loads((run / folder / "adapter_config.json").read_text())["base_model_name_or_path"] == HUB_ID
     assert json.loads((run / "adapter/tunewiz.json").read_text())["base_model"] == HUB_ID
 
     alone = in_fresh_python(PEFT_LOAD, str(run / "adapter"), PROBE, env=exported["env"])["logits"]
     merged = in_fresh_python(PLAIN_LOAD, str(run / "merged"), PROBE)["logits"]
     assert max(abs(a - b) for ra, rb in zip(alone, merged) for a, b in zip(ra, rb)) < 1e-4
+
+
+def test_a_checkpoint_naming_the_cache_folder_converts_to_the_hub_id(exported, cli, tmp_path):
+    """Checkpoints saved before they named the hub id (peft's own adapter_config.json)."""
+    run = make_run(tmp_path / "work_dirs", HUB_ID)
+    ckpt = add_lora_checkpoint(run, exported["snapshot"], step=4)
+    assert "snapshots" in json.loads((ckpt / "adapter_config.json").read_text())["base_model_name_or_path"]
+    res = cli("convert", str(run), str(tmp_path / "adapter"), env=exported["env"])
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "adapter/adapter_config.json").read_text())["base_model_name_or_path"] == HUB_ID
+    assert (tmp_path / "adapter/tokenizer.json").is_file()  # the hub base's, from the cache
 
 
 @pytest.mark.parametrize("folder", ["adapter", "merged"])
