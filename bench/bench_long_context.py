@@ -159,7 +159,7 @@ def tunewiz_trial(side: str, method: str, model: Path, length: int, timeout: flo
     runs = trial_dir / "runs"
     trial_dir.mkdir(parents=True, exist_ok=True)
     data = write_long_records(trial_dir / "long.jsonl", length, STEPS + 2)
-    train = {"max_steps": STEPS, "batch_size": 1, "grad_accum": 1, "gradient_checkpointing": True,
+    train = {"max_steps": STEPS, "batch_size": 1, "grad_accum": 1, "gradient_checkpointing": True, "auto_batch": False,
              "lr": 2e-5 if method == "full" else 2e-4, "save_every": STEPS + 1, **tunewiz_overrides(side)}
     cfg = config_from_dict({
         "name": "long", "output_dir": str(runs), "model": {"path": str(model)}, "method": method,

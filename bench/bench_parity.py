@@ -101,7 +101,7 @@ def write_config(path: Path, args, model: Path, data: Path, runs: Path, override
         "name": "parity", "output_dir": str(runs), "model": {"path": str(model)}, "method": method, "stage": "sft",
         "data": {"files": [str(data)], "max_length": args.max_length, "pack": True},
         "train": {"max_steps": n, "batch_size": args.batch_size, "grad_accum": 1,
-                  "lr": 2e-5 if method == "full" else 2e-4, "gradient_checkpointing": False,
+                  "lr": 2e-5 if method == "full" else 2e-4, "gradient_checkpointing": False, "auto_batch": False,
                   "save_every": n + 1, **overrides},
         "eval": {"inputs": [], "every": 0}})
     path.write_text(dump_yaml(cfg), encoding="utf-8")

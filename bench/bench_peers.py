@@ -134,7 +134,7 @@ def run_tunewiz(side: str, workload: str, args, model: Path, data: Path, work: P
     method, batch, ckpt = WORKLOADS[workload]
     total = args.warmup_steps + args.steps
     runs = work / "runs"
-    train = {"max_steps": total, "batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt,
+    train = {"max_steps": total, "batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt, "auto_batch": False,
              "lr": 2e-5 if method == "full" else 2e-4, "save_every": total + 1, **tunewiz_overrides(side)}
     cfg = config_from_dict({
         "name": "bench", "output_dir": str(runs), "model": {"path": str(model)}, "method": method,

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
             "lora": {"r": 64, "alpha": 16, "dropout": args.lora_dropout},
             "data": {"files": [str(data)], "max_length": args.max_length, "pack": case.startswith("packed")},
             "train": {"attention": attn, "batch_size": args.batch_size,
-                      "gradient_checkpointing": args.gradient_checkpointing},
+                      "gradient_checkpointing": args.gradient_checkpointing, "auto_batch": False},
         })
         if case.startswith("packed"):
             seqs, _ = build_dataset(cfg.data, "sft", tok)

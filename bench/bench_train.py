@@ -94,7 +94,7 @@ def write_config(args, model_path: Path, data_file: Path, workdir: Path) -> Path
         "data": {"files": [str(data_file)], "max_length": args.max_length, "pack": True},
         "train": {"max_steps": total, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                   "lr": 2e-5 if args.method == "full" else 2e-4,
-                  "gradient_checkpointing": args.gradient_checkpointing, "attention": args.attention,
+                  "gradient_checkpointing": args.gradient_checkpointing, "auto_batch": False, "attention": args.attention,
                   "compile": args.compile, "fused_loss": args.fused_loss,
                   # No checkpoint inside the run: the one written after the last step is outside the window.
                   "save_every": total + 1},
