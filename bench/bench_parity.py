@@ -186,9 +186,8 @@ def main(args) -> int:
         # Counted by tunewiz's events and by the peer from tunewiz's plan: they must agree.
         print("WARNING: the two sides' tokens per step differ: they did not see the same batches", flush=True)
     cmp = compare(tw["losses"], peer["losses"], args.window)
-    # tunewiz's step event carries the learning rate after that step's scheduler update (the
-    # next step's), the Trainer's log the one the step used: compared one step apart.
-    lr_diff = max((abs(a - b) for a, b in zip(tw["lrs"][:-1], peer["lrs"][1:])), default=0.0)
+    # Both sides log the learning rate each step trained at.
+    lr_diff = max((abs(a - b) for a, b in zip(tw["lrs"], peer["lrs"])), default=0.0)
     result = {"mode": "parity", "model": name, "method": args.method or "lora", "batch_size": args.batch_size,
               "max_length": args.max_length, "sides": sides, "same_batches": tw["tokens"] == peer["tokens"],
               "max_lr_diff": lr_diff, "peak_lr": max(peer["lrs"]), **cmp,

@@ -160,10 +160,11 @@ class Recipe:
                     # gradient averaging across ranks divides by world size, so undo that.
                     backend.backward(loss * rt.world_size)
                 loss_sum += loss.detach()
+            lr = backend.lr()                  # the rate this step uses; step() moves the schedule on
             grad_norm = backend.step()
             self.step += 1
             rt.sum(loss_sum)
-            self.report_step(loss_sum, grad_norm, tokens, trained, t0, started, start_step)
+            self.report_step(loss_sum, grad_norm, tokens, trained, t0, started, start_step, lr)
             if self.step == start_step + 1:
                 freeze_long_lived_objects()
             if cfg.eval.every and self.step % cfg.eval.every == 0 and self.step < self.total:
@@ -276,9 +277,9 @@ class Recipe:
 
         return torch.autocast("cuda", dtype=self.dtype) if self.uses_autocast() else contextlib.nullcontext()
 
-    def report_step(self, loss_sum, grad_norm, tokens, trained, t0, started, start_step) -> None:
+    def report_step(self, loss_sum, grad_norm, tokens, trained, t0, started, start_step, lr) -> None:
         """The step event. `tokens` are this rank's (padding excluded), `trained` every rank's
-        trained targets, `t0` the host clock when the step began."""
+        trained targets, `t0` the host clock when the step began, `lr` the rate it trained at."""
         loss = float(loss_sum)  # the one host sync per optimizer step
         # Timed after that sync: the GPU has finished the step, so the rate is the wall-clock
         # one (timed before it, queued kernels made the rate read up to 1.3x too high).
@@ -286,7 +287,7 @@ class Recipe:
         self.eta_window.add(self.step, time.time())
         tokens *= self.rt.world_size
         ev = dict(step=self.step, total=self.total, epoch=round(self.plan.epoch_of(self.step), 4),
-                  loss=round(loss, 6), lr=self.backend.lr(), grad_norm=round(float(grad_norm), 6),
+                  loss=round(loss, 6), lr=lr, grad_norm=round(float(grad_norm), 6),
                   tokens_per_s=round(tokens / dt, 1),
                   mem_gib=round(self.rt.peak_memory_gib(), 3), eta_s=round(self.eta_window.eta(self.total) or 0.0, 1),
                   tokens=tokens, trained_tokens=trained, trained_tokens_per_s=round(trained / dt, 1))

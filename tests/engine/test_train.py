@@ -36,6 +36,8 @@ def test_lora_run_writes_the_contract(tiny_model, tmp_path, cli):
     for e in steps:
         assert {"loss", "lr", "grad_norm", "tokens_per_s", "mem_gib", "eta_s", "epoch", "total"} <= set(e)
     assert steps[-1]["loss"] < steps[0]["loss"]
+    # Each step reports the rate it trained at: no warmup, so step 1 at the peak, then cosine down.
+    assert steps[0]["lr"] == pytest.approx(1e-2) and all(a["lr"] > b["lr"] for a, b in zip(steps, steps[1:]))
     evals = [e for e in evs if e["type"] == "eval"]
     assert [e["step"] for e in evals] == [0, 3, 6]
     assert evals[0]["samples"][0]["input"] == "Who are you?"
