@@ -198,6 +198,9 @@ class Recipe:
         self.batch_choice = choice
         if choice is not None:
             self.log(choice.describe(cfg))
+        elif cfg.train.auto_batch and devices > 0:
+            why = auto_batch.applies(cfg, devices) or "no regrouping fits the memory estimate"
+            self.log(f"train.auto_batch is on, but {why}: batch_size x grad_accum as written")
         return auto_batch.apply(cfg, choice)
 
     def _loss_kind(self, model) -> str:
