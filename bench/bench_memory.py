@@ -111,7 +111,8 @@ def run_config(name: str, args, model: Path, data: Path, work: Path) -> dict:
         "stage": "pretrain", "data": {"files": [str(data)], "format": "pretrain", "max_length": args.max_length},
         "lora": {"r": 64, "alpha": 16, "dropout": 0.1, "target": "all-linear"},
         "train": {"max_steps": args.steps, "batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt, "auto_batch": False,
-                  "lr": 2e-5 if method == "full" else 2e-4, "save_every": args.steps + 1},
+                  "lr": 2e-5 if method == "full" else 2e-4, "save_every": args.steps + 1,
+                  "auto_batch": False},     # the batch as named: the estimate is checked, not the chooser
         "eval": {"inputs": [], "every": 0}})
     config = folder / "config.yaml"
     config.write_text(dump_yaml(cfg), encoding="utf-8")
@@ -179,7 +180,9 @@ def poll(job: dict, args) -> dict | None:
             "step_mem_gib": [e["mem_gib"] for e in steps],
             "run_s": round(time.time() - job["started"], 1),
             "measured_setup": f"{start_event.get('attention')} attention, {start_event.get('loss')} loss, "
-                              f"{start_event.get('dtype')}"}
+                              f"{start_event.get('dtype')}",
+            "log": [line for line in job["log"].read_text(errors="replace").splitlines()
+                    if line.startswith(("compiling", "train.", "warning"))][:5]}
 
 
 def gpu_memory_gib() -> float | None:

@@ -52,6 +52,9 @@ def dry_run(config: str, node_rank: int | None = None, gpu_memory_gib: float | N
         say(f"memory  {fit.summary()}")
         for line in fit.estimate.notes:
             say(f"        {line}")
+        if on_gpus and getattr(cfg.train, "auto_batch", False) and not cfg.layout.uses_deepspeed:
+            say("        train.auto_batch: true: the run may regroup batch_size x grad_accum for the GPU's free "
+                "memory when it starts; this is the batch as written")
     say(me.estimate_data(cfg.data.files).describe().replace("data: ", "data    ", 1))
     if fit is not None and not fit.fits:
         key = fit.fixes[0].key if fit.fixes else "train.batch_size"

@@ -100,8 +100,15 @@ MODEL_LOSS_BYTES_PER_LOGIT_FP32 = 12
 CUDA_CONTEXT_GIB = 0.6
 # The caching allocator reserves more than it hands out (block rounding, fragmentation).
 ALLOCATOR_SLACK = 0.08
-# A CPU process's resident memory before the model: Python, torch, transformers, peft.
-CPU_PROCESS_BASE_GIB = 0.9
+# A CPU process's resident memory besides the model: Python, torch, transformers, peft, the
+# tokenizer (tiny-model CPU runs peak at 0.52-0.55 GiB).
+CPU_PROCESS_BASE_GIB = 0.5
+# The checkpoint's memory-mapped file pages stay resident beside the loaded weights.
+CPU_CHECKPOINT_RESIDENT = True
+# What the CPU keeps beyond `_layer_bytes` (fp32): freed activations that the C allocator
+# does not hand back between micro-batches. Fitted on the demo model, batch 4 and 8 x 256
+# (docs/memory.md).
+CPU_ACTIVATION_FACTOR = 1.15
 
 # --- the data ------------------------------------------------------------------------
 # engine/token_store.py: int32 ids + a uint8 trained mask per token, plus the indexes;
@@ -315,9 +322,11 @@ def estimate(cfg: Config, facts: ModelFacts, devices: int, world: int | None = N
     tokens = rows * seq
     kind = "adapter" if adapter else "full"
     scale = dtype_bytes / 2
-    layer = _layer_bytes(shape, cfg, trainable_base=not adapter) * scale
+    layer = _layer_bytes(shape, cfg, trainable_base=not adapter, on_cpu=on_cpu) * scale
     if where.compiled:
         layer *= COMPILED_ACTIVATION_FACTOR[kind]
+    if on_cpu:
+        layer *= CPU_ACTIVATION_FACTOR
     if on_cpu and cfg.data.pack:
         layer += shape.heads * seq * CPU_ATTENTION_SCORE_BYTES     # per token: one row of scores
     scratch = (BACKWARD_SCRATCH_H * shape.hidden + BACKWARD_SCRATCH_I * shape.intermediate) * dtype_bytes * tokens
@@ -344,11 +353,15 @@ def estimate(cfg: Config, facts: ModelFacts, devices: int, world: int | None = N
         loss = tokens * shape.vocab * per
     parts["loss"] = loss / GIB
     if on_cpu:
-        parts["process"] = CPU_PROCESS_BASE_GIB
+        resident = shape.params * _CHECKPOINT_BYTES.get(facts.dtype, 2) if CPU_CHECKPOINT_RESIDENT else 0
+        parts["process"] = CPU_PROCESS_BASE_GIB + resident / GIB
     return MemoryEstimate(parts, on_cpu, devices, world, notes)
 
 
-def _layer_bytes(shape: Shape, cfg: Config, trainable_base: bool) -> float:
+_CHECKPOINT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def _layer_bytes(shape: Shape, cfg: Config, trainable_base: bool, on_cpu: bool = False) -> float:
     """Bytes one decoder layer keeps for the backward pass, per token, in a 16-bit compute
     dtype, uncompiled: what autograd saves in a Llama-style layer (HF RMSNorm upcasts to
     fp32; flash/SDPA attention keeps q, k, v, its output and the log-sum-exp; SiLU-gated MLP).
@@ -367,7 +380,9 @@ def _layer_bytes(shape: Shape, cfg: Config, trainable_base: bool) -> float:
     mlp = 2 * i * 3                                      # gate, silu(gate), up
     targets = lora_targets(cfg.lora.target)
     proj = shape.projections()
-    per_input = 3 if cfg.lora.dropout > 0 else 0         # no dropout: the input is already kept
+    # no dropout: the input is already kept. On the CPU torch's dropout keeps its mask as a
+    # float tensor of the input's dtype (the fused bool-mask kernel is CUDA's).
+    per_input = (4 if on_cpu else 3) if cfg.lora.dropout > 0 else 0
     adapters = sum(per_input * proj[p][0] + 2 * cfg.lora.r for p in targets)
     if cfg.lora.dropout == 0 and "down" in targets:
         adapters += 2 * i                                # the MLP product, kept for lora_A
