@@ -18,6 +18,8 @@ WHERE = [
     ("engine/backends.py", "class DDPBackend"), ("engine/backends.py", "class DeepSpeedBackend"),
     ("engine/backends.py", "def make_backend"), ("engine/contract/rundir.py", "def output_plan"),
     ("engine/contract/rundir.py", "def run_info"), ("engine/entry_point.py", "def run_entry"),
+    ("engine/contract/memory_estimate.py", "def estimate"), ("engine/contract/auto_batch.py", "def choose"),
+    ("engine/contract/model_card.py", "def "), ("engine/saved_tokenizer.py", "def "),
 ]
 
 
