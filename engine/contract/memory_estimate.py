@@ -479,7 +479,7 @@ class Fit:
         line = est.describe()
         if self.capacity_gib is None:
             return line + "; GPU memory unknown here"
-        need = "" if est.on_cpu else f", needs ≈ {est.needed_gib:.1f} with the CUDA context"
+        need = "" if est.on_cpu else f"; needs ≈ {est.needed_gib:.1f} GiB with the CUDA context"
         return f"{line}{need}; {self.device} has {self.capacity_gib:.1f} GiB"
 
     def shortfall(self) -> str:
