@@ -46,6 +46,8 @@ def dry_run(config: str, node_rank: int | None = None, gpu_memory_gib: float | N
     say(f"model   {note or describe_model(facts)}")
     capacity, device = capacity_of(plan, on_gpus, here, gpu_memory_gib)
     fit = me.check_fit(cfg, facts, devices, capacity, device, world=plan.world_size) if facts else None
+    if fit is not None and fit.capacity_gib is None:
+        say("        no GPU here to check against: --gpu-memory GIB checks the fit for GPUs of that size")
     if fit is None:
         say("memory  unknown: config.json gives no sizes" if facts else "memory  unknown without the model's config.json")
     else:

@@ -124,6 +124,10 @@ def test_zero3_over_the_gpus_of_the_config_on_a_login_node(cli, tmp_path):
     r = cli("train", str(config), "--dry-run", "--gpu-memory", "16", cwd=tmp_path, env=NO_GPU)
     assert r.returncode == 0, r.stderr
     assert "4 process(es), GPU 0, 1, 2, 3; DeepSpeed zero3; world size 4" in r.stdout
+    # Without a size to check against, the plan and the estimate still print.
+    r = cli("train", str(config), "--dry-run", cwd=tmp_path, env=NO_GPU)
+    assert r.returncode == 0, r.stderr
+    assert "GPU memory unknown here" in r.stdout and "--gpu-memory GIB checks the fit" in r.stdout
     data["layout"]["deepspeed"] = "none"
     config.write_text(yaml.safe_dump(data))
     r = cli("train", str(config), "--dry-run", "--gpu-memory", "16", cwd=tmp_path, env=NO_GPU)
