@@ -15,18 +15,7 @@ from tunewiz.engine.contract import memory_estimate as me
 from tunewiz.engine.contract.config import config_from_dict
 from tunewiz.engine.contract.model_facts import read_model_facts
 
-# InternLM2 shapes as plain Llamas, as bench/bench_models.py writes them.
-SHAPES = {
-    "1.8b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
-                 num_key_value_heads=8, vocab_size=92544, tie_word_embeddings=False),
-    "7b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=8, vocab_size=92544, tie_word_embeddings=False),
-    # SmolLM2-135M-Instruct, the demo model
-    "demo": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                 num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
-    "70b": dict(hidden_size=8192, intermediate_size=28672, num_hidden_layers=80, num_attention_heads=64,
-                num_key_value_heads=8, vocab_size=128256, tie_word_embeddings=False),
-}
+from support.model_shapes import SHAPES  # InternLM2 shapes as bench_models.py writes them, and the demo
 
 
 def model_folder(root: Path, shape: str, dtype: str = "bfloat16") -> Path:
