@@ -110,9 +110,9 @@ def run_config(name: str, args, model: Path, data: Path, work: Path) -> dict:
         "name": "mem", "output_dir": str(folder / "runs"), "model": {"path": str(model)}, "method": method,
         "stage": "pretrain", "data": {"files": [str(data)], "format": "pretrain", "max_length": args.max_length},
         "lora": {"r": 64, "alpha": 16, "dropout": 0.1, "target": "all-linear"},
-        "train": {"max_steps": args.steps, "batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt, "auto_batch": False,
-                  "lr": 2e-5 if method == "full" else 2e-4, "save_every": args.steps + 1,
-                  "auto_batch": False},     # the batch as named: the estimate is checked, not the chooser
+        # auto_batch off: the batch as named (the estimate is checked here, not the chooser)
+        "train": {"max_steps": args.steps, "batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt,
+                  "auto_batch": False, "lr": 2e-5 if method == "full" else 2e-4, "save_every": args.steps + 1},
         "eval": {"inputs": [], "every": 0}})
     config = folder / "config.yaml"
     config.write_text(dump_yaml(cfg), encoding="utf-8")

@@ -241,10 +241,6 @@ class MemoryEstimate:
             return self.peak_gib
         return self.peak_gib * (1 + ALLOCATOR_SLACK) + CUDA_CONTEXT_GIB
 
-    @property
-    def total_gib(self) -> float:
-        return self.peak_gib
-
     def describe(self) -> str:
         where = "of RAM (CPU training, fp32)" if self.on_cpu else "per GPU"
         parts = ", ".join(f"{k} {v:.1f}" for k, v in self.parts.items() if v >= 0.05)
