@@ -39,6 +39,19 @@ def should_compile(setting: bool | str, device: str, deepspeed: str, world_size:
     return True, ""
 
 
+def auto_skips(device: str, deepspeed: str, world_size: int) -> str:
+    """Why `auto` leaves a CUDA run uncompiled, for its log; "" where it compiles, and on the
+    CPU, where compiling was never meant to help."""
+    if not device.startswith("cuda"):
+        return ""
+    if deepspeed != "none":
+        return "DeepSpeed's parameter hooks do not compile (train.compile: true cannot either)"
+    if world_size > 1:
+        return ("compiled layers are not yet measured with several processes; "
+                "train.compile: true compiles them")
+    return ""
+
+
 def skip_adapter_input_casts(model) -> int:
     """Only for autocast runs: the adapters then compute in the autocast dtype anyway."""
     n = 0

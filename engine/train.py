@@ -120,6 +120,7 @@ class Recipe:
             "start", name=cfg.name, config=to_dict(cfg), world_size=rt.world_size, total_steps=self.total,
             model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
             dtype=str(self.dtype).replace("torch.", ""), attention=self.attn_backend, loss=self.loss_kind,
+            compiled=self.compiled,
             data=self.data_stats,
             truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step,
             auto_batch=asdict(self.batch_choice) if self.batch_choice else None)
@@ -146,13 +147,14 @@ class Recipe:
             t0 = time.time()
             batches = self.plan.step_batches(self.step)
             trained = sum(self.n_trained[i] for rank in batches for mb in rank for i in mb)
+            # Every rank's rows, from the plan (no collective): this rank's count times the
+            # world size misstates a step whose ranks got rows of different lengths.
+            tokens = sum(self.store.seq_length(i) for rank in batches for mb in rank for i in mb)
             window = max(trained, 1)
             loss_sum = torch.zeros((), device=rt.device)
-            tokens = 0
             mine = batches[rt.rank]
             for k, idxs in enumerate(mine):
                 batch = self.collate(idxs)
-                tokens += batch.pop("n_tokens")
                 with backend.micro_context(last=k == len(mine) - 1):
                     with self.autocast():
                         loss = backend.loss(batch, window)
@@ -226,8 +228,12 @@ class Recipe:
         on, why_not = step_speed.should_compile(cfg.train.compile, self.rt.device, cfg.layout.deepspeed,
                                                 self.rt.world_size)
         if not on:
+            auto_why = (step_speed.auto_skips(self.rt.device, cfg.layout.deepspeed, self.rt.world_size)
+                        if cfg.train.compile == "auto" else "")
             if why_not:
                 self.log(f"train.compile is on, but {why_not}: this run trains uncompiled", level="warning")
+            elif auto_why:  # a GPU run that the default leaves uncompiled says so (the start event too)
+                self.log(f"train.compile: auto leaves this run uncompiled: {auto_why}")
             return False
         n = step_speed.compile_layers(model)
         self.log(f"compiling {n} layers (the first steps include the compile)")
@@ -264,7 +270,6 @@ class Recipe:
 
             # The sample count changes every batch: compile for any, not for the first one seen.
             torch._dynamo.mark_dynamic(out[attention.LENGTH_KEYS[0]], 0)
-        out["n_tokens"] = sum(len(seq["input_ids"]) for seq in seqs)
         return out
 
     def uses_autocast(self) -> bool:
@@ -281,14 +286,13 @@ class Recipe:
         return torch.autocast("cuda", dtype=self.dtype) if self.uses_autocast() else contextlib.nullcontext()
 
     def report_step(self, loss_sum, grad_norm, tokens, trained, t0, started, start_step, lr) -> None:
-        """The step event. `tokens` are this rank's (padding excluded), `trained` every rank's
+        """The step event. `tokens` are every rank's (padding excluded), `trained` every rank's
         trained targets, `t0` the host clock when the step began, `lr` the rate it trained at."""
         loss = float(loss_sum)  # the one host sync per optimizer step
         # Timed after that sync: the GPU has finished the step, so the rate is the wall-clock
         # one (timed before it, queued kernels made the rate read up to 1.3x too high).
         dt = max(time.time() - t0, 1e-9)
         self.eta_window.add(self.step, time.time())
-        tokens *= self.rt.world_size
         ev = dict(step=self.step, total=self.total, epoch=round(self.plan.epoch_of(self.step), 4),
                   loss=round(loss, 6), lr=lr, grad_norm=round(float(grad_norm), 6),
                   tokens_per_s=round(tokens / dt, 1),
