@@ -60,10 +60,11 @@ ADAPTER_AUTOCAST_COPY_BYTES = 2
 DS_WEIGHT_BYTES, DS_GRAD_BYTES, DS_OPTIMIZER_BYTES = 2, 2, 12
 # torch DDP without gradient_as_bucket_view: its buckets are one more copy of the grads.
 DDP_BUCKET_COPIES = 1
-# ZeRO-3 gathers each layer's weights while it computes and prefetches the next
-# (stage3_prefetch_bucket_size 5e7 in engine/deepspeed_config.py).
-ZERO3_LIVE_LAYERS = 2
-ZERO3_PREFETCH_PARAMS = 5e7
+# ZeRO-3 gathers each layer's weights while it computes, and keeps gathered weights that
+# are used again soon (the backward pass, the recomputation) up to
+# stage3_max_live_parameters, DeepSpeed's default 1e9, which engine/deepspeed_config.py
+# leaves as it is. Fits the 2-GPU ZeRO-3 runs of docs/gpu.md (full and LoRA) within 4%.
+ZERO3_MAX_LIVE_PARAMETERS = 1e9
 
 # --- activations ---------------------------------------------------------------------
 # Compiled layers keep fewer tensors for the backward pass than eager ones (the compiler
@@ -293,9 +294,8 @@ def estimate(cfg: Config, facts: ModelFacts, devices: int, world: int | None = N
             weights = shape.params * w_share
             state = trainable * (g + o)
         if stage == 3:
-            # the layers being computed and prefetched, gathered whole
-            live = ZERO3_LIVE_LAYERS * shape.layer_params + max(ZERO3_PREFETCH_PARAMS, shape.vocab * shape.hidden)
-            weights += live * w
+            # the gathered weights kept for their next use
+            weights += min(ZERO3_MAX_LIVE_PARAMETERS, shape.params) * w
     elif adapter:
         # Checkpointed layers keep no autocast copies: the recomputation makes its own.
         autocast = not on_cpu and dtype_bytes == 2 and not cfg.train.gradient_checkpointing
