@@ -61,6 +61,16 @@ def implementation(requested: str, device: str, dtype=None) -> str:
     return requested
 
 
+def why_auto_skips_varlen(device: str, dtype) -> str:
+    """Why `auto` loaded a CUDA run without the varlen kernel (for its log): the kernel is
+    missing, the dtype is one it does not take, or else the model's own attention code."""
+    if not varlen_kernel_available(device):
+        return "this torch has no varlen kernel (torch.nn.attention.varlen, torch 2.10 or later)"
+    if str(dtype).replace("torch.", "") not in ("bfloat16", "float16"):
+        return f"the varlen kernel takes bf16 or fp16, and this run trains in {str(dtype).replace('torch.', '')}"
+    return "this model's attention code does not go through transformers' attention interface"
+
+
 def uses_lengths(model) -> bool:
     """True when the loaded model runs the varlen backend (its batches need the lengths)."""
     cfg = getattr(model, "config", None)

@@ -95,6 +95,7 @@ class Recipe:
             self._hf_ds = HfDeepSpeedConfig(deepspeed_config(cfg, rt.world_size))
         model = load_model(cfg, path, rt.device, self.dtype, place=cfg.layout.deepspeed == "none")
         self.attn_backend = "varlen" if attention.uses_lengths(model) else model.config._attn_implementation
+        self._say_attention()
         model = wrap_for_method(model, cfg)
         self.params, self.trainable = count_params(model)
         self.compiled = self._speed_up(model)
@@ -204,6 +205,13 @@ class Recipe:
             why = auto_batch.applies(cfg, devices) or "no regrouping fits the memory estimate"
             self.log(f"train.auto_batch is on, but {why}: batch_size x grad_accum as written")
         return auto_batch.apply(cfg, choice)
+
+    def _say_attention(self) -> None:
+        """A GPU run that `auto` keeps off the varlen kernel says why (packed rows then pay
+        for a block mask): the start event alone names the backend, not the reason."""
+        if self.cfg.train.attention == "auto" and self.rt.device.startswith("cuda") and self.attn_backend != "varlen":
+            why = attention.why_auto_skips_varlen(self.rt.device, self.dtype)
+            self.log(f"train.attention: auto runs {self.attn_backend} attention here: {why}")
 
     def _loss_kind(self, model) -> str:
         """'fused' (fused_loss.py) where it applies, else 'model' (the model's own loss)."""

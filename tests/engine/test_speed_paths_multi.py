@@ -72,3 +72,31 @@ def test_compile_true_under_deepspeed_is_a_warning_and_false_says_nothing(tiny_m
     quiet.mkdir()
     r = recipe(quiet, tiny_model, world=2, deepspeed="none", compile=False)
     assert r._speed_up(tiny(tiny_model)) is False and said(quiet) == []
+
+
+def test_a_gpu_run_that_auto_keeps_off_the_varlen_kernel_says_why(tiny_model, tmp_path):
+    import torch
+
+    from tunewiz.engine.attention import varlen_kernel_available
+
+    r = recipe(tmp_path, tiny_model, world=2, deepspeed="zero3")
+    r.attn_backend = "varlen"
+    r._say_attention()
+    assert said(tmp_path) == []                     # on: the start event's `attention` says so
+    r.attn_backend = "sdpa"                         # what load_model falls back to
+    r._say_attention()
+    r.dtype = torch.bfloat16
+    r._say_attention()
+    lines = said(tmp_path)
+    assert len(lines) == 2 and all(m.startswith("train.attention: auto runs sdpa attention here: ") for m in lines)
+    if varlen_kernel_available("cuda:0"):           # this torch has the kernel: the dtype, then the model
+        assert "takes bf16 or fp16, and this run trains in float32" in lines[0]
+        assert "this model's attention code" in lines[1]
+    else:
+        assert all("no varlen kernel" in m for m in lines)
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    r = recipe(quiet, tiny_model, world=2, deepspeed="none", attention="sdpa")
+    r.attn_backend = "sdpa"
+    r._say_attention()                              # asked for by name: nothing to explain
+    assert said(quiet) == []
