@@ -27,6 +27,11 @@ DEMO_CONFIG = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hi
 
 
 def dry_run(config: str, node_rank: int | None = None, gpu_memory_gib: float | None = None, say=print) -> int:
+    if Path(config).is_dir():
+        # A run directory (as `--resume` takes): its own config, which holds absolute paths.
+        from .contract import rundir
+
+        config = str(Path(config) / rundir.CONFIG)
     cfg = load_config(config)
     here = visible_gpus()
     planning_elsewhere = gpu_memory_gib is not None or (not here and cfg.layout.gpus != "all")

@@ -58,6 +58,15 @@ def test_a_run_that_fits_prints_the_plan_and_writes_nothing(cli, tmp_path):
     assert "per GPU" in memory and "a 80 GiB GPU (--gpu-memory) has 80.0 GiB" in memory
     assert "tokenized cache" in out and r.stdout.rstrip().endswith("without --dry-run")
     assert_nothing_written(tmp_path)
+    # A run directory stands for its own config (what --resume would train).
+    run = tmp_path / "a-run"
+    run.mkdir()
+    (run / "config.yaml").write_text(config.read_text())
+    again = cli("train", str(run), "--dry-run", "--resume", "--gpu-memory", "80", cwd=tmp_path, env=NO_GPU)
+    assert again.returncode == 0, again.stderr
+    assert f"config  {run / 'config.yaml'}: lora" in again.stdout and memory in again.stdout
+    assert_nothing_written(tmp_path)
+    assert [p.name for p in run.iterdir()] == ["config.yaml"]
 
 
 def test_a_run_that_does_not_fit_names_the_setting_to_change(cli, tmp_path):
