@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.adapter_fixtures import PROBE, add_full_checkpoint, add_lora_checkpoint, make_run
+from support.adapter_fixtures import PLAIN_LOAD, PROBE, add_full_checkpoint, add_lora_checkpoint, make_run
 from support.cli import run_cli
 from support.runs import losses, only_run, write_config, write_data
 
@@ -76,17 +76,6 @@ from transformers import AutoTokenizer
 folder, text = sys.argv[1], sys.argv[2]
 tok = AutoTokenizer.from_pretrained(folder)
 model = AutoPeftModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-with torch.no_grad():
-    logits = model(input_ids=torch.tensor([tok(text)["input_ids"]])).logits[0].tolist()
-print(json.dumps({"logits": logits}))
-"""
-
-PLAIN_LOAD = """
-import json, sys, torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
-folder, text = sys.argv[1], sys.argv[2]
-tok = AutoTokenizer.from_pretrained(folder)
-model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
 with torch.no_grad():
     logits = model(input_ids=torch.tensor([tok(text)["input_ids"]])).logits[0].tolist()
 print(json.dumps({"logits": logits}))

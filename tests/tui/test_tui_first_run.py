@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tunewiz.engine.demo import write_sample_datasets
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
@@ -16,15 +15,6 @@ from support.tui import screen_text, wait_for, wait_for_text
 from support import FAKE_ENGINE
 
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4)
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FAKE_ENGINE_STEPS", "12")
-    monkeypatch.setenv("FAKE_ENGINE_DELAY", "0.01")
-    write_sample_datasets(tmp_path / "data", "Alice")
-    return tmp_path
 
 
 def machine_with(monkeypatch, gpus: list) -> None:

@@ -11,7 +11,6 @@ import pytest
 
 from tunewiz.engine.contract.config import Config, config_from_dict, dump_yaml, load_config
 from tunewiz.engine.contract.xtuner_config import import_xtuner
-from tunewiz.engine.demo import write_sample_datasets
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import FROM_FILE, read_start_file
 from tunewiz.tui.services.engine_cli import EngineCli
@@ -27,13 +26,6 @@ UNMAPPED = [("use_varlen_attn = False", "use_varlen_attn = False not mapped ("),
             ("betas = ", "betas = (0.9, 0.95) not mapped ("),
             ("        torch_dtype=", "model.llm.torch_dtype = torch.float16 not mapped (")]
 WIDE = (200, 50)  # the unmapped lines are long; at 80x24 they wrap and the pane scrolls
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    write_sample_datasets(tmp_path / "data", "Alice")
-    return tmp_path
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from tunewiz.engine.contract.config import load_config
-from tunewiz.engine.demo import write_sample_datasets
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import preset_files
 from tunewiz.tui.services.engine_cli import EngineCli
@@ -16,15 +15,6 @@ from support.tui import screen_text, wait_for, wait_for_text
 from support import FAKE_ENGINE
 
 PRESETS = {p.stem: p for p in preset_files()}
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("FAKE_ENGINE_STEPS", "12")
-    monkeypatch.setenv("FAKE_ENGINE_DELAY", "0.01")
-    write_sample_datasets(tmp_path / "data", "Alice")
-    return tmp_path
 
 
 def make_app(workdir: Path) -> TunewizApp:
