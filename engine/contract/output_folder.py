@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import DiskFullError, ModelError, is_disk_full
+from .errors import ConfigError, DiskFullError, ModelError, is_disk_full
 from .errors import disk_full as _disk_full
 
 META_FILE = "tunewiz.json"
@@ -168,3 +168,14 @@ def write_file_once(path: Path, data: bytes) -> str:
     finally:
         tmp.unlink(missing_ok=True)
     return "written"
+
+
+def write_user_file(path: Path, data: bytes, fix: str) -> str:
+    """write_file_once for a file the user named: a folder that cannot take it is a one-line
+    error saying `fix` (a full disk stays the disk-full error)."""
+    try:
+        return write_file_once(path, data)
+    except DiskFullError:
+        raise
+    except OSError as e:
+        raise ConfigError(f"cannot write {path} ({e.strerror or e})", fix) from None

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError, TunewizError
-from .output_folder import write_file_once
+from .errors import ConfigError
+from .output_folder import write_user_file
 
 
 def preset_dir() -> Path:
@@ -75,13 +75,7 @@ def copy_preset(name: str, dest: Path) -> tuple[Path, Path]:
                           + "`tunewiz presets list [-p PATTERN]` lists them")
     if dest.is_dir():
         dest = dest / matches[0].name
-    try:
-        outcome = write_file_once(dest, matches[0].read_bytes())
-    except TunewizError:
-        raise
-    except OSError as e:
-        raise ConfigError(f"cannot write {dest} ({e.strerror or e})",
-                          "choose a destination in an existing, writable folder") from None
+    outcome = write_user_file(dest, matches[0].read_bytes(), "choose a destination in an existing, writable folder")
     if outcome == "same":
         raise ConfigError(f"{dest} already exists (an unedited copy of {matches[0].stem})",
                           f"edit it, then `tunewiz train {dest}`")

@@ -25,8 +25,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from tunewiz.engine.contract.errors import ConfigError, TunewizError
-    from tunewiz.engine.contract.output_folder import write_file_once
+    from tunewiz.engine.contract.errors import ConfigError
+    from tunewiz.engine.contract.output_folder import write_user_file
     from tunewiz.engine.contract.xtuner_config import import_xtuner
 
     out = Path(args.output) if args.output else Path(args.config).with_suffix(".yaml")
@@ -34,13 +34,7 @@ def run(args) -> int:
         raise ConfigError(f"{out}: is the XTuner config itself", "give another output, e.g. -o my.yaml")
     imported = import_xtuner(args.config)
     text = imported.yaml_text(str(out))
-    try:
-        outcome = write_file_once(out, text.encode("utf-8"))
-    except TunewizError:
-        raise
-    except OSError as e:
-        raise ConfigError(f"cannot write {out} ({e.strerror or e})",
-                          "choose an output in an existing, writable folder") from None
+    outcome = write_user_file(out, text.encode("utf-8"), "choose an output in an existing, writable folder")
     if outcome == "kept":
         raise ConfigError(f"{out} already exists and holds something else",
                           "choose another output with -o; tunewiz never overwrites it")
