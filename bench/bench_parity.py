@@ -5,8 +5,12 @@
 
 Both sides train the InternLM2-1.8B shape (random bf16 weights) with LoRA r 64 on every
 linear layer, micro-batch --batch-size (4), grad accumulation 1, max length --max-length
-(2048), for N optimizer steps on real text: the sample personal-assistant set (3,000
-conversations from tunewiz.engine.demo), tokenized and packed by tunewiz. They see the
+(2048), for N optimizer steps on real text, tokenized and packed by tunewiz: by default
+(``--parity-data source``) the Python standard library's own source files as pretraining
+records, read in path order (varied real text that a random model cannot memorise in a few
+hundred steps, so the loss stays well above zero), or the sample personal-assistant set
+(``--parity-data conversations``: 3,000 short, repetitive conversations from
+tunewiz.engine.demo, whose loss a random model drives to zero in 40 steps). They see the
 same batches: the peer is hf_peer.py (``--liger`` for the tuned peer), which reads the
 same config.yaml, takes tunewiz's own tokenized rows, tunewiz's batch order and tunewiz's
 collate, and runs the same schedule (warmup ``ceil(N * warmup_ratio)`` steps, then
@@ -92,14 +96,43 @@ def compare(mine: list[float], peer: list[float], window: int) -> dict:
             "threshold": THRESHOLD}
 
 
+def write_source_text(path: Path, rows: int, max_length: int) -> Path:
+    """The standard library's .py files as pretraining records, in path order, until about
+    three times the text that `rows` full rows need (code runs at ~3 characters per token;
+    a record longer than a row is cut at the row, so only its first max_length tokens count)."""
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    want = rows * max_length * 3 * 3
+    got = 0
+    with open(path, "w", encoding="utf-8") as f:
+        for file in sorted(root.rglob("*.py")):
+            if "site-packages" in file.parts:
+                continue
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if len(text) < 200:
+                continue
+            f.write(json.dumps({"text": text}) + "\n")
+            got += min(len(text), max_length * 3)
+            if got >= want:
+                break
+    return path
+
+
 def write_config(path: Path, args, model: Path, data: Path, runs: Path, overrides: dict) -> Path:
     from tunewiz.engine.contract.config import config_from_dict, dump_yaml
 
     method = args.method or "lora"
     n = args.parity_steps
+    source = getattr(args, "parity_data", "conversations") == "source"
     cfg = config_from_dict({
-        "name": "parity", "output_dir": str(runs), "model": {"path": str(model)}, "method": method, "stage": "sft",
-        "data": {"files": [str(data)], "max_length": args.max_length, "pack": True},
+        "name": "parity", "output_dir": str(runs), "model": {"path": str(model)}, "method": method,
+        "stage": "pretrain" if source else "sft",
+        "data": {"files": [str(data)], "max_length": args.max_length, "pack": True,
+                 **({"format": "pretrain"} if source else {})},
         "train": {"max_steps": n, "batch_size": args.batch_size, "grad_accum": 1,
                   "lr": 2e-5 if method == "full" else 2e-4, "gradient_checkpointing": False, "auto_batch": False,
                   "save_every": n + 1, **overrides},
@@ -167,7 +200,10 @@ def main(args) -> int:
         name = args.model or "internlm2-1.8b-shape"
         device = _device() if name in SHAPES else "cpu"
         model = prepare_model(name, Path(args.model_dir) if args.model_dir else work, device)
-        data = write_sample_datasets(work / "data", "Ada")["conversation"]
+        if args.parity_data == "source":
+            data = write_source_text(work / "source.jsonl", n * args.batch_size, args.max_length)
+        else:
+            data = write_sample_datasets(work / "data", "Ada")["conversation"]
         print(f"model and data ready in {time.time() - t0:.0f}s", flush=True)
         # The peer's config holds no tunewiz+KEY overrides: they name tunewiz's own settings.
         tw_cfg = write_config(work / "tunewiz.yaml", args, model, data, work / "runs", tunewiz_overrides(sides[0]))
@@ -188,7 +224,8 @@ def main(args) -> int:
     cmp = compare(tw["losses"], peer["losses"], args.window)
     # Both sides log the learning rate each step trained at.
     lr_diff = max((abs(a - b) for a, b in zip(tw["lrs"], peer["lrs"])), default=0.0)
-    result = {"mode": "parity", "model": name, "method": args.method or "lora", "batch_size": args.batch_size,
+    result = {"mode": "parity", "model": name, "data": args.parity_data, "method": args.method or "lora",
+              "batch_size": args.batch_size,
               "max_length": args.max_length, "sides": sides, "same_batches": tw["tokens"] == peer["tokens"],
               "max_lr_diff": lr_diff, "peak_lr": max(peer["lrs"]), **cmp,
               "per_side": res}

@@ -89,6 +89,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     pa.add_argument("--parity-steps", type=int, metavar="N", help="train N steps on both sides and compare the losses")
     pa.add_argument("--batch-size", type=int, default=4, help="micro-batch of the parity run")
     pa.add_argument("--window", type=int, default=20, help="steps in the trailing moving average compared")
+    pa.add_argument("--parity-data", choices=("source", "conversations"), default="source",
+                    help="source: the Python standard library's own source files as pretraining text, packed "
+                         "(the loss stays well above zero); conversations: the 3,000 sample conversations "
+                         "(a random model memorises them; default %(default)s)")
     args = p.parse_args(argv)
     if args.warmup_steps < 1:
         p.error("--warmup-steps must be at least 1")
