@@ -198,15 +198,15 @@ def tunewiz_trial(side: str, method: str, model: Path, length: int, timeout: flo
         # Step 1 holds the allocator's growth (and, compiled, the compile): the rate is step 2's.
         rate = last["tokens"] / (last["t"] - before["t"]) if STEPS > 1 else last["tokens_per_s"]
         return {"status": "ok", "peak_gib": max(e["mem_gib"] for e in steps), "tokens_per_s": rate,
-                "row_tokens": last["tokens"], "seconds": seconds, "log": str(log)}
+                "row_tokens": last["tokens"], "seconds": seconds, "log": log.name}
     if timed_out:
-        return {"status": "budget" if budget_cut else "timeout", "seconds": seconds, "log": str(log)}
+        return {"status": "budget" if budget_cut else "timeout", "seconds": seconds, "log": log.name}
     errors = [e for e in events if e["type"] == "error"]
     if errors:
         kind = errors[-1]["kind"]
         return {"status": "oom" if kind == "oom" else "error", "kind": kind, "msg": errors[-1]["msg"],
-                "seconds": seconds, "log": str(log)}
-    return {"status": "error", "kind": "exit", "msg": _last_line(log), "seconds": seconds, "log": str(log)}
+                "seconds": seconds, "log": log.name}
+    return {"status": "error", "kind": "exit", "msg": _last_line(log), "seconds": seconds, "log": log.name}
 
 
 def peer_trial(side: str, method: str, model: Path, length: int, timeout: float, budget_cut: bool,
@@ -226,18 +226,18 @@ def peer_trial(side: str, method: str, model: Path, length: int, timeout: float,
             code = subprocess.run(cmd, env=child_env(), stdout=f, stderr=subprocess.STDOUT, cwd=work,
                                   timeout=timeout).returncode
     except subprocess.TimeoutExpired:
-        return {"status": "budget" if budget_cut else "timeout", "seconds": time.time() - t0, "log": str(log)}
+        return {"status": "budget" if budget_cut else "timeout", "seconds": time.time() - t0, "log": log.name}
     seconds = time.time() - t0
     if code == 0 and out.exists():
         res = json.loads(out.read_text())
         marks = res["step_times"]
         rate = length / (marks[-1] - marks[-2]) if len(marks) > 1 else None
         return {"status": "ok", "peak_gib": res["peak_gib"], "tokens_per_s": rate, "row_tokens": length,
-                "seconds": seconds, "log": str(log)}
+                "seconds": seconds, "log": log.name}
     text = log.read_text(errors="replace")
     if "OutOfMemoryError" in text or "CUDA out of memory" in text:
-        return {"status": "oom", "kind": "oom", "msg": "CUDA out of memory", "seconds": seconds, "log": str(log)}
-    return {"status": "error", "kind": "exit", "msg": _last_line(log), "seconds": seconds, "log": str(log)}
+        return {"status": "oom", "kind": "oom", "msg": "CUDA out of memory", "seconds": seconds, "log": log.name}
+    return {"status": "error", "kind": "exit", "msg": _last_line(log), "seconds": seconds, "log": log.name}
 
 
 def _last_line(log: Path) -> str:

@@ -211,9 +211,9 @@ def run_side(case: str, world: int, args, model: Path, data: Path, work: Path, l
     if events is None:
         why = "timed out" if proc.returncode in (None, -signal.SIGKILL) else f"exit {proc.returncode}"
         return {"error": f"{why}: " + "".join(log.read_text(errors="replace").splitlines(True)[-20:]),
-                "log": str(log)}
+                "log": f"{log.parent.name}/{log.name}"}
     return {**measure(events, args.warmup_steps, args.steps), "world_size": world, "layout": "deepspeed" if deepspeed
-            else ("ddp" if world > 1 else "one process"), "run_s": round(time.time() - launched, 1), "log": str(log)}
+            else ("ddp" if world > 1 else "one process"), "run_s": round(time.time() - launched, 1), "log": f"{log.parent.name}/{log.name}"}
 
 
 def stop(proc: subprocess.Popen, run: Path | None) -> None:
