@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .contract import auto_batch
 from .contract import memory_estimate as me
 from .contract.config import Config, is_model_hub_id, load_config, where
 from .contract.errors import ConfigError, ModelError
@@ -59,9 +60,8 @@ def dry_run(config: str, node_rank: int | None = None, gpu_memory_gib: float | N
         say(f"memory  {fit.summary()}")
         for line in fit.estimate.notes:
             say(f"        {line}")
-        if on_gpus and getattr(cfg.train, "auto_batch", False) and not cfg.layout.uses_deepspeed:
-            say("        train.auto_batch: true: the run may regroup batch_size x grad_accum for the GPU's free "
-                "memory when it starts; this is the batch as written")
+        total, used = first_gpu_memory(plan, here, gpu_memory_gib)
+        say(f"batch   {auto_batch.preview(cfg, facts, devices, total, used, world=plan.world_size)}")
     say(me.estimate_data(cfg.data.files).describe().replace("data: ", "data    ", 1))
     if fit is not None and not fit.fits:
         key = fit.fixes[0].key if fit.fixes else "train.batch_size"
@@ -143,3 +143,14 @@ def capacity_of(plan: Plan, on_gpus: bool, here, gpu_memory_gib: float | None) -
         return None, "the GPUs"
     small = min(chosen, key=lambda g: g.memory_total_mib)
     return small.memory_total_gib, f"GPU {small.index} ({small.name})"
+
+
+def first_gpu_memory(plan: Plan, here, gpu_memory_gib: float | None) -> tuple[float | None, float]:
+    """(total, used) GiB of the GPU rank 0 trains on, whose free memory train.auto_batch
+    decides from; (None, 0) when it is not known here."""
+    if gpu_memory_gib is not None:
+        return gpu_memory_gib, 0.0
+    first = next((g for g in here if plan.devices and g.index == plan.devices[0]), None)
+    if first is None:
+        return None, 0.0
+    return first.memory_total_gib, first.memory_used_mib / 1024

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
-from .memory_estimate import _with, estimate
+from .memory_estimate import CUDA_CONTEXT_GIB, _with, estimate
 from .model_facts import ModelFacts
 
 # Tokens per micro-batch past which a bigger micro-batch no longer speeds a step up: on one
@@ -89,6 +89,41 @@ def choose(cfg: Config, facts: ModelFacts, devices: int, free_gib: float,
             if best is None or pace > best[0] + 1e-9:
                 best = (pace, choice)
     return best[1] if best else None
+
+
+def expected_free_gib(total_gib: float, used_gib: float = 0.0) -> float:
+    """What torch.cuda.mem_get_info reports free when a run makes its choice (engine/train.py):
+    by then the run's own CUDA context is on the GPU, beside what other processes use."""
+    return max(0.0, total_gib - used_gib - CUDA_CONTEXT_GIB)
+
+
+def _batch(batch_size: int, grad_accum: int, checkpointing: bool) -> str:
+    return f"micro-batch {batch_size} x grad_accum {grad_accum}, checkpointing {'on' if checkpointing else 'off'}"
+
+
+def preview(cfg: Config, facts: ModelFacts, devices: int, total_gib: float | None, used_gib: float = 0.0,
+            world: int | None = None) -> str:
+    """One line: what train.auto_batch will do when this run starts on `devices` GPUs of
+    total_gib each (0 devices: the CPU), from the same choose() the run calls, so the dry
+    run and the wizard's Review show the run's own choice before it starts."""
+    t = cfg.train
+    written = _batch(t.batch_size, t.grad_accum, t.gradient_checkpointing)
+    why = applies(cfg, devices)
+    if why is None and total_gib is None:
+        why = "the GPU's memory is not known here; --gpu-memory GIB shows its choice"
+    if why is not None:
+        return f"train.auto_batch: no regrouping ({why}): {written}, as written"
+    free = expected_free_gib(total_gib, used_gib)
+    choice = choose(cfg, facts, devices, free, world)
+    if choice is None:
+        return (f"train.auto_batch: no regrouping (none fits {HEADROOM:.0%} of the ≈ {free:.1f} GiB free "
+                f"per GPU): {written}, as written")
+    peak = estimate(apply(cfg, choice), facts, devices, world).peak_gib
+    now = _batch(choice.batch_size, choice.grad_accum, choice.gradient_checkpointing)
+    fit = f"peak ≈ {peak:.1f} GiB per GPU, needs ≈ {choice.needed_gib:.1f} of the ≈ {free:.1f} GiB free"
+    if now == written:
+        return f"train.auto_batch: keeps {written}, as written (nothing faster fits): {fit}"
+    return f"train.auto_batch: regroups to {now} (config: {written}): {fit}; train.auto_batch: false keeps the config's"
 
 
 def apply(cfg: Config, choice: BatchChoice | None) -> Config:

@@ -69,6 +69,46 @@ def test_a_run_that_fits_prints_the_plan_and_writes_nothing(cli, tmp_path):
     assert [p.name for p in run.iterdir()] == ["config.yaml"]
 
 
+def batch_line(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("batch   "))
+
+
+def test_the_dry_run_shows_what_auto_batch_picks_for_the_gpu(cli, tmp_path):
+    """The choice the run itself makes when it starts (contract.auto_batch.choose)."""
+    folder = model_folder(tmp_path, SHAPE_1_8B)
+    # The presets' 1 x 16 with checkpointing on an 80 GiB GPU: 4 x 2,048 tokens saturate it.
+    config = write_config(tmp_path, folder, batch_size=1, grad_accum=16, gradient_checkpointing=True)
+    r = cli("train", str(config), "--dry-run", "--gpu-memory", "80", cwd=tmp_path, env=NO_GPU)
+    assert r.returncode == 0, r.stderr
+    line = batch_line(r.stdout)
+    assert line.startswith("batch   train.auto_batch: regroups to micro-batch 4 x grad_accum 4, checkpointing off "
+                           "(config: micro-batch 1 x grad_accum 16, checkpointing on): peak ≈ "), line
+    peak = float(line.split("peak ≈ ")[1].split(" GiB")[0])
+    assert 22 < peak < 30, line           # one H200 measured 26.1 GiB for 4 x 2,048 (docs/memory.md)
+    assert "GiB free" in line and "train.auto_batch: false keeps the config's" in line
+    # A 16 GiB GPU: 4 rows fit only with checkpointing, and train faster than 1 row without.
+    r = cli("train", str(config), "--dry-run", "--gpu-memory", "16", cwd=tmp_path, env=NO_GPU)
+    assert r.returncode == 0, r.stderr
+    assert "regroups to micro-batch 4 x grad_accum 4, checkpointing on (config:" in batch_line(r.stdout)
+    # Already the fastest that fits: kept as written.
+    config = write_config(tmp_path, folder, batch_size=4, grad_accum=1, gradient_checkpointing=False)
+    r = cli("train", str(config), "--dry-run", "--gpu-memory", "80", cwd=tmp_path, env=NO_GPU)
+    assert r.returncode == 0, r.stderr
+    assert batch_line(r.stdout).startswith("batch   train.auto_batch: keeps micro-batch 4 x grad_accum 1, "
+                                           "checkpointing off, as written (nothing faster fits): peak ≈ ")
+    # And where it does not regroup at all, it says why.
+    for train, args, why in [({"auto_batch": False}, ["--gpu-memory", "80"], "train.auto_batch is false"),
+                             ({"deepspeed": "zero2"}, ["--gpu-memory", "80"], "not under DeepSpeed"),
+                             ({}, [], "not on a CPU")]:
+        config = write_config(tmp_path, folder, batch_size=1, grad_accum=16, **train)
+        r = cli("train", str(config), "--dry-run", *args, cwd=tmp_path, env=NO_GPU)
+        assert r.returncode == 0, r.stderr
+        line = batch_line(r.stdout)
+        assert line.startswith(f"batch   train.auto_batch: no regrouping ({why}"), line
+        assert line.endswith("micro-batch 1 x grad_accum 16, checkpointing on, as written"), line
+    assert_nothing_written(tmp_path)
+
+
 def test_a_run_that_does_not_fit_names_the_setting_to_change(cli, tmp_path):
     config = write_config(tmp_path, model_folder(tmp_path, SHAPE_1_8B), batch_size=8, gradient_checkpointing=False)
     r = cli("train", str(config), "--dry-run", "--gpu-memory", "40", cwd=tmp_path, env=NO_GPU)
@@ -137,6 +177,10 @@ def test_zero3_over_the_gpus_of_the_config_on_a_login_node(cli, tmp_path):
     r = cli("train", str(config), "--dry-run", cwd=tmp_path, env=NO_GPU)
     assert r.returncode == 0, r.stderr
     assert "GPU memory unknown here" in r.stdout and "--gpu-memory GIB checks the fit" in r.stdout
+    data["layout"]["deepspeed"] = "none"
+    config.write_text(yaml.safe_dump(data))
+    r = cli("train", str(config), "--dry-run", cwd=tmp_path, env=NO_GPU)
+    assert "no regrouping (the GPU's memory is not known here; --gpu-memory GIB shows its choice)" in r.stdout
     data["layout"]["deepspeed"] = "none"
     config.write_text(yaml.safe_dump(data))
     r = cli("train", str(config), "--dry-run", "--gpu-memory", "16", cwd=tmp_path, env=NO_GPU)

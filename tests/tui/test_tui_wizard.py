@@ -53,6 +53,7 @@ async def test_enter_through_the_wizard_trains_with_the_defaults(workdir, monkey
             if step == "ReviewStep":  # the estimate speaks of RAM where there is no GPU
                 text = await wait_for_text(pilot, "GiB of RAM")
                 assert "GiB of RAM" in text and "per GPU" not in text
+                assert "train.auto_batch: no regrouping (not on a CPU)" in review_memory(app)
             await pilot.press("enter")
         await goto(pilot, "MonitorScreen")
         await wait_for_text(pilot, "Training completed", timeout=20)
@@ -119,6 +120,40 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
     expected.data.system = "Be brief."
     expected.data.files = ["data/assistant_openai.jsonl"]
     assert written == expected
+
+
+def review_memory(app) -> str:
+    """The Review step's memory lines as plain text (the Static's content, not its wrapping)."""
+    return str(app.screen.query_one("#review-memory").content)
+
+
+async def test_review_shows_what_auto_batch_picks_for_the_gpu(workdir, monkeypatch):
+    from tunewiz.tui.services.gpus import Gpu
+
+    big = [Gpu(0, "Big GPU", 80 * 1024, 0)]
+    for step in ("preset_step", "layout_step", "review_step"):
+        monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: big)
+    app = make_app(workdir)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await goto(pilot, "ModelStep")
+        await pilot.press("ctrl+n")
+        await goto(pilot, "PresetStep")
+        # sft-lora as written: 1 x 16 with checkpointing at 2,048 tokens.
+        options = app.screen.query_one("#preset-list")
+        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+        options.focus()
+        await pilot.press("home", *["down"] * ids.index("sft-lora"))
+        await wait_for(pilot, lambda: app.screen.query_one("#set-train-grad_accum").value == "16")
+        for step in ("PresetStep", "DatasetStep", "LayoutStep"):
+            await goto(pilot, step)
+            await pilot.press("ctrl+n")
+        await goto(pilot, "ReviewStep")
+        await wait_for(pilot, lambda: "train.auto_batch" in review_memory(app))
+        text = review_memory(app)
+        # What the run would pick (the same choice as `tunewiz train CONFIG --dry-run --gpu-memory 80`).
+        assert ("train.auto_batch: regroups to micro-batch 4 x grad_accum 4, checkpointing off "
+                "(config: micro-batch 1 x grad_accum 16, checkpointing on): peak ≈ ") in text, text
+        assert "GiB free" in text and "fits GPU 0" in text
 
 
 async def test_review_says_which_setting_to_change_when_the_gpu_is_too_small(workdir, monkeypatch):

@@ -14,7 +14,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, Input, Static
 
-from tunewiz.engine.contract import memory_estimate
+from tunewiz.engine.contract import auto_batch, memory_estimate
 from tunewiz.engine.contract.errors import TunewizError
 
 from ...formatting import styled
@@ -56,6 +56,15 @@ def device_memory(layout_gpus, detected: list) -> tuple[float | None, str]:
         chosen = detected
     small = min(chosen, key=lambda g: g.memory_total_mib)
     return small.memory_total_gib, f"GPU {small.index}"
+
+
+def first_gpu_memory(layout_gpus, detected: list) -> tuple[float | None, float]:
+    """(total, used) GiB of the GPU the first process trains on: train.auto_batch decides
+    from its free memory. (None, 0) without GPUs."""
+    chosen = [g for g in detected if g.index in layout_gpus] if isinstance(layout_gpus, list) else detected
+    if not chosen:
+        return None, 0.0
+    return chosen[0].memory_total_gib, chosen[0].memory_used_mib / 1024
 
 
 class ReviewStep(WizardStep):
@@ -112,6 +121,10 @@ class ReviewStep(WizardStep):
         else:
             text = styled(("won't fit: ", "bold red"), (fit.shortfall(), "red"), "\n",
                           ("change: ", "bold"), (fit.remedy(), "bold"))
+        if fit is not None:
+            total, used = first_gpu_memory(cfg.layout.gpus, gpus)
+            world = n_gpus * cfg.layout.nnodes or None
+            text = styled(text, "\n", auto_batch.preview(cfg, facts, n_gpus, total, used, world=world))
         data = memory_estimate.estimate_data(cfg.data.files).short()
         self.app.call_from_thread(self.query_one("#review-memory", Static).update, styled(text, "\n", data))
 
