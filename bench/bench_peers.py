@@ -53,6 +53,7 @@ WORKLOADS = {
     "lora-b8": ("lora", 8, False),
     "qlora-b8-ckpt": ("qlora", 8, True),
     "full-b4": ("full", 4, False),
+    "full-b8": ("full", 8, False),   # the tuned peer's other batch: ratios are against its best
     "qlora7b-b1-ckpt": ("qlora", 1, True),
 }
 # Workloads that fix their own model shape (whatever --model says).
