@@ -3,7 +3,8 @@
 A thin consumer of ``generate.stream_reply``. The prompt is rendered by the same Encoder
 that training uses, with the template and system prompt saved beside the adapter (or the
 merged model) unless the options say otherwise, so the model sees at chat time exactly
-the text it was trained on. The terminal REPL is tunewiz/commands/chat.py; the TUI talks
+the text it was trained on. What to load and how to answer is a ChatOptions
+(contract/chat_options.py). The terminal REPL is tunewiz/commands/chat.py; the TUI talks
 to chat_server.py.
 
 Raw (completion) mode gives the model the text as-is, without a template, and lets it
@@ -16,24 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .contract.chat_options import ChatOptions
 from .contract.errors import ModelError
-
-
-
-@dataclass(frozen=True)
-class ChatOptions:
-    """What to load and how to answer; None means "as saved with the adapter / model"."""
-
-    model: str
-    adapter: str | None = None
-    template: str | None = None
-    system: str | None = None
-    bits: int | None = None          # 4 or 8: load the base quantized (CUDA only)
-    device: str = "auto"             # auto | cpu | cuda
-    max_new_tokens: int = 256
-    temperature: float = 0.0         # 0 = greedy
-    top_p: float = 0.9
-    raw: bool | None = None          # no template, the model continues the text; None = raw for a pretrain run
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """A chat model behind JSON lines on stdin/stdout, for the TUI (which never imports torch).
 
-    python -m tunewiz.engine.chat_server MODEL [--adapter A] [--template T] [--system S]
+    python -m tunewiz.engine.chat_server '{"model": MODEL, "adapter": A, "template": T, ...}'
+
+The one argument is a ChatOptions as JSON (engine/contract/chat_options.py, which the TUI
+imports too), so the options and their defaults are written in one place.
 
 Protocol, one JSON object per line:
 - out ``{"ready": true, "model": ..., "template": ..., "raw": ...}`` once the model is loaded;
@@ -17,12 +20,12 @@ owns "clear" and the system prompt, and one server can serve any number of chats
 
 from __future__ import annotations
 
-import argparse
 import json
 import queue
 import sys
 import threading
 
+from .contract.chat_options import ChatOptions
 from .contract.errors import TunewizError
 
 _out_lock = threading.Lock()
@@ -103,24 +106,19 @@ def serve(session) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tunewiz.engine.chat_server",
-                                description="Serve a chat model over JSON lines on stdin/stdout.")
-    p.add_argument("model")
-    p.add_argument("--adapter", default=None)
-    p.add_argument("--template", default=None)
-    p.add_argument("--system", default=None)
-    p.add_argument("--bits", type=int, choices=[4, 8], default=None)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    args = p.parse_args(argv)
-    from .chat import ChatOptions, open_session
-
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        session = open_session(ChatOptions(**vars(args)))
+        if len(argv) != 1 or argv[0] in ("-h", "--help"):
+            raise TunewizError("usage: python -m tunewiz.engine.chat_server OPTIONS",
+                               "OPTIONS is one JSON object, a ChatOptions' to_json() (engine/contract/chat_options.py)")
+        opts = ChatOptions.from_json(argv[0])
+        from .chat import open_session
+
+        session = open_session(opts)
     except TunewizError as e:
         send({"error": e.msg, "hint": e.hint})
         return 1
-    send({"ready": True, "model": args.model, "adapter": args.adapter,
+    send({"ready": True, "model": opts.model, "adapter": opts.adapter,
           "template": session.encoder.template_name, "raw": session.raw})
     return serve(session)
 

@@ -43,6 +43,10 @@ Attention = Literal["auto", "sdpa", "eager", "flex_attention", "varlen"]
 DataFormat = Literal["auto", "pretrain", "conversation", "alpaca", "openai", "sharegpt"]
 DeepSpeed = Literal["none", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]
 Dtype = Literal["auto", "bf16", "fp16", "fp32"]
+# Where a model loads to answer (tunewiz chat); not a config field.
+Device = Literal["auto", "cpu", "cuda"]
+# The bit widths a frozen base may load in (chat --bits).
+QuantBits = Literal[4, 8]
 QuantType = Literal["nf4", "fp4"]
 # The trackers train.report_to may name (engine/trackers.py writes to them).
 Tracker = Literal["tensorboard", "wandb"]

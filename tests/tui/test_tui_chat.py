@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tunewiz.engine.contract.chat_options import ChatOptions
 from tunewiz.engine.contract.config import Config, dump_yaml
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.chat import ChatScreen
+from tunewiz.tui.services.chat_client import ChatTarget
 from tunewiz.tui.widgets.chat.chat_column import Bubble, ChatColumn
 
 from support.greedy import chat_prompt, hf_greedy
@@ -23,7 +25,8 @@ QUESTION = {"role": "user", "content": "Please introduce yourself"}
 
 def serve(model: Path, *requests: dict, timeout: int = 120) -> list[dict]:
     lines = "".join(json.dumps(r) + "\n" for r in requests)
-    out = subprocess.run([sys.executable, "-m", "tunewiz.engine.chat_server", str(model)], input=lines,
+    options = ChatOptions(model=str(model)).to_json()
+    out = subprocess.run([sys.executable, "-m", "tunewiz.engine.chat_server", options], input=lines,
                          capture_output=True, text=True, timeout=timeout)
     return [json.loads(line) for line in out.stdout.splitlines()]
 
@@ -45,6 +48,25 @@ def test_chat_server_streams_answers_and_reports_errors(tiny_model):
 def test_chat_server_load_error_is_one_json_line(tmp_path):
     replies = serve(tmp_path / "missing")
     assert len(replies) == 1 and "does not exist" in replies[0]["error"] and replies[0]["hint"]
+
+
+@pytest.mark.parametrize("options, words", [
+    ('{"model": "demo", "bits": 5}', ["bits", "not one of"]),
+    ('{"model": "demo", "colour": "red"}', ["unknown chat option", "colour"]),
+    ("demo", ["not a JSON object"]),
+])
+def test_chat_server_bad_options_are_one_json_line(options, words):
+    out = subprocess.run([sys.executable, "-m", "tunewiz.engine.chat_server", options], input="",
+                         capture_output=True, text=True, timeout=60)
+    replies = [json.loads(line) for line in out.stdout.splitlines()]
+    assert out.returncode == 1 and len(replies) == 1 and replies[0]["hint"]
+    assert all(w in replies[0]["error"] for w in words), replies
+
+
+def test_chat_target_starts_the_server_with_its_options():
+    argv = ChatTarget("tuned", "m", adapter="a").argv("py")
+    assert argv[:3] == ["py", "-m", "tunewiz.engine.chat_server"]
+    assert ChatOptions.from_json(argv[3]) == ChatOptions(model="m", adapter="a")
 
 
 @pytest.fixture

@@ -86,9 +86,11 @@ class ChatScreen(Screen):
         yield Static(id="chat-status")
         with Vertical(id="chat-settings"):
             yield FieldRow("system prompt", Input(id="chat-system", compact=True))
-            yield FieldRow("temperature", Input("0", id="chat-temperature", compact=True), "0 = greedy")
-            yield FieldRow("top p", Input("0.9", id="chat-top-p", compact=True))
-            yield FieldRow("max new tokens", Input("256", id="chat-max-new", compact=True))
+            start = Sampling()
+            yield FieldRow("temperature", Input(f"{start.temperature:g}", id="chat-temperature", compact=True),
+                           "0 = greedy")
+            yield FieldRow("top p", Input(f"{start.top_p:g}", id="chat-top-p", compact=True))
+            yield FieldRow("max new tokens", Input(str(start.max_new_tokens), id="chat-max-new", compact=True))
         with Horizontal(id="chat-columns"):
             for i, target in enumerate(self.targets()):
                 yield ChatColumn(target.label if target else "fine-tuned: none yet",
@@ -160,9 +162,10 @@ class ChatScreen(Screen):
             except ValueError:
                 return default
 
-        return Sampling(max_new_tokens=number("#chat-max-new", int, 256),
-                        temperature=number("#chat-temperature", float, 0.0),
-                        top_p=number("#chat-top-p", float, 0.9))
+        start = Sampling()  # what a field that is no number falls back to
+        return Sampling(max_new_tokens=number("#chat-max-new", int, start.max_new_tokens),
+                        temperature=number("#chat-temperature", float, start.temperature),
+                        top_p=number("#chat-top-p", float, start.top_p))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "chat-input":

@@ -12,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+from tunewiz.engine.contract.chat_options import DEFAULTS, ChatOptions
+
 
 class ChatServerError(Exception):
     def __init__(self, message: str, hint: str = ""):
@@ -32,19 +34,17 @@ class ChatTarget:
     template: str | None = None
 
     def argv(self, python: str = sys.executable) -> list[str]:
-        argv = [python, "-m", "tunewiz.engine.chat_server", self.model]
-        if self.adapter:
-            argv += ["--adapter", self.adapter]
-        if self.template:
-            argv += ["--template", self.template]
-        return argv
+        options = ChatOptions(model=self.model, adapter=self.adapter or None, template=self.template or None)
+        return [python, "-m", "tunewiz.engine.chat_server", options.to_json()]
 
 
 @dataclass
 class Sampling:
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 0.9
+    """What each request may set; it starts from the chat options' defaults."""
+
+    max_new_tokens: int = DEFAULTS["max_new_tokens"]
+    temperature: float = DEFAULTS["temperature"]
+    top_p: float = DEFAULTS["top_p"]
 
 
 @dataclass

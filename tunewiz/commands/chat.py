@@ -8,7 +8,11 @@ The session itself (loading, templates, history, raw mode) is tunewiz.engine.cha
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+
+# The options' defaults and choices are ChatOptions' own: nothing here repeats them.
+from tunewiz.engine.contract.chat_options import DEFAULTS, ChatOptions, choices
 
 HELP = ("commands: /reset (forget the conversation), /system TEXT (new system prompt), "
         "/raw (continue text, no template) or /chat (the chat template), /exit")
@@ -23,32 +27,35 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "--template / --system say otherwise. " + HELP + ".")
     s.add_argument("model", metavar="MODEL", help='model folder, a run folder (its merged model or adapter), '
                                                   'or "demo"')
-    s.add_argument("--adapter", default=None, help="LoRA adapter folder to apply (from `tunewiz convert`)")
-    s.add_argument("--template", default=None, help="default: the one saved with the adapter, else the tokenizer's")
-    s.add_argument("--system", default=None, help="system prompt (default: the one saved with the adapter)")
-    s.add_argument("--bits", type=int, choices=[4, 8], default=None, help="load the base quantized (CUDA)")
+    s.add_argument("--adapter", default=DEFAULTS["adapter"],
+                   help="LoRA adapter folder to apply (from `tunewiz convert`)")
+    s.add_argument("--template", default=DEFAULTS["template"],
+                   help="default: the one saved with the adapter, else the tokenizer's")
+    s.add_argument("--system", default=DEFAULTS["system"],
+                   help="system prompt (default: the one saved with the adapter)")
+    s.add_argument("--bits", type=int, choices=choices("bits"), default=DEFAULTS["bits"],
+                   help="load the base quantized (CUDA)")
     s.add_argument("--prompt", default=None, help="answer once and exit")
-    s.add_argument("--max-new-tokens", type=int, default=256)
-    s.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    s.add_argument("--top-p", type=float, default=0.9)
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--max-new-tokens", type=int, default=DEFAULTS["max_new_tokens"])
+    s.add_argument("--temperature", type=float, default=DEFAULTS["temperature"], help="0 = greedy")
+    s.add_argument("--top-p", type=float, default=DEFAULTS["top_p"])
+    s.add_argument("--device", default=DEFAULTS["device"], choices=choices("device"))
     mode = s.add_mutually_exclusive_group()
     mode.add_argument("--raw", dest="raw", action="store_true",
                       help="completion mode: the text is given as-is (no chat template) and the model "
                            "continues it; each prompt stands alone. Default for a run with stage: pretrain")
     mode.add_argument("--chat", "--no-raw", dest="raw", action="store_false",
                       help="apply the chat template, also for a pretrain run")
-    s.set_defaults(raw=None)  # neither flag: raw exactly for a pretrain run's model
+    s.set_defaults(raw=DEFAULTS["raw"])  # None, neither flag: raw exactly for a pretrain run's model
     return s
 
 
 def run(args) -> int:
-    from tunewiz.engine.chat import ChatOptions, open_session
+    from tunewiz.engine.chat import open_session
 
-    session = open_session(ChatOptions(
-        model=args.model, adapter=args.adapter, template=args.template, system=args.system, bits=args.bits,
-        device=args.device, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-        raw=args.raw))
+    # Each option is the flag of its name (--prompt is the command's own, not an option).
+    options = {f.name: getattr(args, f.name) for f in dataclasses.fields(ChatOptions)}
+    session = open_session(ChatOptions(**options))
     if args.prompt is not None:
         print_reply(session, args.prompt)
         return 0
