@@ -35,18 +35,47 @@ async def wait_for(pilot, predicate, timeout: float = 10.0, interval: float = 0.
 
 
 async def wait_for_text(pilot, text: str, timeout: float = 10.0) -> str:
+    """Waits on what is painted: only for text that no app state stands for (prefer wait_for
+    on a screen's state, then `shown`)."""
     await wait_for(pilot, lambda: text in screen_text(pilot.app), timeout)
     return screen_text(pilot.app)
 
 
-def monitor_drew_the_end(screen) -> bool:
-    """The monitor has read its run to the final event and drawn that state: a condition on
-    the screen's own follower, not on text that may scroll away."""
+async def shown(pilot) -> str:
+    """The screen as text once the app has handled what is queued and repainted: what a test
+    reads after it has waited on state."""
+    await pilot.pause()
+    return screen_text(pilot.app)
+
+
+def on_screen(app, name: str) -> bool:
+    return type(app.screen).__name__ == name
+
+
+def monitor_shows(screen, condition) -> bool:
+    """The monitor has drawn a view of its run for which condition(view) holds: a condition
+    on the screen's own follower, not on text that may scroll away."""
     follower = getattr(screen, "follower", None)
     if follower is None:
         return False
     with follower.lock:
-        return follower.view.finished and screen.drawn_version == follower.view.version
+        return screen.drawn_version == follower.view.version and condition(follower.view)
+
+
+def monitor_drew_the_end(screen) -> bool:
+    """The monitor has read its run to the final event and drawn that state."""
+    return monitor_shows(screen, lambda view: view.finished)
+
+
+def runs_listed(screen, *names: str) -> bool:
+    """Home has loaded its runs table, with these runs in it."""
+    rows = getattr(screen, "rows", None)
+    return rows is not None and set(names) <= {row.name for row in rows.values()}
+
+
+def convert_finished(screen) -> bool:
+    """Convert & merge has run its commands to the end (done or failed)."""
+    return type(screen).__name__ == "ConvertMergeScreen" and screen.finished
 
 
 def sleep(seconds: float):

@@ -18,7 +18,7 @@ from tunewiz.tui.services.chat_client import ChatTarget
 from tunewiz.tui.widgets.chat.chat_column import Bubble, ChatColumn
 
 from support.greedy import chat_prompt, hf_greedy
-from support.tui import screen_text, wait_for, wait_for_text
+from support.tui import screen_text, shown, wait_for
 
 QUESTION = {"role": "user", "content": "Please introduce yourself"}
 
@@ -103,7 +103,7 @@ async def test_side_by_side_chat_streams_both_models(tuned_run, tmp_path):
     app = TunewizApp(tmp_path / "work_dirs", cursor_blink=False)
     async with app.run_test(size=(100, 30)) as pilot:
         app.push_screen(ChatScreen(run=tuned_run, side_by_side=True))
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatScreen))
         base, tuned = await ask_and_wait(pilot, "Hello", columns=2)
         assert "base" in base.title and "fine-tuned (merged)" in tuned.title
         for column in (base, tuned):
@@ -115,11 +115,10 @@ async def test_side_by_side_chat_streams_both_models(tuned_run, tmp_path):
         await pilot.press(*"Again", "enter")
         await wait_for(pilot, lambda: not app.screen.answering and len(base.history) == 4, timeout=60)
         await pilot.press("ctrl+l")
-        await pilot.pause(0.2)
-        assert base.history == [] and not list(base.query(Bubble))
+        assert base.history == []
+        await wait_for(pilot, lambda: not base.query(Bubble))    # removing the bubbles takes a turn
         await pilot.press("escape")
-        await pilot.pause(0.2)
-        assert not isinstance(app.screen, ChatScreen)
+        await wait_for(pilot, lambda: not isinstance(app.screen, ChatScreen))  # after its servers closed
 
 
 async def test_a_question_sent_while_loading_reaches_both_models(tuned_run, tmp_path):
@@ -148,8 +147,10 @@ async def test_chat_without_a_fine_tuned_model_says_what_to_do(tiny_model, tmp_p
     (run / "config.yaml").write_text(dump_yaml(_config(tiny_model)))
     app = TunewizApp(tmp_path / "work_dirs", cursor_blink=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        app.push_screen(ChatScreen(run=run, side_by_side=True))
-        await wait_for_text(pilot, "no fine-tuned model yet", timeout=30)
+        screen = ChatScreen(run=run, side_by_side=True)
+        app.push_screen(screen)
+        await wait_for(pilot, lambda: 1 in screen.failed, timeout=30)  # the fine-tuned column
+        assert "no fine-tuned model yet" in await shown(pilot)
         await pilot.press("escape")
 
 
@@ -175,13 +176,14 @@ async def test_a_pretrain_run_chats_raw_and_ctrl_r_switches(tiny_model, tmp_path
     async with app.run_test(size=(80, 24)) as pilot:
         screen = ChatScreen(run=run, side_by_side=True)
         app.push_screen(screen)
-        await wait_for_text(pilot, "mode: raw", timeout=30)
+        await wait_for(pilot, lambda: app.screen is screen and screen.ready, timeout=30)
+        assert screen.raw and "mode: raw" in await shown(pilot)
         # The key and what it does in the footer at 80x24, beside ctrl+x (which the input hid).
         await wait_for(pilot, lambda: all(k in screen_text(app).splitlines()[-1] for k in ("^r raw/chat", "^x stop")))
         for mode, expected in (("raw", raw), ("chat", templated), ("raw", raw)):
             if mode != ("raw" if screen.raw else "chat"):
                 await pilot.press("ctrl+r")
-                await wait_for_text(pilot, f"mode: {mode}")
+                assert screen.raw == (mode == "raw") and f"mode: {mode}" in await shown(pilot)
                 assert all(c.history == [] for c in screen.columns())  # a fresh start in the new mode
             for _ in range(2):  # raw turns stand alone; chat turns carry the conversation
                 before = len(screen.columns()[0].history)

@@ -10,7 +10,7 @@ import pytest
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from support.tui import wait_for_text
+from support.tui import convert_finished, monitor_drew_the_end, runs_listed, shown, wait_for, wait_for_text
 from support import FAKE_ENGINE
 from support.recorded_runs import T0, recorded_run, sample_runs, step
 
@@ -31,28 +31,34 @@ def make_app(root: Path) -> TunewizApp:
 async def test_home_lists_runs_and_attaches(runs, tmp_path):
     app = make_app(tmp_path / "work_dirs")
     async with app.run_test(size=(80, 24)) as pilot:
+        # Waits on the painted table: Textual's DataTable may repaint its re-measured columns
+        # only at the next refresh, so the rows being loaded does not mean they are shown whole.
         text = await wait_for_text(pilot, "assistant-20251122-080000")
         assert "completed" in text and "40/40" in text and "0.0500" in text
         assert "failed" in text
         await pilot.press("enter")  # the newest run is selected first
-        text = await wait_for_text(pilot, "Training completed")
-        assert "I am Alice's assistant." in text
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))
+        text = await shown(pilot)
+        assert "Training completed" in text and "I am Alice's assistant." in text
         await pilot.press("q")
         await pilot.press("down", "enter")
-        text = await wait_for_text(pilot, "Failed")
-        assert "data/x.jsonl:7: no text" in text and "fix the record" in text
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))
+        text = await shown(pilot)
+        assert "Failed" in text and "data/x.jsonl:7: no text" in text and "fix the record" in text
 
 
 async def test_convert_and_merge_then_offers_chat(runs, tmp_path):
     app = make_app(tmp_path / "work_dirs")
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for_text(pilot, "assistant-20251122-080000")
+        await wait_for(pilot, lambda: runs_listed(app.screen, "assistant-20251122-080000"))
         await pilot.press("m")
-        text = await wait_for_text(pilot, "Done:")
-        assert "$ tunewiz merge demo" in text and "merge: 3/3" in text
+        await wait_for(pilot, lambda: convert_finished(app.screen))
+        text = await shown(pilot)
+        assert "Done:" in text and "$ tunewiz merge demo" in text and "merge: 3/3" in text
         assert "chat with it" in text
         await pilot.press("r")  # running it again is safe
-        await wait_for_text(pilot, "Done:")
+        await wait_for(pilot, lambda: convert_finished(app.screen))
+        assert app.screen.succeeded
     assert (runs["done"] / "adapter" / "adapter_config.json").is_file()
     assert (runs["done"] / "merged" / "config.json").is_file()
 
@@ -82,11 +88,13 @@ async def test_convert_and_merge_refuses_a_run_that_has_not_finished(runs, tmp_p
     os.utime(running, (T0 + 200, T0 + 200))
     app = make_app(tmp_path / "work_dirs")
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for_text(pilot, "live-20251122-090000")
+        await wait_for(pilot, lambda: runs_listed(app.screen, "live-20251122-090000"))
         await pilot.press("m")
-        text = " ".join((await wait_for_text(pilot, "still running")).split())  # the hint may wrap
-        assert "step 1/40" in text and "once it has finished" in text
+        await wait_for(pilot, lambda: app.screen.refused.startswith("live-"))
+        text = " ".join((await shown(pilot)).split())  # the hint may wrap
+        assert "still running" in text and "step 1/40" in text and "once it has finished" in text
         await pilot.press("down", "down", "m")        # the failed run
-        text = await wait_for_text(pilot, "nothing finished to convert")
-        assert "Runs in" in text and "Convert & merge" not in text
+        await wait_for(pilot, lambda: "failed" in app.screen.refused)
+        text = await shown(pilot)
+        assert "nothing finished to convert" in text and "Runs in" in text and "Convert & merge" not in text
     assert not (running / "adapter").exists() and not (runs["failed"] / "adapter").exists()

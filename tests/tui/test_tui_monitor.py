@@ -12,13 +12,17 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.run_follower import RunFollower
 
-from support.tui import wait_for, wait_for_text
+from support.tui import monitor_drew_the_end, monitor_shows, on_screen, shown, wait_for
 from support import FAKE_ENGINE
 
 @pytest.fixture
 def engine(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return EngineCli(prefix=FAKE_ENGINE, output_dir=str(tmp_path / "work_dirs"))
+
+
+def running(view) -> bool:
+    return view.summary.status == "running"
 
 
 def launch(engine: EngineCli, tmp_path: Path, monkeypatch, steps=40, delay=0.02, fail=False) -> Path:
@@ -35,8 +39,9 @@ async def test_monitor_follows_a_run_to_completion(engine, tmp_path, monkeypatch
     run = launch(engine, tmp_path, monkeypatch)
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=(100, 32)) as pilot:
-        text = await wait_for_text(pilot, "Training completed", timeout=20)
-        assert "step 40/40" in text
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
+        text = await shown(pilot)
+        assert "Training completed" in text and "step 40/40" in text
         assert "loss 0.1" in text  # the last loss of the replayed curve
         # Newest answer first: the trained identity sits above the base model's answer.
         assert text.index("step 40") < text.index("step 30")
@@ -50,8 +55,9 @@ async def test_monitor_shows_failure_with_hint(engine, tmp_path, monkeypatch):
     run = launch(engine, tmp_path, monkeypatch, fail=True)
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=(100, 32)) as pilot:
-        text = await wait_for_text(pilot, "Failed", timeout=20)
-        assert "CUDA out of memory" in text
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
+        text = await shown(pilot)
+        assert "Failed" in text and "CUDA out of memory" in text
         assert "lower train.batch_size" in text
 
 
@@ -59,17 +65,17 @@ async def test_stop_is_graceful_and_leaving_keeps_training(engine, tmp_path, mon
     run = launch(engine, tmp_path, monkeypatch, steps=400, delay=0.02)
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for_text(pilot, "running")
+        await wait_for(pilot, lambda: monitor_shows(app.screen, running))
         await pilot.press("q")  # leave: back to Home, the run goes on
-        await pilot.pause(0.3)
-        assert type(app.screen).__name__ == "HomeScreen"
+        await wait_for(pilot, lambda: on_screen(app, "HomeScreen"))
     steps_before = len([e for e in read_events(run / "events.jsonl") if e["type"] == "step"])
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: len(app.screen.follower.view.steps) > steps_before)
         await pilot.press("s")
-        text = await wait_for_text(pilot, "Stopped", timeout=20)
-        assert "checkpoint saved" in text
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
+        text = await shown(pilot)
+        assert "Stopped" in text and "checkpoint saved" in text
     assert read_events(run / "events.jsonl")[-1]["status"] == "stopped"
 
 
@@ -85,8 +91,9 @@ async def test_reattach_to_a_finished_run_replays_its_history(engine, tmp_path, 
     for _ in range(2):
         app = TunewizApp(engine.output_dir, engine=engine, attach=run)
         async with app.run_test(size=(80, 24)) as pilot:
-            text = await wait_for_text(pilot, "Training completed")
-            assert "step 40/40" in text
+            await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))
+            text = await shown(pilot)
+            assert "Training completed" in text and "step 40/40" in text
 
 
 async def test_killed_engine_shows_as_failed(engine, tmp_path, monkeypatch):
@@ -98,10 +105,11 @@ async def test_killed_engine_shows_as_failed(engine, tmp_path, monkeypatch):
     run = launch(engine, tmp_path, monkeypatch, steps=1000, delay=0.02)
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for_text(pilot, "running")
+        await wait_for(pilot, lambda: monitor_shows(app.screen, running))
         os.kill(read_state(run)["pid"], signal.SIGKILL)
-        text = await wait_for_text(pilot, "Failed", timeout=10)
-        assert "ended without a word" in text
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=10)
+        text = await shown(pilot)
+        assert "Failed" in text and "ended without a word" in text
 
 
 def test_follower_reads_100k_steps_once(tmp_path):
@@ -135,10 +143,10 @@ async def test_the_terminal_title_follows_the_run(engine, tmp_path, monkeypatch)
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: re.fullmatch(r"tunewiz: assistant \d+/40 loss \d+\.\d\d", app.title))
-        await wait_for_text(pilot, "Training completed", timeout=20)
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
         assert app.title == "tunewiz: assistant completed 40/40 loss 0.15"
         await pilot.press("q")           # Home is about every run: the title is the app's again
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "HomeScreen")
+        await wait_for(pilot, lambda: on_screen(app, "HomeScreen"))
         assert app.title == "tunewiz"
 
 
@@ -156,17 +164,23 @@ async def test_the_eta_is_a_guess_until_a_few_steps_ran_and_lr_has_its_own_strip
     run = recorded_run(tmp_path / "work_dirs", "assistant", "20260101-000000", [start, step(1, 400, 2.0)], state)
     app = TunewizApp(tmp_path / "work_dirs", engine=EngineCli(prefix=FAKE_ENGINE), attach=run)
     async with app.run_test(size=(80, 24)) as pilot:
-        text = await wait_for_text(pilot, "step 1/400")
-        assert "ETA ~13m" in text                  # 399 steps x 2 s, after one step: a guess
+        await wait_for(pilot, lambda: monitor_shows(app.screen, lambda view: view.steps == [1]))
+        text = await shown(pilot)
+        assert "step 1/400" in text and "ETA ~13m" in text                  # 399 steps x 2 s, after one step: a guess
         with open(run / "events.jsonl", "a") as f:
             for i in range(2, SURE_AFTER + 3):
                 f.write(json.dumps({"v": 1, **step(i, 400, 1.0)}) + "\n")
-        text = await wait_for_text(pilot, f"step {SURE_AFTER + 2}/400")
-        assert f"ETA {(400 - SURE_AFTER - 2) * 2 // 60}m" in text and "ETA ~" not in text
+        await wait_for(pilot, lambda: monitor_shows(app.screen, lambda view: view.steps[-1] == SURE_AFTER + 2))
+        text = await shown(pilot)
+        assert f"step {SURE_AFTER + 2}/400" in text and f"ETA {(400 - SURE_AFTER - 2) * 2 // 60}m" in text and "ETA ~" not in text
         # A constant learning rate is a flat strip of its own, beside its value; the loss
         # chart plots the loss alone.
-        strip = app.screen.query_one("#mon-lr")
-        await wait_for(pilot, lambda: str(strip.query_one(".strip-value").render()) == "2.00e-04")
+        screen = app.screen
+        # The charts redraw on their own timer: wait until they have drawn the last step.
+        await wait_for(pilot, lambda: screen.chart_version == screen.drawn_version)
+        await shown(pilot)
+        strip = screen.query_one("#mon-lr")
+        assert str(strip.query_one(".strip-value").render()) == "2.00e-04"
         bars = str(strip.query_one(".lr-bars").render())
         assert bars and set(bars) == {"█"}
         assert "lr" not in str(app.screen.query_one("#mon-chart").plt.build())

@@ -95,6 +95,8 @@ class HomeScreen(Screen):
         Binding("q", "app.quit", "quit"),
     ]
 
+    refused = ""        # the refusal the hint line shows, "" while it shows the keys
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="home-title")
@@ -156,7 +158,7 @@ class HomeScreen(Screen):
             row = getattr(self, "rows", {}).get(str(run))
             if row is not None and row.status == "unreadable":
                 # Its events or state cannot be followed: say why instead of a broken monitor.
-                self.query_one("#home-hint", Static).update(styled((refusal(row), "bold yellow")))
+                self.show_hint(refusal(row))
                 return
             self.app.open_monitor(run)
 
@@ -174,14 +176,16 @@ class HomeScreen(Screen):
             self.app.open_convert(message.row.path)
         else:
             # On the hint line, not a toast: it stays until the cursor moves, so it is read.
-            self.query_one("#home-hint", Static).update(styled((refusal(message.row), "bold yellow")))
+            self.show_hint(refusal(message.row))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         row = getattr(self, "rows", {}).get(str(event.row_key.value))
-        if row is not None and row.status == "unreadable":
-            self.query_one("#home-hint", Static).update(styled((refusal(row), "bold yellow")))
-        else:
-            self.query_one("#home-hint", Static).update(HINT)
+        self.show_hint(refusal(row) if row is not None and row.status == "unreadable" else "")
+
+    def show_hint(self, refused: str) -> None:
+        """The hint line: why the selected run cannot go on, or ("") the keys."""
+        self.refused = refused
+        self.query_one("#home-hint", Static).update(styled((refused, "bold yellow")) if refused else HINT)
 
     def action_chat(self) -> None:
         self.app.open_chat(self.selected_run())
