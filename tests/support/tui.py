@@ -48,6 +48,33 @@ async def shown(pilot) -> str:
     return screen_text(pilot.app)
 
 
+class MessageLog:
+    """The messages of these kinds the app dispatches: give it to run_test as message_hook,
+    then wait for the message a worker posts instead of for the text its handler paints."""
+
+    def __init__(self, *kinds: type):
+        self.kinds, self.seen = kinds, []
+
+    def __call__(self, message) -> None:
+        if isinstance(message, self.kinds):
+            self.seen.append(message)
+
+    def mark(self) -> int:
+        """Where the log is now: wait(..., since=mark) takes only messages that come later."""
+        return len(self.seen)
+
+    async def wait(self, pilot, kind: type, where=lambda message: True, since: int = 0,
+                   timeout: float = 10.0):
+        """The first message of kind (for which where(message) holds) after `since`, once
+        its handler has run."""
+        def found():
+            return next((m for m in self.seen[since:] if isinstance(m, kind) and where(m)), None)
+
+        await wait_for(pilot, lambda: found() is not None, timeout)
+        await pilot.pause()
+        return found()
+
+
 def on_screen(app, name: str) -> bool:
     return type(app.screen).__name__ == name
 

@@ -15,7 +15,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import screen_text, wait_for, wait_for_text
+from support.tui import convert_finished, monitor_shows, screen_text, shown, wait_for, wait_for_text
 from support import FAKE_ENGINE
 
 SIZE = (80, 24)
@@ -99,8 +99,8 @@ async def test_the_monitor_header_shows_the_loss_while_training(engine, tmp_path
     run = launch(engine, tmp_path, monkeypatch, steps=1200, delay=0.05)
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: len(app.screen.follower.view.steps) > 3)
-        await wait_for_text(pilot, "ETA")
+        await wait_for(pilot, lambda: monitor_shows(app.screen, lambda view: len(view.steps) > 3))
+        await shown(pilot)
         header = " ".join(region_text(app, app.screen.query_one("#mon-progress")))
         assert re.search(r"loss \d+\.\d{4}", header), header
         assert re.search(r"step \d+/1200", header) and "ETA" in header
@@ -134,7 +134,8 @@ async def test_the_merge_log_wraps_without_losing_characters(engine, tmp_path, m
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, await_done)
         app.open_convert(run)
-        await wait_for_text(pilot, "Done:")
+        await wait_for(pilot, lambda: convert_finished(app.screen))
+        assert app.screen.succeeded
         log = app.screen.query_one("#cm-log")
         # Long lines, more of them than the log is high: the scrollbar shows up.
         lines = [f"line{i:02d}-" + "abcdefghij" * 9 + f"-end{i:02d}" for i in range(30)]

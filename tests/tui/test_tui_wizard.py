@@ -11,7 +11,10 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import preset_files
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from support.tui import screen_text, wait_for, wait_for_text
+from support.tui import MessageLog, monitor_drew_the_end, screen_text, shown, wait_for
+from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
+from tunewiz.tui.screens.wizard.layout_step import CommandsPlanned, SlurmWritten
+from tunewiz.tui.screens.wizard.review_step import MemoryEstimated
 from support import FAKE_ENGINE
 
 PRESETS = {p.stem: p for p in preset_files()}
@@ -46,17 +49,19 @@ def assert_commented_like_the_preset(text: str, preset: Path) -> None:
 
 async def test_enter_through_the_wizard_trains_with_the_defaults(workdir, monkeypatch):
     monkeypatch.setattr("tunewiz.tui.screens.wizard.review_step.detect_gpus", lambda: [])  # CPU-only
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(MemoryEstimated)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         for step in ("ModelStep", "PresetStep", "DatasetStep", "LayoutStep", "ReviewStep"):
             await goto(pilot, step)
             if step == "ReviewStep":  # the estimate speaks of RAM where there is no GPU
-                text = await wait_for_text(pilot, "GiB of RAM")
+                await log.wait(pilot, MemoryEstimated)
+                text = await shown(pilot)
                 assert "GiB of RAM" in text and "per GPU" not in text
                 assert "train.auto_batch: no regrouping (not on a CPU)" in review_memory(app)
             await pilot.press("enter")
         await goto(pilot, "MonitorScreen")
-        await wait_for_text(pilot, "Training completed", timeout=20)
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
+        assert "Training completed" in await shown(pilot)
     text = (workdir / "work_dirs" / "configs" / "assistant.yaml").read_text()
     assert_commented_like_the_preset(text, PRESETS["demo-assistant"])
     written = load_config(workdir / "work_dirs" / "configs" / "assistant.yaml")
@@ -68,8 +73,8 @@ async def test_enter_through_the_wizard_trains_with_the_defaults(workdir, monkey
 
 
 async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(DataChecked, MemoryEstimated)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         await goto(pilot, "ModelStep")
         await pilot.press("enter")
         await goto(pilot, "PresetStep")
@@ -86,7 +91,8 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
         await pilot.press("ctrl+n")
         await goto(pilot, "DatasetStep")
         app.screen.query_one("#data-path").value = "data/assistant_openai.jsonl"
-        await wait_for_text(pilot, "format openai")
+        await log.wait(pilot, DataChecked, lambda m: m.files == ["data/assistant_openai.jsonl"])
+        assert "format openai" in await shown(pilot)
         await pilot.press("escape")  # back: the edits are still there
         await goto(pilot, "PresetStep")
         assert app.screen.query_one("#set-train-lr").value == "0.0003"
@@ -98,10 +104,11 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
         await goto(pilot, "LayoutStep")
         await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
-        text = await wait_for_text(pilot, "GiB")
-        assert "memory" in text and "tokenized cache" in text
+        await log.wait(pilot, MemoryEstimated)
+        text = await shown(pilot)
+        assert "GiB" in text and "memory" in text and "tokenized cache" in text
         await pilot.press("ctrl+s")  # save only
-        await wait_for_text(pilot, "saved")
+        assert "saved" in await shown(pilot)
         assert step_name(app) == "ReviewStep"
     text = (workdir / "work_dirs" / "configs" / "alice-bot.yaml").read_text()
     assert_commented_like_the_preset(text, PRESETS["sft-lora"])
@@ -133,8 +140,8 @@ async def test_review_shows_what_auto_batch_picks_for_the_gpu(workdir, monkeypat
     big = [Gpu(0, "Big GPU", 80 * 1024, 0)]
     for step in ("preset_step", "layout_step", "review_step"):
         monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: big)
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(MemoryEstimated)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         await goto(pilot, "ModelStep")
         await pilot.press("ctrl+n")
         await goto(pilot, "PresetStep")
@@ -148,7 +155,7 @@ async def test_review_shows_what_auto_batch_picks_for_the_gpu(workdir, monkeypat
             await goto(pilot, step)
             await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
-        await wait_for(pilot, lambda: "train.auto_batch" in review_memory(app))
+        await log.wait(pilot, MemoryEstimated)
         text = review_memory(app)
         # What the run would pick (the same choice as `tunewiz train CONFIG --dry-run --gpu-memory 80`).
         assert ("train.auto_batch: regroups to micro-batch 4 x grad_accum 4, checkpointing off "
@@ -162,14 +169,15 @@ async def test_review_says_which_setting_to_change_when_the_gpu_is_too_small(wor
     small = [Gpu(0, "Small GPU", 2048, 0)]      # 2 GiB: the demo preset needs about 2.6 with the CUDA context
     for step in ("preset_step", "layout_step", "review_step"):
         monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: small)
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(MemoryEstimated)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         for step in ("ModelStep", "PresetStep", "DatasetStep", "LayoutStep"):
             await goto(pilot, step)
             await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
-        text = " ".join((await wait_for_text(pilot, "won't fit")).split())
-        assert "GiB per GPU and GPU 0 has 2.0 GiB" in text
+        await log.wait(pilot, MemoryEstimated)
+        text = " ".join((await shown(pilot)).split())
+        assert "won't fit" in text and "GiB per GPU and GPU 0 has 2.0 GiB" in text
         assert "change: set train.gradient_checkpointing: true or lower train.batch_size to " in text
         batch = text.split("lower train.batch_size to ")[1].split()[0]
         assert int(batch) < 4 and "tokenized cache" in text
@@ -178,33 +186,35 @@ async def test_review_says_which_setting_to_change_when_the_gpu_is_too_small(wor
             await pilot.press("escape")
             await pilot.pause(0.1)
         await goto(pilot, "PresetStep")
+        estimates = log.mark()
         app.screen.query_one("#set-train-batch_size").value = batch
         for step in ("PresetStep", "DatasetStep", "LayoutStep"):
             await goto(pilot, step)
             await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
-        text = " ".join((await wait_for_text(pilot, "fits GPU 0")).split())
-        assert "won't fit" not in text and "GiB per GPU" in text
+        await log.wait(pilot, MemoryEstimated, since=estimates)
+        text = " ".join((await shown(pilot)).split())
+        assert "fits GPU 0" in text and "won't fit" not in text and "GiB per GPU" in text
 
 
 async def test_bad_input_keeps_the_user_on_the_step(workdir):
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(DataChecked)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         await goto(pilot, "ModelStep")
         app.screen.query_one("#model-path").value = str(workdir / "no-such-model")
         await pilot.press("ctrl+n")
-        await wait_for_text(pilot, "no config.json")
+        assert "no config.json" in await shown(pilot)  # said by ctrl+n's own handler
         assert step_name(app) == "ModelStep"
         app.screen.query_one("#model-path").value = "demo"
         await pilot.press("ctrl+n")
         await goto(pilot, "PresetStep")
         app.screen.query_one("#set-train-batch_size").value = "lots"
         await pilot.press("ctrl+n")
-        await wait_for_text(pilot, "not an integer")
+        assert "not an integer" in await shown(pilot)
         app.screen.query_one("#set-train-batch_size").value = "2"
         app.screen.query_one("#set-name").value = "my run"        # the config's own name rule
         await pilot.press("ctrl+n")
-        await wait_for_text(pilot, "not a valid run name")
+        assert "not a valid run name" in await shown(pilot)
         assert step_name(app) == "PresetStep"
         app.screen.query_one("#set-name").value = "my-run.v2"
         await pilot.press("ctrl+n")
@@ -212,15 +222,16 @@ async def test_bad_input_keeps_the_user_on_the_step(workdir):
         bad = workdir / "data" / "bad.jsonl"
         bad.write_text('{"conversation": [{"input": "hi", "output": "hello"}]}\n{"conversation": 3}\n')
         app.screen.query_one("#data-path").value = "data/bad.jsonl"
-        await wait_for_text(pilot, "bad.jsonl:2")
+        assert (await log.wait(pilot, DataChecked, lambda m: m.files == ["data/bad.jsonl"])).problems
+        assert "bad.jsonl:2" in await shown(pilot)
         await pilot.press("ctrl+n")
         await pilot.pause(0.2)
         assert step_name(app) == "DatasetStep"
 
 
 async def test_assistant_set_helper_writes_a_dataset_for_the_name(workdir):
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(AssistantSetWritten)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         await goto(pilot, "ModelStep")
         await pilot.press("enter")
         await goto(pilot, "PresetStep")
@@ -231,28 +242,32 @@ async def test_assistant_set_helper_writes_a_dataset_for_the_name(workdir):
         await pilot.pause(0.1)
         await pilot.press(*"Bob", "enter")
         # data/assistant.json already holds Alice's set (the fixture's): it is not replaced.
-        await wait_for_text(pilot, "wrote data/assistant-Bob.json")
+        assert (await log.wait(pilot, AssistantSetWritten)).path == "data/assistant-Bob.json"
+        assert "wrote data/assistant-Bob.json" in await shown(pilot)
         assert app.screen.query_one("#data-path").value == "data/assistant-Bob.json"
     assert "Bob" in (workdir / "data" / "assistant-Bob.json").read_text()
     assert "Alice" in (workdir / "data" / "assistant.json").read_text()
 
 
 async def test_layout_shows_every_node_command_and_writes_the_slurm_script(workdir):
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(CommandsPlanned, SlurmWritten)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         for step in ("ModelStep", "PresetStep", "DatasetStep"):
             await goto(pilot, step)
             await pilot.press("enter")
         await goto(pilot, "LayoutStep")
-        assert "one node: nothing to run elsewhere" in await wait_for_text(pilot, "one node")
+        await log.wait(pilot, CommandsPlanned)
+        assert "one node: nothing to run elsewhere" in await shown(pilot)
         app.screen.query_one("#layout-nnodes").value = "2"
         app.screen.query_one("#layout-addr").value = "10.0.0.1"
-        text = " ".join((await wait_for_text(pilot, "# node 1")).split())   # long paths wrap
+        await log.wait(pilot, CommandsPlanned, lambda m: "10.0.0.1" in m.text and "# node 1" in m.text)
+        text = " ".join((await shown(pilot)).split())   # long paths wrap
         assert "--node-rank 0 # node 0" in text and "--node-rank 1 # node 1" in text
         assert "10.0.0.1:29500" in text
         script = workdir / "work_dirs" / "configs" / "assistant.sbatch"
         app.screen.query_one("#layout-slurm-write").press()
-        await wait_for_text(pilot, "sbatch")
+        assert not (await log.wait(pilot, SlurmWritten)).problem
+        assert "sbatch" in await shown(pilot)
         assert step_name(app) == "LayoutStep"
     body = script.read_text()
     assert "#SBATCH --nodes=2" in body and "tunewiz train" in body and "assistant.yaml" in body
@@ -261,13 +276,15 @@ async def test_layout_shows_every_node_command_and_writes_the_slurm_script(workd
 
 
 async def test_dataset_preview_highlights_trained_spans_and_shows_lengths(workdir):
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(PreviewReady)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         for step in ("ModelStep", "PresetStep"):
             await goto(pilot, step)
             await pilot.press("enter")
         await goto(pilot, "DatasetStep")
-        text = await wait_for_text(pilot, "first sample")
+        assert (await log.wait(pilot, PreviewReady)).report
+        text = await shown(pilot)
+        assert "first sample" in text
         # check-data --json (the fake's report): 1200 samples of 30 tokens, 1800 of 40.
         assert "tokens per sample" in text and "1-32" in text and "1200" in text and "1800" in text
         assert "129-256" in text  # the max_length row, here empty
@@ -316,7 +333,7 @@ async def test_dataset_step_quick_checks_any_source_from_its_first_records(workd
         assert checked["someone/some-set:train"].summary == "hub dataset someone/some-set:train (check-data loads it)"
         assert checked["data/nope.csv"].problems == ["data/nope.csv: no such file"]
         await pilot.press("ctrl+n")  # the step keeps the user on a missing file
-        await wait_for_text(pilot, "no such file")
+        assert "no such file" in await shown(pilot)
         assert step_name(app) == "DatasetStep"
         app.screen.query_one("#data-path").value = "data/chat.parquet"
         await pilot.press("ctrl+n")

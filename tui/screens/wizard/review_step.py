@@ -67,6 +67,14 @@ def first_gpu_memory(layout_gpus, detected: list) -> tuple[float | None, float]:
     return chosen[0].memory_total_gib, chosen[0].memory_used_mib / 1024
 
 
+class MemoryEstimated(Message):
+    """What the memory estimate says for this config (or why there is none), for the step."""
+
+    def __init__(self, text: Content):
+        super().__init__()
+        self.text = text
+
+
 class ReviewStep(WizardStep):
     INDEX = 4
     ACTIONS = {"review-save": "action_save"}
@@ -108,7 +116,7 @@ class ReviewStep(WizardStep):
             # No estimate for a run that cannot start here: what to do instead.
             text = styled(("no GPU here: ", "bold red"), (problem, "bold red"),
                           " (or save only, for a GPU machine)")
-            self.app.call_from_thread(self.query_one("#review-memory", Static).update, text)
+            self.post_message(MemoryEstimated(text))
             return
         n_gpus = gpu_count(cfg.layout.gpus, len(gpus))
         capacity, device = device_memory(cfg.layout.gpus, gpus)
@@ -126,7 +134,10 @@ class ReviewStep(WizardStep):
             world = n_gpus * cfg.layout.nnodes or None
             text = styled(text, "\n", auto_batch.preview(cfg, facts, n_gpus, total, used, world=world))
         data = memory_estimate.estimate_data(cfg.data.files).short()
-        self.app.call_from_thread(self.query_one("#review-memory", Static).update, styled(text, "\n", data))
+        self.post_message(MemoryEstimated(styled(text, "\n", data)))
+
+    def on_memory_estimated(self, message: MemoryEstimated) -> None:
+        self.query_one("#review-memory", Static).update(message.text)
 
     def show_command(self) -> None:
         path = self.query_one("#review-path", Input).value.strip()
