@@ -11,7 +11,10 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import screen_text, wait_for, wait_for_text
+from support.tui import MessageLog, screen_text, wait_for, wait_for_text
+from support.tui import shown as screen_now
+from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
+from tunewiz.tui.screens.wizard.review_step import Launched, MemoryEstimated
 from support import FAKE_ENGINE
 
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4)
@@ -47,8 +50,8 @@ async def pick_preset(pilot, stem: str) -> None:
 
 async def test_qlora_without_cuda_is_warned_in_preset_and_not_launched(workdir, monkeypatch):
     machine_with(monkeypatch, [])
-    app = make_app(workdir)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(workdir), MessageLog(MemoryEstimated, Launched)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         await goto(pilot, "ModelStep")
         await pilot.press("ctrl+n")
         await goto(pilot, "PresetStep")
@@ -62,11 +65,13 @@ async def test_qlora_without_cuda_is_warned_in_preset_and_not_launched(workdir, 
             await goto(pilot, step)
             await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
-        text = await wait_for_text(pilot, "no GPU here")
-        assert "RAM (CPU training)" not in text and "choose sft-lora" in text
+        await log.wait(pilot, MemoryEstimated)
+        text = await screen_now(pilot)
+        assert "no GPU here" in text and "RAM (CPU training)" not in text and "choose sft-lora" in text
         await pilot.press("ctrl+l")
+        assert (await log.wait(pilot, Launched)).refused
         # The refusal takes the line beside the buttons, whole.
-        await wait_for(pilot, lambda: "QLoRA needs a CUDA GPU; choose sft-lora" in screen_text(app).splitlines()[-2])
+        assert "QLoRA needs a CUDA GPU; choose sft-lora" in (await screen_now(pilot)).splitlines()[-2]
         assert type(app.screen).__name__ == "ReviewStep"
     runs = [p for p in (workdir / "work_dirs").iterdir() if p.name.startswith("sft-qlora")]
     assert runs == []           # nothing was started
@@ -88,20 +93,24 @@ async def test_qlora_with_a_gpu_is_not_warned(workdir, monkeypatch):
 async def test_writing_the_assistant_set_refreshes_the_preview_of_the_same_path(tmp_path, monkeypatch):
     # A first run: no data yet, so the preset's data/assistant.json is missing until written.
     monkeypatch.chdir(tmp_path)
-    app = make_app(tmp_path)
-    async with app.run_test(size=(80, 24)) as pilot:
+    app, log = make_app(tmp_path), MessageLog(DataChecked, AssistantSetWritten, PreviewReady)
+    async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         for step in ("ModelStep", "PresetStep"):
             await goto(pilot, step)
             await pilot.press("ctrl+n")
         await goto(pilot, "DatasetStep")
         assert app.screen.query_one("#data-path").value == "data/assistant.json"
-        await wait_for_text(pilot, "no such file")
+        assert (await log.wait(pilot, DataChecked)).problems
+        assert "no such file" in await screen_now(pilot)
         owner = app.screen.query_one("#data-owner")
         owner.focus()
         await pilot.press(*"Bob", "enter")
-        await wait_for_text(pilot, "wrote data/assistant.json")
-        text = await wait_for_text(pilot, "first sample")
-        assert "no such file" not in text and "problem" not in text
+        written = await log.wait(pilot, AssistantSetWritten)
+        assert written.path == "data/assistant.json" and "wrote data/assistant.json" in await screen_now(pilot)
+        # The same path, checked and previewed afresh: the file as it is now.
+        assert (await log.wait(pilot, PreviewReady, since=log.seen.index(written))).report
+        text = await screen_now(pilot)
+        assert "first sample" in text and "no such file" not in text and "problem" not in text
         assert "samples · format conversation" in shown(app, "#data-status")
         await pilot.press("ctrl+n")      # and the step now accepts it
         await goto(pilot, "LayoutStep")
