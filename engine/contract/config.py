@@ -43,9 +43,9 @@ Attention = Literal["auto", "sdpa", "eager", "flex_attention", "varlen"]
 DataFormat = Literal["auto", "pretrain", "conversation", "alpaca", "openai", "sharegpt"]
 DeepSpeed = Literal["none", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload"]
 Dtype = Literal["auto", "bf16", "fp16", "fp32"]
-# Where a model loads to answer (tunewiz chat); not a config field.
+# Where a model loads to answer or merge (tunewiz chat, merge); not a config field.
 Device = Literal["auto", "cpu", "cuda"]
-# The bit widths a frozen base may load in (chat --bits).
+# The bit widths a frozen base may load in (quant.bits, chat --bits).
 QuantBits = Literal[4, 8]
 QuantType = Literal["nf4", "fp4"]
 # The trackers train.report_to may name (engine/trackers.py writes to them).
@@ -220,7 +220,7 @@ class Config:
                               "remove it to use one process per core")
         if self.train.max_steps is not None and self.train.max_steps < 1:
             raise ConfigError("train.max_steps: must be at least 1 or null", "remove it to use epochs")
-        if self.quant.bits not in (4, 8):
+        if self.quant.bits not in typing.get_args(QuantBits):
             raise ConfigError(f"quant.bits: {shown(self.quant.bits)} is not 4 or 8", "use 4 (QLoRA) or 8")
         check_node_rank(self.layout.node_rank, self.layout.nnodes)
         self.train.report_to = tracker_names(self.train.report_to)

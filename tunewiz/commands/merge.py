@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import typing
 from pathlib import Path
+
+from tunewiz.engine.contract.config import Device, Dtype
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -15,8 +18,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     s.add_argument("adapter", metavar="ADAPTER", help="adapter folder (from `tunewiz convert`)")
     s.add_argument("out", metavar="OUT", help="folder to write")
     s.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (default 2GB)")
-    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    s.add_argument("--dtype", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    s.add_argument("--device", default="auto", choices=typing.get_args(Device))
+    s.add_argument("--dtype", default="auto", choices=typing.get_args(Dtype))
     return s
 
 
