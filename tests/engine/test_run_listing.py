@@ -135,7 +135,7 @@ async def test_home_lists_the_other_runs_beside_a_bad_one(tmp_path, monkeypatch)
     from tunewiz.tui.app import TunewizApp
     from tunewiz.tui.services.engine_cli import EngineCli
 
-    from support.tui import wait_for_text
+    from support.tui import painted, wait_for, wait_for_text
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUNEWIZ_CACHE", str(tmp_path / "cache"))
@@ -151,8 +151,9 @@ async def test_home_lists_the_other_runs_beside_a_bad_one(tmp_path, monkeypatch)
         while app.screen.selected_run() != runs["loss"]:
             await pilot.press("down")
         await pilot.press("enter")  # no monitor on a run that cannot be read: the reason instead
-        text = await wait_for_text(pilot, "cannot be read")
-        assert "loss 'abc'" in text and type(app.screen).__name__ == "HomeScreen"
+        await wait_for(pilot, lambda: "cannot be read" in app.screen.refused)
+        text = await painted(pilot)
+        assert "cannot be read" in text and "loss 'abc'" in text and type(app.screen).__name__ == "HomeScreen"
 
 
 # --------------------------------------------------------------------------- property test

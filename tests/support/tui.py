@@ -36,12 +36,12 @@ async def wait_for(pilot, predicate, timeout: float = 10.0, interval: float = 0.
 
 async def wait_for_text(pilot, text: str, timeout: float = 10.0) -> str:
     """Waits on what is painted: only for text that no app state stands for (prefer wait_for
-    on a screen's state, then `shown`)."""
+    on a screen's state, then `painted`)."""
     await wait_for(pilot, lambda: text in screen_text(pilot.app), timeout)
     return screen_text(pilot.app)
 
 
-async def shown(pilot) -> str:
+async def painted(pilot) -> str:
     """The screen as text once the app has handled what is queued and repainted: what a test
     reads after it has waited on state."""
     await pilot.pause()
@@ -73,6 +73,13 @@ class MessageLog:
         await wait_for(pilot, lambda: found() is not None, timeout)
         await pilot.pause()
         return found()
+
+
+def holds(screen, selector: str) -> str:
+    """What a Static on the screen holds, as its handler set it (markup and all), not how it
+    is painted: the state to wait on for what a synchronous handler says."""
+    widgets = screen.query(selector)
+    return str(widgets.first().content) if widgets else ""
 
 
 def on_screen(app, name: str) -> bool:

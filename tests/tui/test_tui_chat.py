@@ -18,7 +18,7 @@ from tunewiz.tui.services.chat_client import ChatTarget
 from tunewiz.tui.widgets.chat.chat_column import Bubble, ChatColumn
 
 from support.greedy import chat_prompt, hf_greedy
-from support.tui import screen_text, shown, wait_for
+from support.tui import painted, screen_text, wait_for
 
 QUESTION = {"role": "user", "content": "Please introduce yourself"}
 
@@ -150,7 +150,7 @@ async def test_chat_without_a_fine_tuned_model_says_what_to_do(tiny_model, tmp_p
         screen = ChatScreen(run=run, side_by_side=True)
         app.push_screen(screen)
         await wait_for(pilot, lambda: 1 in screen.failed, timeout=30)  # the fine-tuned column
-        assert "no fine-tuned model yet" in await shown(pilot)
+        assert "no fine-tuned model yet" in await painted(pilot)
         await pilot.press("escape")
 
 
@@ -177,13 +177,14 @@ async def test_a_pretrain_run_chats_raw_and_ctrl_r_switches(tiny_model, tmp_path
         screen = ChatScreen(run=run, side_by_side=True)
         app.push_screen(screen)
         await wait_for(pilot, lambda: app.screen is screen and screen.ready, timeout=30)
-        assert screen.raw and "mode: raw" in await shown(pilot)
+        assert screen.raw and "mode: raw" in await painted(pilot)
         # The key and what it does in the footer at 80x24, beside ctrl+x (which the input hid).
         await wait_for(pilot, lambda: all(k in screen_text(app).splitlines()[-1] for k in ("^r raw/chat", "^x stop")))
         for mode, expected in (("raw", raw), ("chat", templated), ("raw", raw)):
             if mode != ("raw" if screen.raw else "chat"):
                 await pilot.press("ctrl+r")
-                assert screen.raw == (mode == "raw") and f"mode: {mode}" in await shown(pilot)
+                await wait_for(pilot, lambda: screen.raw == (mode == "raw"))
+                assert f"mode: {mode}" in await painted(pilot)
                 assert all(c.history == [] for c in screen.columns())  # a fresh start in the new mode
             for _ in range(2):  # raw turns stand alone; chat turns carry the conversation
                 before = len(screen.columns()[0].history)

@@ -11,8 +11,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import MessageLog, screen_text, wait_for, wait_for_text
-from support.tui import shown as screen_now
+from support.tui import MessageLog, holds, painted, wait_for
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
 from tunewiz.tui.screens.wizard.review_step import Launched, MemoryEstimated
 from support import FAKE_ENGINE
@@ -40,6 +39,12 @@ async def goto(pilot, name: str) -> None:
     await pilot.pause(0.1)
 
 
+def warned(screen, text: str) -> bool:
+    """The Preset step shows a warning that holds text."""
+    warning = screen.query_one("#preset-warning")
+    return warning.display and text in holds(screen, "#preset-warning")
+
+
 async def pick_preset(pilot, stem: str) -> None:
     options = pilot.app.screen.query_one("#preset-list")
     ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
@@ -56,22 +61,24 @@ async def test_qlora_without_cuda_is_warned_in_preset_and_not_launched(workdir, 
         await pilot.press("ctrl+n")
         await goto(pilot, "PresetStep")
         await pick_preset(pilot, "sft-qlora")
-        await wait_for_text(pilot, "QLoRA needs a CUDA GPU")
+        await wait_for(pilot, lambda: warned(app.screen, "QLoRA needs a CUDA GPU"))
+        assert "QLoRA needs a CUDA GPU" in await painted(pilot)
         assert "choose sft-lora" in shown(app, "#preset-warning")
         await pick_preset(pilot, "sft-lora")   # the warning goes with the recipe
-        await wait_for(pilot, lambda: "QLoRA needs" not in screen_text(app))
+        await wait_for(pilot, lambda: not app.screen.query_one("#preset-warning").display)
+        assert "QLoRA needs" not in await painted(pilot)
         await pick_preset(pilot, "sft-qlora")
         for step in ("PresetStep", "DatasetStep", "LayoutStep"):
             await goto(pilot, step)
             await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
         await log.wait(pilot, MemoryEstimated)
-        text = await screen_now(pilot)
+        text = await painted(pilot)
         assert "no GPU here" in text and "RAM (CPU training)" not in text and "choose sft-lora" in text
         await pilot.press("ctrl+l")
         assert (await log.wait(pilot, Launched)).refused
         # The refusal takes the line beside the buttons, whole.
-        assert "QLoRA needs a CUDA GPU; choose sft-lora" in (await screen_now(pilot)).splitlines()[-2]
+        assert "QLoRA needs a CUDA GPU; choose sft-lora" in (await painted(pilot)).splitlines()[-2]
         assert type(app.screen).__name__ == "ReviewStep"
     runs = [p for p in (workdir / "work_dirs").iterdir() if p.name.startswith("sft-qlora")]
     assert runs == []           # nothing was started
@@ -86,8 +93,8 @@ async def test_qlora_with_a_gpu_is_not_warned(workdir, monkeypatch):
         await goto(pilot, "PresetStep")
         await pick_preset(pilot, "sft-qlora")
         await wait_for(pilot, lambda: app.screen.gpus is not None)
-        await pilot.pause(0.1)
-        assert "QLoRA needs" not in screen_text(app)
+        assert not app.screen.query_one("#preset-warning").display
+        assert "QLoRA needs" not in await painted(pilot)
 
 
 async def test_writing_the_assistant_set_refreshes_the_preview_of_the_same_path(tmp_path, monkeypatch):
@@ -101,15 +108,15 @@ async def test_writing_the_assistant_set_refreshes_the_preview_of_the_same_path(
         await goto(pilot, "DatasetStep")
         assert app.screen.query_one("#data-path").value == "data/assistant.json"
         assert (await log.wait(pilot, DataChecked)).problems
-        assert "no such file" in await screen_now(pilot)
+        assert "no such file" in await painted(pilot)
         owner = app.screen.query_one("#data-owner")
         owner.focus()
         await pilot.press(*"Bob", "enter")
         written = await log.wait(pilot, AssistantSetWritten)
-        assert written.path == "data/assistant.json" and "wrote data/assistant.json" in await screen_now(pilot)
+        assert written.path == "data/assistant.json" and "wrote data/assistant.json" in await painted(pilot)
         # The same path, checked and previewed afresh: the file as it is now.
         assert (await log.wait(pilot, PreviewReady, since=log.seen.index(written))).report
-        text = await screen_now(pilot)
+        text = await painted(pilot)
         assert "first sample" in text and "no such file" not in text and "problem" not in text
         assert "samples · format conversation" in shown(app, "#data-status")
         await pilot.press("ctrl+n")      # and the step now accepts it

@@ -15,7 +15,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import convert_finished, monitor_shows, screen_text, shown, wait_for, wait_for_text
+from support.tui import convert_finished, monitor_shows, painted, screen_text, wait_for, wait_for_text
 from support import FAKE_ENGINE
 
 SIZE = (80, 24)
@@ -100,7 +100,7 @@ async def test_the_monitor_header_shows_the_loss_while_training(engine, tmp_path
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: monitor_shows(app.screen, lambda view: len(view.steps) > 3))
-        await shown(pilot)
+        await painted(pilot)
         header = " ".join(region_text(app, app.screen.query_one("#mon-progress")))
         assert re.search(r"loss \d+\.\d{4}", header), header
         assert re.search(r"step \d+/1200", header) and "ETA" in header

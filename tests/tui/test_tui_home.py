@@ -10,7 +10,7 @@ import pytest
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from support.tui import convert_finished, monitor_drew_the_end, runs_listed, shown, wait_for, wait_for_text
+from support.tui import convert_finished, monitor_drew_the_end, painted, runs_listed, wait_for, wait_for_text
 from support import FAKE_ENGINE
 from support.recorded_runs import T0, recorded_run, sample_runs, step
 
@@ -38,12 +38,12 @@ async def test_home_lists_runs_and_attaches(runs, tmp_path):
         assert "failed" in text
         await pilot.press("enter")  # the newest run is selected first
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "Training completed" in text and "I am Alice's assistant." in text
         await pilot.press("q")
         await pilot.press("down", "enter")
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "Failed" in text and "data/x.jsonl:7: no text" in text and "fix the record" in text
 
 
@@ -53,7 +53,7 @@ async def test_convert_and_merge_then_offers_chat(runs, tmp_path):
         await wait_for(pilot, lambda: runs_listed(app.screen, "assistant-20251122-080000"))
         await pilot.press("m")
         await wait_for(pilot, lambda: convert_finished(app.screen))
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "Done:" in text and "$ tunewiz merge demo" in text and "merge: 3/3" in text
         assert "chat with it" in text
         await pilot.press("r")  # running it again is safe
@@ -91,10 +91,10 @@ async def test_convert_and_merge_refuses_a_run_that_has_not_finished(runs, tmp_p
         await wait_for(pilot, lambda: runs_listed(app.screen, "live-20251122-090000"))
         await pilot.press("m")
         await wait_for(pilot, lambda: app.screen.refused.startswith("live-"))
-        text = " ".join((await shown(pilot)).split())  # the hint may wrap
+        text = " ".join((await painted(pilot)).split())  # the hint may wrap
         assert "still running" in text and "step 1/40" in text and "once it has finished" in text
         await pilot.press("down", "down", "m")        # the failed run
         await wait_for(pilot, lambda: "failed" in app.screen.refused)
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "nothing finished to convert" in text and "Runs in" in text and "Convert & merge" not in text
     assert not (running / "adapter").exists() and not (runs["failed"] / "adapter").exists()

@@ -17,7 +17,10 @@ from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.engine.contract.config import Config, dump_yaml
 
 from support.recorded_runs import T0, step
-from support.tui import wait_for_text
+from support.tui import MessageLog, convert_finished, monitor_drew_the_end, painted, wait_for, wait_for_text
+from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten
+from tunewiz.tui.screens.wizard.model_step import FoldersFound
+from tunewiz.tui.widgets.chat.chat_column import Bubble
 from support import FAKE_ENGINE
 
 START = {"t": T0, "type": "start", "name": "x", "config": {}, "world_size": 1, "total_steps": 4,
@@ -62,10 +65,13 @@ async def test_home_and_monitor_show_markup_literally(root):
     os.utime(run, (T0, T0))
     app = make_app(root)
     async with app.run_test(size=(100, 32)) as pilot:
+        # Home's table is waited for as painted (see test_tui_home: the DataTable repaints late).
         text = await wait_for_text(pilot, "r[old]-20251122-080000")
         assert "work[old]dirs" in text
         await pilot.press("enter")
-        text = await wait_for_text(pilot, "Failed")
+        await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))
+        text = await painted(pilot)
+        assert "Failed" in text
         for literal in ("r[old]-20251122-080000", "m[/]del[old]", "bad [/] record [red]x", "fix [b]it[/b]",
                         "I am [old]Alice[/]'s", "who [/]are you", "read [/] data[b]"):
             assert literal in text, literal
@@ -76,9 +82,11 @@ async def test_convert_screen_shows_a_markup_error_literally(root):
     (run / "config.yaml").write_text("name: [/]\n  broken: [old]\n")  # the plan cannot read it
     app = make_app(root)
     async with app.run_test(size=(100, 32)) as pilot:
-        await wait_for_text(pilot, "r[old]")
+        await wait_for(pilot, lambda: getattr(app.screen, "rows", None) is not None)
         app.open_convert(run)
-        text = await wait_for_text(pilot, "Failed:")
+        await wait_for(pilot, lambda: convert_finished(app.screen))
+        text = await painted(pilot)
+        assert not app.screen.succeeded and "Failed:" in text
         assert "Convert & merge r[old]-20251122-080000" in text
         assert "config.yaml" in text
 
@@ -100,14 +108,16 @@ async def test_chat_shows_markup_literally(root):
     (run / "merged" / "config.json").write_text("{}")
     app = make_app(root)
     async with app.run_test(size=(100, 32)) as pilot:
-        app.push_screen(MarkupChat(run=run))
-        text = await wait_for_text(pilot, "here: [/] [old] [b]bold?[/b]")
-        assert "say [/] and [old]" in text
+        screen = MarkupChat(run=run)
+        app.push_screen(screen)
+        await wait_for(pilot, lambda: app.screen is screen and len(screen.query(Bubble)) == 2)
+        text = await painted(pilot)
+        assert "here: [/] [old] [b]bold?[/b]" in text and "say [/] and [old]" in text
 
 
 async def test_wizard_write_it_takes_any_name(root):
-    app = make_app(root, open_wizard=True)
-    async with app.run_test(size=(100, 32)) as pilot:
+    app, log = make_app(root, open_wizard=True), MessageLog(AssistantSetWritten)
+    async with app.run_test(size=(100, 32), message_hook=log) as pilot:
         from test_tui_wizard import goto
 
         for name in ("ModelStep", "PresetStep"):
@@ -117,7 +127,8 @@ async def test_wizard_write_it_takes_any_name(root):
         owner = app.screen.query_one("#data-owner")
         owner.value = "[/]Zoë[old]"
         app.screen.generate_set()
-        await wait_for_text(pilot, "wrote data/assistant.json")
+        assert (await log.wait(pilot, AssistantSetWritten)).path == "data/assistant.json"
+        assert "wrote data/assistant.json" in await painted(pilot)
     assert "[/]Zoë[old]" in Path("data/assistant.json").read_text(encoding="utf-8")
 
 
@@ -125,10 +136,11 @@ async def test_model_folders_with_markup_in_their_names_are_listed_literally(roo
     folder = tmp_path / "models" / "m[old]x[b]"
     folder.mkdir(parents=True)
     (folder / "config.json").write_text("{}")
-    app = make_app(root, open_wizard=True)
-    async with app.run_test(size=(220, 32)) as pilot:
+    app, log = make_app(root, open_wizard=True), MessageLog(FoldersFound)
+    async with app.run_test(size=(220, 32), message_hook=log) as pilot:
         from test_tui_wizard import goto
 
         await goto(pilot, "ModelStep")
-        text = await wait_for_text(pilot, "m[old]x[b]")
+        assert str(folder) in (await log.wait(pilot, FoldersFound)).folders
+        text = await painted(pilot)
         assert str(folder) in text

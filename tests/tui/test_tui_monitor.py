@@ -12,7 +12,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.run_follower import RunFollower
 
-from support.tui import monitor_drew_the_end, monitor_shows, on_screen, shown, wait_for
+from support.tui import monitor_drew_the_end, monitor_shows, on_screen, painted, wait_for
 from support import FAKE_ENGINE
 
 @pytest.fixture
@@ -40,7 +40,7 @@ async def test_monitor_follows_a_run_to_completion(engine, tmp_path, monkeypatch
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=(100, 32)) as pilot:
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "Training completed" in text and "step 40/40" in text
         assert "loss 0.1" in text  # the last loss of the replayed curve
         # Newest answer first: the trained identity sits above the base model's answer.
@@ -56,7 +56,7 @@ async def test_monitor_shows_failure_with_hint(engine, tmp_path, monkeypatch):
     app = TunewizApp(engine.output_dir, engine=engine, attach=run)
     async with app.run_test(size=(100, 32)) as pilot:
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "Failed" in text and "CUDA out of memory" in text
         assert "lower train.batch_size" in text
 
@@ -74,7 +74,7 @@ async def test_stop_is_graceful_and_leaving_keeps_training(engine, tmp_path, mon
         await wait_for(pilot, lambda: len(app.screen.follower.view.steps) > steps_before)
         await pilot.press("s")
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "Stopped" in text and "checkpoint saved" in text
     assert read_events(run / "events.jsonl")[-1]["status"] == "stopped"
 
@@ -92,7 +92,7 @@ async def test_reattach_to_a_finished_run_replays_its_history(engine, tmp_path, 
         app = TunewizApp(engine.output_dir, engine=engine, attach=run)
         async with app.run_test(size=(80, 24)) as pilot:
             await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))
-            text = await shown(pilot)
+            text = await painted(pilot)
             assert "Training completed" in text and "step 40/40" in text
 
 
@@ -108,7 +108,7 @@ async def test_killed_engine_shows_as_failed(engine, tmp_path, monkeypatch):
         await wait_for(pilot, lambda: monitor_shows(app.screen, running))
         os.kill(read_state(run)["pid"], signal.SIGKILL)
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=10)
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "Failed" in text and "ended without a word" in text
 
 
@@ -165,20 +165,20 @@ async def test_the_eta_is_a_guess_until_a_few_steps_ran_and_lr_has_its_own_strip
     app = TunewizApp(tmp_path / "work_dirs", engine=EngineCli(prefix=FAKE_ENGINE), attach=run)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: monitor_shows(app.screen, lambda view: view.steps == [1]))
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "step 1/400" in text and "ETA ~13m" in text                  # 399 steps x 2 s, after one step: a guess
         with open(run / "events.jsonl", "a") as f:
             for i in range(2, SURE_AFTER + 3):
                 f.write(json.dumps({"v": 1, **step(i, 400, 1.0)}) + "\n")
         await wait_for(pilot, lambda: monitor_shows(app.screen, lambda view: view.steps[-1] == SURE_AFTER + 2))
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert f"step {SURE_AFTER + 2}/400" in text and f"ETA {(400 - SURE_AFTER - 2) * 2 // 60}m" in text and "ETA ~" not in text
         # A constant learning rate is a flat strip of its own, beside its value; the loss
         # chart plots the loss alone.
         screen = app.screen
         # The charts redraw on their own timer: wait until they have drawn the last step.
         await wait_for(pilot, lambda: screen.chart_version == screen.drawn_version)
-        await shown(pilot)
+        await painted(pilot)
         strip = screen.query_one("#mon-lr")
         assert str(strip.query_one(".strip-value").render()) == "2.00e-04"
         bars = str(strip.query_one(".lr-bars").render())

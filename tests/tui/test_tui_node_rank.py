@@ -9,7 +9,8 @@ from tunewiz.tui.services.engine_cli import EngineCli
 
 from support import FAKE_ENGINE
 from support.runs import one_line_error
-from support.tui import wait_for, wait_for_text
+from support.tui import MessageLog, holds, painted, wait_for
+from tunewiz.tui.screens.wizard.layout_step import CommandsPlanned
 
 
 def test_config_and_command_line(tmp_path, cli):
@@ -30,17 +31,20 @@ async def test_layout_step(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_sample_datasets(tmp_path / "data", "Alice")
     engine = EngineCli(prefix=FAKE_ENGINE, output_dir=str(tmp_path / "work_dirs"))
-    app = TunewizApp(engine.output_dir, engine=engine, open_wizard=True)
-    async with app.run_test(size=(120, 40)) as pilot:
+    app, log = TunewizApp(engine.output_dir, engine=engine, open_wizard=True), MessageLog(CommandsPlanned)
+    async with app.run_test(size=(120, 40), message_hook=log) as pilot:
         for step in ("ModelStep", "PresetStep", "DatasetStep"):
             await wait_for(pilot, lambda: type(app.screen).__name__ == step)
             await pilot.pause(0.1)
             await pilot.press("enter")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "LayoutStep")
-        await wait_for_text(pilot, "one node")
+        await log.wait(pilot, CommandsPlanned)
+        assert "one node" in await painted(pilot)
         app.screen.query_one("#layout-nnodes").value = "2"
         app.screen.query_one("#layout-rank").value = "2"
         app.screen.query_one("#layout-nnodes").focus()
         await pilot.press("enter")
-        await wait_for_text(pilot, "this node rank: 2 is outside 0..1")
+        said = "this node rank: 2 is outside 0..1"
+        await wait_for(pilot, lambda: said in holds(app.screen, ".step-message"))
+        assert said in await painted(pilot)
         assert type(app.screen).__name__ == "LayoutStep"   # the step keeps the user there

@@ -10,7 +10,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 
 from support import FAKE_ENGINE
-from support.tui import screen_text, wait_for
+from support.tui import holds, painted, wait_for
 
 
 async def test_preset_step_lists_what_presets_list_prints(tmp_path, monkeypatch, cli):
@@ -35,5 +35,6 @@ async def test_preset_step_lists_what_presets_list_prints(tmp_path, monkeypatch,
         qwen = [s for s in shown if s.startswith("qwen2_5_")]
         assert qwen.index("qwen2_5_1_5b_instruct_lora") < qwen.index("qwen2_5_14b_instruct_qlora")
         # The demo preset's own words, which speak of `tunewiz demo`, are shown too.
-        await wait_for(pilot, lambda: "CPU-friendly" in screen_text(app))
+        await wait_for(pilot, lambda: "CPU-friendly" in holds(app.screen, "#preset-about"))
+        assert "CPU-friendly" in await painted(pilot)
         assert "CPU-friendly personal-assistant run on the demo model" in demo_line

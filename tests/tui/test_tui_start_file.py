@@ -13,10 +13,11 @@ from tunewiz.engine.contract.config import Config, config_from_dict, dump_yaml, 
 from tunewiz.engine.contract.xtuner_config import import_xtuner
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import FROM_FILE, read_start_file
+from tunewiz.tui.screens.wizard.dataset_step import DataChecked
 from tunewiz.tui.services.engine_cli import EngineCli
 
 from support import FAKE_ENGINE
-from support.tui import screen_text, wait_for, wait_for_text
+from support.tui import MessageLog, holds, painted, wait_for
 from support.xtuner_configs import QLORA_ALPACA, line_of
 
 HUB_MODEL = "'internlm/internlm2-chat-1_8b'"
@@ -52,6 +53,12 @@ async def goto(pilot, name: str) -> None:
     await pilot.pause(0.1)
 
 
+async def until_holds(pilot, selector: str, text: str) -> str:
+    """Wait until the widget holds text (its handler has run), then the screen as shown."""
+    await wait_for(pilot, lambda: text in holds(pilot.app.screen, selector))
+    return await painted(pilot)
+
+
 async def next_step(pilot, name: str) -> None:
     await pilot.press("ctrl+n")
     await goto(pilot, name)
@@ -59,17 +66,18 @@ async def next_step(pilot, name: str) -> None:
 
 async def test_every_step_shows_the_xtuner_config_and_review_lists_what_was_left(workdir, xtuner_config,
                                                                                   tiny_model):
-    app = make_app(workdir, read_start_file(xtuner_config))
-    async with app.run_test(size=WIDE) as pilot:
+    app, log = make_app(workdir, read_start_file(xtuner_config)), MessageLog(DataChecked)
+    async with app.run_test(size=WIDE, message_hook=log) as pilot:
         await goto(pilot, "ModelStep")
         assert value(app, "#model-path") == str(tiny_model)
         assert value(app, "#model-remote") is True          # trust_remote_code=True in the file
-        await wait_for_text(pilot, "Remote code is ON")
+        assert "Remote code is ON" in await until_holds(pilot, "#model-warning", "Remote code is ON")
 
         await next_step(pilot, "PresetStep")
         options = app.screen.query_one("#preset-list")
         assert options.get_option_at_index(options.highlighted).id == FROM_FILE
-        text = await wait_for_text(pilot, f"QLORA · sft  (from {xtuner_config.name})")
+        text = await until_holds(pilot, "#preset-method", f"QLORA · sft  (from {xtuner_config.name})")
+        assert f"QLORA · sft  (from {xtuner_config.name})" in text
         assert f"XTuner config {xtuner_config.name}: qlora sft" in text and "4 settings not mapped" in text
         shown = {"#set-name": "internlm2_chat_1_8b_qlora_alpaca_e3_copy", "#set-train-epochs": "3",
                  "#set-train-max_steps": "", "#set-train-lr": "0.0001", "#set-train-batch_size": "2",
@@ -81,17 +89,19 @@ async def test_every_step_shows_the_xtuner_config_and_review_lists_what_was_left
 
         await next_step(pilot, "DatasetStep")
         assert (value(app, "#data-path"), value(app, "#data-format")) == ("tatsu-lab/alpaca", "alpaca")
-        await wait_for_text(pilot, "hub dataset tatsu-lab/alpaca")
+        await log.wait(pilot, DataChecked, lambda m: m.files == ["tatsu-lab/alpaca"])
+        assert "hub dataset tatsu-lab/alpaca" in await painted(pilot)
 
         await next_step(pilot, "LayoutStep")  # XTuner's file has no layout: one node, no DeepSpeed
         assert (value(app, "#layout-deepspeed"), value(app, "#layout-nnodes")) == ("none", "1")
 
         await next_step(pilot, "ReviewStep")
-        text = await wait_for_text(pilot, f"not carried over from {xtuner_config}:")
+        text = await until_holds(pilot, "#review-unmapped", f"not carried over from {xtuner_config}:")
+        assert f"not carried over from {xtuner_config}:" in text
         for start, said in UNMAPPED:
             assert f"  line {line_of(QLORA_ALPACA, start)}: {said}" in text, said
         await pilot.press("ctrl+s")  # save only: a QLoRA run cannot start on this CPU machine
-        await wait_for_text(pilot, "saved")
+        assert "saved" in await until_holds(pilot, ".step-message", "saved")
         saved = Path(value(app, "#review-path"))
 
     # What the wizard writes is the import itself, in the wizard's output folder.
@@ -117,7 +127,7 @@ async def test_a_tunewiz_yaml_fills_every_step_including_the_layout(workdir, tin
         await goto(pilot, "ModelStep")
         assert value(app, "#model-path") == str(tiny_model)
         await next_step(pilot, "PresetStep")
-        await wait_for_text(pilot, "LORA · sft  (from mine.yaml)")
+        assert "LORA · sft  (from mine.yaml)" in await until_holds(pilot, "#preset-method", "(from mine.yaml)")
         assert (value(app, "#set-name"), value(app, "#set-train-lr")) == ("from-yaml", "5e-05")
         await next_step(pilot, "DatasetStep")
         assert (value(app, "#data-path"), value(app, "#data-format")) == ("data/assistant_openai.jsonl", "openai")
@@ -127,7 +137,7 @@ async def test_a_tunewiz_yaml_fills_every_step_including_the_layout(workdir, tin
         await next_step(pilot, "ReviewStep")
         assert not app.screen.query("#review-unmapped")  # a tunewiz file loses nothing
         await pilot.press("ctrl+s")
-        await wait_for_text(pilot, "saved")
+        assert "saved" in await until_holds(pilot, ".step-message", "saved")
         saved = Path(value(app, "#review-path"))
     expected = load_config(src)
     expected.output_dir = str(workdir / "work_dirs")  # the file names none: the wizard's folder
@@ -143,28 +153,32 @@ async def test_a_config_typed_on_the_model_step_fills_the_wizard(workdir, xtuner
         assert value(app, "#model-path") == "demo"
         field = app.screen.query_one("#model-path")
         field.value = str(broken)
-        await wait_for_text(pilot, "a config file: Enter fills every step from it")
+        said = "a config file: Enter fills every step from it"
+        assert said in await until_holds(pilot, "#model-facts", said)
         await pilot.press("enter")
-        text = await wait_for_text(pilot, f"{broken}:{line_of(QLORA_ALPACA, 'max_length = 1024')}: not valid Python")
+        said = f"{broken}:{line_of(QLORA_ALPACA, 'max_length = 1024')}: not valid Python"
+        assert said in await until_holds(pilot, ".step-message", said)
         assert type(app.screen).__name__ == "ModelStep" and value(app, "#model-path") == str(broken)
 
         field.value = str(xtuner_config)
         await pilot.press("enter")
-        await wait_for_text(pilot, f"filled from XTuner config {xtuner_config.name}")
+        said = f"filled from XTuner config {xtuner_config.name}"
+        assert said in await until_holds(pilot, ".step-message", said)
         # Still on the Model step, now showing the model the file names, to check it first.
         assert type(app.screen).__name__ == "ModelStep"
         assert value(app, "#model-path") == str(tiny_model) and value(app, "#model-remote") is True
         await next_step(pilot, "PresetStep")
-        await wait_for_text(pilot, f"QLORA · sft  (from {xtuner_config.name})")
+        said = f"QLORA · sft  (from {xtuner_config.name})"
+        assert said in await until_holds(pilot, "#preset-method", said)
         assert value(app, "#set-train-grad_accum") == "8"
         # Another preset and back: the file's recipe returns whole, the model chosen stays.
         options = app.screen.query_one("#preset-list")
         options.focus()
         await pilot.press("down")
         await wait_for(pilot, lambda: app.screen.state.preset not in ("", FROM_FILE))
-        assert f"(preset {app.screen.state.preset})" in screen_text(app)
+        assert f"(preset {app.screen.state.preset})" in await painted(pilot)
         await pilot.press("up")
-        await wait_for_text(pilot, f"QLORA · sft  (from {xtuner_config.name})")
+        assert said in await until_holds(pilot, "#preset-method", said)
         assert (value(app, "#set-train-grad_accum"), value(app, "#set-lora-r")) == ("8", "32")
         await next_step(pilot, "DatasetStep")
         assert value(app, "#data-path") == "tatsu-lab/alpaca"

@@ -11,7 +11,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import preset_files
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from support.tui import MessageLog, monitor_drew_the_end, screen_text, shown, wait_for
+from support.tui import MessageLog, holds, monitor_drew_the_end, painted, wait_for
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
 from tunewiz.tui.screens.wizard.layout_step import CommandsPlanned, SlurmWritten
 from tunewiz.tui.screens.wizard.review_step import MemoryEstimated
@@ -23,6 +23,11 @@ PRESETS = {p.stem: p for p in preset_files()}
 def make_app(workdir: Path) -> TunewizApp:
     engine = EngineCli(prefix=FAKE_ENGINE, output_dir=str(workdir / "work_dirs"))
     return TunewizApp(engine.output_dir, engine=engine, open_wizard=True)
+
+
+def says(app) -> str:
+    """What the step's message line holds (what its handlers said last)."""
+    return holds(app.screen, ".step-message")
 
 
 def step_name(app) -> str:
@@ -55,13 +60,13 @@ async def test_enter_through_the_wizard_trains_with_the_defaults(workdir, monkey
             await goto(pilot, step)
             if step == "ReviewStep":  # the estimate speaks of RAM where there is no GPU
                 await log.wait(pilot, MemoryEstimated)
-                text = await shown(pilot)
+                text = await painted(pilot)
                 assert "GiB of RAM" in text and "per GPU" not in text
                 assert "train.auto_batch: no regrouping (not on a CPU)" in review_memory(app)
             await pilot.press("enter")
         await goto(pilot, "MonitorScreen")
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen), timeout=20)
-        assert "Training completed" in await shown(pilot)
+        assert "Training completed" in await painted(pilot)
     text = (workdir / "work_dirs" / "configs" / "assistant.yaml").read_text()
     assert_commented_like_the_preset(text, PRESETS["demo-assistant"])
     written = load_config(workdir / "work_dirs" / "configs" / "assistant.yaml")
@@ -92,7 +97,7 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
         await goto(pilot, "DatasetStep")
         app.screen.query_one("#data-path").value = "data/assistant_openai.jsonl"
         await log.wait(pilot, DataChecked, lambda m: m.files == ["data/assistant_openai.jsonl"])
-        assert "format openai" in await shown(pilot)
+        assert "format openai" in await painted(pilot)
         await pilot.press("escape")  # back: the edits are still there
         await goto(pilot, "PresetStep")
         assert app.screen.query_one("#set-train-lr").value == "0.0003"
@@ -105,10 +110,11 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
         await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
         await log.wait(pilot, MemoryEstimated)
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "GiB" in text and "memory" in text and "tokenized cache" in text
         await pilot.press("ctrl+s")  # save only
-        assert "saved" in await shown(pilot)
+        await wait_for(pilot, lambda: "saved" in says(app))
+        assert "saved" in await painted(pilot)
         assert step_name(app) == "ReviewStep"
     text = (workdir / "work_dirs" / "configs" / "alice-bot.yaml").read_text()
     assert_commented_like_the_preset(text, PRESETS["sft-lora"])
@@ -176,7 +182,7 @@ async def test_review_says_which_setting_to_change_when_the_gpu_is_too_small(wor
             await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
         await log.wait(pilot, MemoryEstimated)
-        text = " ".join((await shown(pilot)).split())
+        text = " ".join((await painted(pilot)).split())
         assert "won't fit" in text and "GiB per GPU and GPU 0 has 2.0 GiB" in text
         assert "change: set train.gradient_checkpointing: true or lower train.batch_size to " in text
         batch = text.split("lower train.batch_size to ")[1].split()[0]
@@ -193,7 +199,7 @@ async def test_review_says_which_setting_to_change_when_the_gpu_is_too_small(wor
             await pilot.press("ctrl+n")
         await goto(pilot, "ReviewStep")
         await log.wait(pilot, MemoryEstimated, since=estimates)
-        text = " ".join((await shown(pilot)).split())
+        text = " ".join((await painted(pilot)).split())
         assert "fits GPU 0" in text and "won't fit" not in text and "GiB per GPU" in text
 
 
@@ -203,18 +209,21 @@ async def test_bad_input_keeps_the_user_on_the_step(workdir):
         await goto(pilot, "ModelStep")
         app.screen.query_one("#model-path").value = str(workdir / "no-such-model")
         await pilot.press("ctrl+n")
-        assert "no config.json" in await shown(pilot)  # said by ctrl+n's own handler
+        await wait_for(pilot, lambda: "no config.json" in says(app))
+        assert "no config.json" in await painted(pilot)
         assert step_name(app) == "ModelStep"
         app.screen.query_one("#model-path").value = "demo"
         await pilot.press("ctrl+n")
         await goto(pilot, "PresetStep")
         app.screen.query_one("#set-train-batch_size").value = "lots"
         await pilot.press("ctrl+n")
-        assert "not an integer" in await shown(pilot)
+        await wait_for(pilot, lambda: "not an integer" in says(app))
+        assert "not an integer" in await painted(pilot)
         app.screen.query_one("#set-train-batch_size").value = "2"
         app.screen.query_one("#set-name").value = "my run"        # the config's own name rule
         await pilot.press("ctrl+n")
-        assert "not a valid run name" in await shown(pilot)
+        await wait_for(pilot, lambda: "not a valid run name" in says(app))
+        assert "not a valid run name" in await painted(pilot)
         assert step_name(app) == "PresetStep"
         app.screen.query_one("#set-name").value = "my-run.v2"
         await pilot.press("ctrl+n")
@@ -223,7 +232,7 @@ async def test_bad_input_keeps_the_user_on_the_step(workdir):
         bad.write_text('{"conversation": [{"input": "hi", "output": "hello"}]}\n{"conversation": 3}\n')
         app.screen.query_one("#data-path").value = "data/bad.jsonl"
         assert (await log.wait(pilot, DataChecked, lambda m: m.files == ["data/bad.jsonl"])).problems
-        assert "bad.jsonl:2" in await shown(pilot)
+        assert "bad.jsonl:2" in await painted(pilot)
         await pilot.press("ctrl+n")
         await pilot.pause(0.2)
         assert step_name(app) == "DatasetStep"
@@ -243,7 +252,7 @@ async def test_assistant_set_helper_writes_a_dataset_for_the_name(workdir):
         await pilot.press(*"Bob", "enter")
         # data/assistant.json already holds Alice's set (the fixture's): it is not replaced.
         assert (await log.wait(pilot, AssistantSetWritten)).path == "data/assistant-Bob.json"
-        assert "wrote data/assistant-Bob.json" in await shown(pilot)
+        assert "wrote data/assistant-Bob.json" in await painted(pilot)
         assert app.screen.query_one("#data-path").value == "data/assistant-Bob.json"
     assert "Bob" in (workdir / "data" / "assistant-Bob.json").read_text()
     assert "Alice" in (workdir / "data" / "assistant.json").read_text()
@@ -257,17 +266,17 @@ async def test_layout_shows_every_node_command_and_writes_the_slurm_script(workd
             await pilot.press("enter")
         await goto(pilot, "LayoutStep")
         await log.wait(pilot, CommandsPlanned)
-        assert "one node: nothing to run elsewhere" in await shown(pilot)
+        assert "one node: nothing to run elsewhere" in await painted(pilot)
         app.screen.query_one("#layout-nnodes").value = "2"
         app.screen.query_one("#layout-addr").value = "10.0.0.1"
         await log.wait(pilot, CommandsPlanned, lambda m: "10.0.0.1" in m.text and "# node 1" in m.text)
-        text = " ".join((await shown(pilot)).split())   # long paths wrap
+        text = " ".join((await painted(pilot)).split())   # long paths wrap
         assert "--node-rank 0 # node 0" in text and "--node-rank 1 # node 1" in text
         assert "10.0.0.1:29500" in text
         script = workdir / "work_dirs" / "configs" / "assistant.sbatch"
         app.screen.query_one("#layout-slurm-write").press()
         assert not (await log.wait(pilot, SlurmWritten)).problem
-        assert "sbatch" in await shown(pilot)
+        assert "sbatch" in await painted(pilot)
         assert step_name(app) == "LayoutStep"
     body = script.read_text()
     assert "#SBATCH --nodes=2" in body and "tunewiz train" in body and "assistant.yaml" in body
@@ -283,7 +292,7 @@ async def test_dataset_preview_highlights_trained_spans_and_shows_lengths(workdi
             await pilot.press("enter")
         await goto(pilot, "DatasetStep")
         assert (await log.wait(pilot, PreviewReady)).report
-        text = await shown(pilot)
+        text = await painted(pilot)
         assert "first sample" in text
         # check-data --json (the fake's report): 1200 samples of 30 tokens, 1800 of 40.
         assert "tokens per sample" in text and "1-32" in text and "1200" in text and "1800" in text
@@ -333,7 +342,8 @@ async def test_dataset_step_quick_checks_any_source_from_its_first_records(workd
         assert checked["someone/some-set:train"].summary == "hub dataset someone/some-set:train (check-data loads it)"
         assert checked["data/nope.csv"].problems == ["data/nope.csv: no such file"]
         await pilot.press("ctrl+n")  # the step keeps the user on a missing file
-        assert "no such file" in await shown(pilot)
+        await wait_for(pilot, lambda: "no such file" in says(app))
+        assert "no such file" in await painted(pilot)
         assert step_name(app) == "DatasetStep"
         app.screen.query_one("#data-path").value = "data/chat.parquet"
         await pilot.press("ctrl+n")
