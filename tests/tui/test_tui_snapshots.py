@@ -20,7 +20,8 @@ from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
 from support.recorded_runs import sample_runs
-from support.tui import wait_for, wait_for_text
+from support.tui import convert_finished, holds, monitor_drew_the_end, wait_for, wait_for_text
+from tunewiz.tui.widgets.chat.chat_column import Bubble
 from support import FAKE_ENGINE
 
 SMALL, LARGE = (80, 24), (120, 40)
@@ -47,8 +48,9 @@ def make_app(**kwargs) -> TunewizApp:
                       cursor_blink=False, **kwargs)
 
 
-def wizard_at(step: str, ready_text: str):
-    """run_before: press Enter through the wizard up to the named step, then wait for it."""
+def wizard_at(step: str, ready):
+    """run_before: press Enter through the wizard up to the named step, then wait until
+    ready(screen): the step's workers have answered."""
     async def run_before(pilot) -> None:
         order = ["ModelStep", "PresetStep", "DatasetStep", "LayoutStep", "ReviewStep"]
         for name in order[: order.index(step) + 1]:
@@ -56,9 +58,14 @@ def wizard_at(step: str, ready_text: str):
             await pilot.pause(0.1)
             if name != step:
                 await pilot.press("ctrl+n")
-        await wait_for_text(pilot, ready_text)
+        await wait_for(pilot, lambda: ready(pilot.app.screen))
         await pilot.pause(0.2)
     return run_before
+
+
+def chart_drawn(screen) -> bool:
+    """The monitor has drawn its run's end, the chart too (it redraws on its own tick)."""
+    return monitor_drew_the_end(screen) and screen.chart_version == screen.drawn_version
 
 
 class TestHome:
@@ -74,40 +81,38 @@ class TestWizard:
     @pytest.mark.parametrize("size", [SMALL, LARGE])
     def test_model(self, pinned, snap_compare, size):
         assert snap_compare(make_app(open_wizard=True), terminal_size=size,
-                            run_before=wizard_at("ModelStep", "qwen2-7b-instruct"))
+                            run_before=wizard_at("ModelStep", lambda s: s.query_one("#model-list").option_count == 3))
 
     @pytest.mark.parametrize("size", [SMALL, LARGE])
     def test_preset(self, pinned, snap_compare, size):
         assert snap_compare(make_app(open_wizard=True), terminal_size=size,
-                            run_before=wizard_at("PresetStep", "LORA"))
+                            run_before=wizard_at("PresetStep", lambda s: "LORA" in holds(s, "#preset-method")))
 
     def test_dataset(self, pinned, snap_compare):
         assert snap_compare(make_app(open_wizard=True), terminal_size=SMALL,
-                            run_before=wizard_at("DatasetStep", "first sample"))
+                            run_before=wizard_at("DatasetStep", lambda s: "as the model sees it" in holds(s, "#data-status")))
 
     def test_layout(self, pinned, snap_compare):
         assert snap_compare(make_app(open_wizard=True), terminal_size=SMALL,
-                            run_before=wizard_at("LayoutStep", "H100"))
+                            run_before=wizard_at("LayoutStep", lambda s: s.gpus is not None))
 
     @pytest.mark.parametrize("size", [SMALL, LARGE])
     def test_review(self, pinned, snap_compare, size):
         assert snap_compare(make_app(open_wizard=True), terminal_size=size,
-                            run_before=wizard_at("ReviewStep", "GiB per GPU"))
+                            run_before=wizard_at("ReviewStep", lambda s: "GiB per GPU" in holds(s, "#review-memory")))
 
 
 class TestMonitor:
     @pytest.mark.parametrize("size", [SMALL, LARGE])
     def test_completed_run(self, pinned, snap_compare, size):
         async def run_before(pilot):
-            await wait_for_text(pilot, "Training completed")
-            await pilot.pause(1.2)  # the chart redraws on its one-second tick
+            await wait_for(pilot, lambda: chart_drawn(pilot.app.screen))
 
         assert snap_compare(make_app(attach=pinned["done"]), terminal_size=size, run_before=run_before)
 
     def test_failed_run(self, pinned, snap_compare):
         async def run_before(pilot):
-            await wait_for_text(pilot, "Failed")
-            await pilot.pause(1.2)
+            await wait_for(pilot, lambda: chart_drawn(pilot.app.screen))
 
         assert snap_compare(make_app(attach=pinned["failed"]), terminal_size=SMALL, run_before=run_before)
 
@@ -116,7 +121,7 @@ class TestConvertMerge:
     def test_done(self, pinned, snap_compare):
         async def run_before(pilot):
             pilot.app.open_convert(pinned["done"])
-            await wait_for_text(pilot, "Done:")
+            await wait_for(pilot, lambda: convert_finished(pilot.app.screen))
 
         assert snap_compare(make_app(), terminal_size=SMALL, run_before=run_before)
 
@@ -142,7 +147,8 @@ class TestChat:
         (run / "merged" / "config.json").write_text("{}")
 
         async def run_before(pilot):
-            pilot.app.push_screen(ScriptedChat(run=run, side_by_side=True))
-            await wait_for_text(pilot, "Alice's assistant")
+            screen = ScriptedChat(run=run, side_by_side=True)
+            pilot.app.push_screen(screen)
+            await wait_for(pilot, lambda: pilot.app.screen is screen and len(screen.query(Bubble)) == 4)
 
         assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
