@@ -86,6 +86,13 @@ def on_screen(app, name: str) -> bool:
     return type(app.screen).__name__ == name
 
 
+async def wait_for_screen(pilot, name: str, timeout: float = 10.0) -> None:
+    """Until the screen of that class is on top and mounted (its on_mount has run), and what
+    mounting it queued has been handled."""
+    await wait_for(pilot, lambda: on_screen(pilot.app, name) and pilot.app.screen.is_mounted, timeout)
+    await pilot.pause()
+
+
 def monitor_shows(screen, condition) -> bool:
     """The monitor has drawn a view of its run for which condition(view) holds: a condition
     on the screen's own follower, not on text that may scroll away."""

@@ -11,7 +11,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import MessageLog, holds, painted, wait_for
+from support.tui import MessageLog, holds, painted, wait_for, wait_for_screen
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
 from tunewiz.tui.screens.wizard.review_step import Launched, MemoryEstimated
 from support import FAKE_ENGINE
@@ -35,8 +35,7 @@ def shown(app, selector: str) -> str:
 
 
 async def goto(pilot, name: str) -> None:
-    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == name)
-    await pilot.pause(0.1)
+    await wait_for_screen(pilot, name)
 
 
 def warned(screen, text: str) -> bool:

@@ -15,7 +15,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import convert_finished, monitor_shows, painted, screen_text, wait_for, wait_for_text
+from support.tui import convert_finished, monitor_shows, painted, screen_text, wait_for, wait_for_screen, wait_for_text
 from support import FAKE_ENGINE
 
 SIZE = (80, 24)
@@ -88,8 +88,7 @@ async def test_every_footer_key_shows_on_every_screen(engine, tmp_path, monkeypa
         await pilot.press("escape")
         app.start_wizard()
         for step in ("ModelStep", "PresetStep", "DatasetStep", "LayoutStep", "ReviewStep"):
-            await wait_for(pilot, lambda: type(app.screen).__name__ == step)
-            await pilot.pause(0.1)
+            await wait_for_screen(pilot, step)
             await wait_for(pilot, lambda: footer_problems(app) == [])
             if step != "ReviewStep":
                 await pilot.press("ctrl+n")
@@ -112,15 +111,14 @@ async def test_preset_help_texts_are_whole(engine):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ModelStep")
         await pilot.press("ctrl+n")
-        await wait_for(pilot, lambda: type(app.screen).__name__ == "PresetStep")
-        await pilot.pause(0.2)
+        await wait_for_screen(pilot, "PresetStep")
         rows = list(app.screen.query("#preset-form FieldRow"))
         assert rows
         for row in rows:
             if not row.display:
                 continue
             row.scroll_visible(animate=False, immediate=True)
-            await pilot.pause(0.05)
+            await pilot.pause()
             help_widget = row.query_one(".field-help")
             # Wrapped lines may break after a hyphen: compare the characters, not the spaces.
             shown = "".join("".join(region_text(app, help_widget)).split())
@@ -141,7 +139,7 @@ async def test_the_merge_log_wraps_without_losing_characters(engine, tmp_path, m
         lines = [f"line{i:02d}-" + "abcdefghij" * 9 + f"-end{i:02d}" for i in range(30)]
         for line in lines:
             log.write(line)
-        await pilot.pause(0.2)
+        await pilot.pause()
         shown = "".join(row.rstrip(" ▁▂▃▄▅▆▇█▏▕▎▍▌▋▊▉") for row in region_text(app, log))
         for line in lines[-5:]:
             assert line in shown

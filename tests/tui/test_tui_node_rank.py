@@ -9,7 +9,7 @@ from tunewiz.tui.services.engine_cli import EngineCli
 
 from support import FAKE_ENGINE
 from support.runs import one_line_error
-from support.tui import MessageLog, holds, painted, wait_for
+from support.tui import MessageLog, holds, painted, wait_for, wait_for_screen
 from tunewiz.tui.screens.wizard.layout_step import CommandsPlanned
 
 
@@ -34,8 +34,7 @@ async def test_layout_step(tmp_path, monkeypatch):
     app, log = TunewizApp(engine.output_dir, engine=engine, open_wizard=True), MessageLog(CommandsPlanned)
     async with app.run_test(size=(120, 40), message_hook=log) as pilot:
         for step in ("ModelStep", "PresetStep", "DatasetStep"):
-            await wait_for(pilot, lambda: type(app.screen).__name__ == step)
-            await pilot.pause(0.1)
+            await wait_for_screen(pilot, step)
             await pilot.press("enter")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "LayoutStep")
         await log.wait(pilot, CommandsPlanned)

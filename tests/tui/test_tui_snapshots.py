@@ -20,7 +20,7 @@ from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
 from support.recorded_runs import sample_runs
-from support.tui import convert_finished, holds, monitor_drew_the_end, wait_for, wait_for_text
+from support.tui import convert_finished, holds, monitor_drew_the_end, wait_for, wait_for_screen, wait_for_text
 from tunewiz.tui.widgets.chat.chat_column import Bubble
 from support import FAKE_ENGINE
 
@@ -54,8 +54,7 @@ def wizard_at(step: str, ready):
     async def run_before(pilot) -> None:
         order = ["ModelStep", "PresetStep", "DatasetStep", "LayoutStep", "ReviewStep"]
         for name in order[: order.index(step) + 1]:
-            await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == name)
-            await pilot.pause(0.1)
+            await wait_for_screen(pilot, name)
             if name != step:
                 await pilot.press("ctrl+n")
         await wait_for(pilot, lambda: ready(pilot.app.screen))

@@ -17,7 +17,7 @@ from tunewiz.tui.screens.wizard.dataset_step import DataChecked
 from tunewiz.tui.services.engine_cli import EngineCli
 
 from support import FAKE_ENGINE
-from support.tui import MessageLog, holds, painted, wait_for
+from support.tui import MessageLog, holds, painted, wait_for, wait_for_screen
 from support.xtuner_configs import QLORA_ALPACA, line_of
 
 HUB_MODEL = "'internlm/internlm2-chat-1_8b'"
@@ -49,8 +49,7 @@ def value(app, selector: str):
 
 
 async def goto(pilot, name: str) -> None:
-    await wait_for(pilot, lambda: type(pilot.app.screen).__name__ == name)
-    await pilot.pause(0.1)
+    await wait_for_screen(pilot, name)
 
 
 async def until_holds(pilot, selector: str, text: str) -> str:

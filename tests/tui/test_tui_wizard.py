@@ -11,7 +11,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import preset_files
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from support.tui import MessageLog, holds, monitor_drew_the_end, painted, wait_for
+from support.tui import MessageLog, holds, monitor_drew_the_end, painted, wait_for, wait_for_screen
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
 from tunewiz.tui.screens.wizard.layout_step import CommandsPlanned, SlurmWritten
 from tunewiz.tui.screens.wizard.review_step import MemoryEstimated
@@ -35,8 +35,7 @@ def step_name(app) -> str:
 
 
 async def goto(pilot, name: str) -> None:
-    await wait_for(pilot, lambda: step_name(pilot.app) == name)
-    await pilot.pause(0.1)
+    await wait_for_screen(pilot, name)
 
 
 def assert_commented_like_the_preset(text: str, preset: Path) -> None:
@@ -88,7 +87,7 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
         ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
         options.focus()
         await pilot.press("home", *["down"] * ids.index("sft-lora"))
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.screen.state.preset == "sft-lora")
         edits = {"#set-name": "alice-bot", "#set-train-max_steps": "7", "#set-train-lr": "3e-4",
                  "#set-eval-inputs": "Who are you? | 你是谁？", "#set-data-system": "Be brief."}
         for selector, value in edits.items():
@@ -188,10 +187,9 @@ async def test_review_says_which_setting_to_change_when_the_gpu_is_too_small(wor
         batch = text.split("lower train.batch_size to ")[1].split()[0]
         assert int(batch) < 4 and "tokenized cache" in text
         # Back to the preset's settings, take the advice, and the same review fits.
-        for _ in range(3):
+        for back_to in ("LayoutStep", "DatasetStep", "PresetStep"):
             await pilot.press("escape")
-            await pilot.pause(0.1)
-        await goto(pilot, "PresetStep")
+            await goto(pilot, back_to)
         estimates = log.mark()
         app.screen.query_one("#set-train-batch_size").value = batch
         for step in ("PresetStep", "DatasetStep", "LayoutStep"):
@@ -234,7 +232,8 @@ async def test_bad_input_keeps_the_user_on_the_step(workdir):
         assert (await log.wait(pilot, DataChecked, lambda m: m.files == ["data/bad.jsonl"])).problems
         assert "bad.jsonl:2" in await painted(pilot)
         await pilot.press("ctrl+n")
-        await pilot.pause(0.2)
+        # The refusal is said by the handler that would otherwise have gone on.
+        await wait_for(pilot, lambda: "bad.jsonl:2" in says(app))
         assert step_name(app) == "DatasetStep"
 
 
@@ -248,7 +247,7 @@ async def test_assistant_set_helper_writes_a_dataset_for_the_name(workdir):
         await goto(pilot, "DatasetStep")
         owner = app.screen.query_one("#data-owner")
         owner.focus()
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.focused is owner)
         await pilot.press(*"Bob", "enter")
         # data/assistant.json already holds Alice's set (the fixture's): it is not replaced.
         assert (await log.wait(pilot, AssistantSetWritten)).path == "data/assistant-Bob.json"
