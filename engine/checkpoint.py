@@ -39,8 +39,8 @@ class CheckpointError(TunewizError):
 
 
 def save(run: Path, step: int, backend, rt, extra: dict, keep: int) -> Path:
-    root = Path(run) / rundir.CHECKPOINTS
-    final, tmp = root / f"step-{step}", root / f"step-{step}.tmp"
+    final = rundir.checkpoint_dir(run, step)
+    root, tmp = final.parent, final.with_name(final.name + rundir.WRITING)
     try:
         if rt.is_main:
             _remove(tmp)
@@ -97,7 +97,7 @@ def _rotate(run: Path, keep: int) -> None:
 def _retire(ckpt: Path) -> None:
     """Unlist first (one atomic rename), then delete: a kill in between leaves step-N.old,
     which is never listed and is removed at the next start."""
-    old = ckpt.with_name(ckpt.name + ".old")
+    old = ckpt.with_name(ckpt.name + rundir.RETIRING)
     _remove(old)
     ckpt.rename(old)
     faults.point("rotate.renamed")

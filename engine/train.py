@@ -349,7 +349,7 @@ class Recipe:
         if not self.rt.is_main:
             return
         self.events.emit("eval", step=self.step, samples=samples)
-        out = self.run / rundir.EVAL / f"step-{self.step}.txt"
+        out = rundir.eval_answers(self.run, self.step)
         out.parent.mkdir(exist_ok=True)
         out.write_text("".join(f"### {s['input']}\n{s['output']}\n\n" for s in samples), encoding="utf-8")
 

@@ -18,6 +18,7 @@ from typing import Literal
 
 from .config import Config, is_model_hub_id, load_config
 from .events import read_events
+from .rundir import CONFIG, EVENTS
 from .samples import DEMO_NAME
 
 Kind = Literal["adapter", "full", "merged"]
@@ -84,13 +85,13 @@ def result_at(events: list[dict], step: int) -> Result:
 def run_context(meta: dict) -> tuple[Config | None, Result | None]:
     """The config and result of the run a tunewiz.json names, when that run is still here."""
     run = meta.get("run")
-    if not run or not (Path(run) / "config.yaml").is_file():
+    if not run or not (Path(run) / CONFIG).is_file():
         return None, None
     try:
-        cfg = load_config(Path(run) / "config.yaml")
+        cfg = load_config(Path(run) / CONFIG)
     except Exception:  # noqa: BLE001 - an edited or damaged config: the card says less
         return None, None
-    events = read_events(Path(run) / "events.jsonl") if (Path(run) / "events.jsonl").is_file() else []
+    events = read_events(Path(run) / EVENTS) if (Path(run) / EVENTS).is_file() else []
     return cfg, result_at(events, int(meta.get("step") or 0))
 
 

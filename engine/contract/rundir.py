@@ -31,6 +31,9 @@ CHECKPOINTS = "checkpoints"
 LOCK = "train.lock"
 MARKER = "trainer_state.json"  # written last: a checkpoint folder without it is not one
 EVAL = "eval"                  # eval/step-N.txt: the answers to the fixed prompts
+STEP = "step-"                 # checkpoints/step-N/, eval/step-N.txt
+# A checkpoint folder being written (step-N.tmp) or being deleted (step-N.old): never listed.
+WRITING, RETIRING = ".tmp", ".old"
 ADAPTER = "adapter"            # `convert` of a LoRA / QLoRA run: the PEFT adapter
 HF = "hf"                      # `convert` of a full run: the Hugging Face model
 MERGED = "merged"              # `merge` of adapter/ into the base: the model to chat with
@@ -206,9 +209,19 @@ def checkpoints(run: Path) -> list[Path]:
     # "step-N.tmp" is a checkpoint being written and "step-N.old" one being deleted
     # (checkpoint.py renames before it writes the marker's folder into place, and before
     # it deletes): neither counts, nor breaks the sort.
-    done = [p for p in root.glob("step-*")
-            if p.name[len("step-"):].isdigit() and (p / MARKER).is_file()]
-    return sorted(done, key=lambda p: int(p.name[len("step-"):]))
+    done = [p for p in root.glob(f"{STEP}*")
+            if p.name[len(STEP):].isdigit() and (p / MARKER).is_file()]
+    return sorted(done, key=lambda p: int(p.name[len(STEP):]))
+
+
+def checkpoint_dir(run: Path, step: int) -> Path:
+    """Where the checkpoint of a step goes (checkpoint.py writes it beside, then renames)."""
+    return Path(run) / CHECKPOINTS / f"{STEP}{step}"
+
+
+def eval_answers(run: Path, step: int) -> Path:
+    """The file with the answers to the fixed prompts at a step."""
+    return Path(run) / EVAL / f"{STEP}{step}.txt"
 
 
 def checkpoint_step(ckpt: Path) -> int | None:
@@ -221,7 +234,7 @@ def checkpoint_step(ckpt: Path) -> int | None:
 
 def is_stale(name: str) -> bool:
     """A checkpoint folder left half-written (.tmp) or half-deleted (.old) by a kill."""
-    return name.startswith("step-") and name.endswith((".tmp", ".old"))
+    return name.startswith(STEP) and name.endswith((WRITING, RETIRING))
 
 
 # ---------------------------------------------------------------- one writer per run

@@ -20,6 +20,7 @@ from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
 from textual.worker import get_current_worker
 
 from tunewiz.engine.contract.progress_meter import SURE_AFTER, describe_progress
+from tunewiz.engine.contract.run_summary import CONVERTIBLE
 
 from textual.content import Content
 
@@ -219,7 +220,7 @@ class MonitorScreen(Screen):
             self.notify("stop requested: the run saves a checkpoint, then exits")
 
     def action_merge(self) -> None:
-        if self.follower.view.summary.status in ("completed", "stopped"):
+        if self.follower.view.summary.status in CONVERTIBLE:
             self.app.open_convert(self.run)
         else:
             self.notify("convert & merge once the run has finished")
