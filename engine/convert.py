@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .contract import model_card, rundir
-from .contract.config import load_config
+from .contract.config import ADAPTER_METHODS, load_config
 from .contract.errors import ConfigError, ModelError
 from .contract.output_folder import atomic_folder, disk_full, is_disk_full
 from .zero_gather import gather_zero3, is_zero3
@@ -78,7 +78,7 @@ def _full_weight_files(ckpt: Path) -> list[Path]:
 
 def _check_files(ckpt: Path, method: str) -> list[Path]:
     """The weight files to copy; a clear error when the checkpoint lacks them."""
-    if method in ("lora", "qlora"):
+    if method in ADAPTER_METHODS:
         missing = [f for f in ADAPTER_FILES if not (ckpt / f).is_file()]
         if missing:
             raise ModelError(f"{ckpt} lacks {', '.join(missing)} (method {method})",
@@ -143,7 +143,7 @@ def convert_checkpoint(src: Path, out: Path, say: Say = print) -> Path:
         if f.suffix == ".safetensors":
             _check_safetensors(f)
     out = Path(out)
-    kind = "adapter" if meta["method"] in ("lora", "qlora") else "full model"
+    kind = "adapter" if meta["method"] in ADAPTER_METHODS else "full model"
     say(f"convert: {ckpt} (step {meta['step']}, {meta['method']}) -> {kind} in {out}")
 
     # Only an earlier convert of this same run may be replaced (check_replaceable says why not).

@@ -87,7 +87,7 @@ class Recipe:
         self.plan = BatchPlan(len(self.store), cfg.train.batch_size, cfg.train.grad_accum, rt.world_size,
                               cfg.train.seed)
         self.total = self.plan.total_steps(cfg.train.epochs, cfg.train.max_steps)
-        if cfg.layout.deepspeed in ("zero3", "zero3_offload"):
+        if cfg.layout.zero3:
             # Must exist before from_pretrained so the weights load already partitioned.
             from transformers.integrations import HfDeepSpeedConfig
 

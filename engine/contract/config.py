@@ -52,6 +52,8 @@ QuantType = Literal["nf4", "fp4"]
 Tracker = Literal["tensorboard", "wandb"]
 TRACKERS = typing.get_args(Tracker)
 METHODS = typing.get_args(Method)
+# The methods that train an adapter on a frozen base (convert writes adapter/, merge folds it in).
+ADAPTER_METHODS: tuple[Method, ...] = ("lora", "qlora")
 STAGES = typing.get_args(Stage)
 ATTENTION_CHOICES = typing.get_args(Attention)
 FORMATS = typing.get_args(DataFormat)
@@ -101,7 +103,7 @@ class DataConfig:
     files: list[str] = doc("data sources, several may be mixed: JSON/JSONL, Parquet, Arrow, CSV/TSV files, "
                            "save_to_disk folders, folders of data files, hub ids (owner/name[/config][:split])",
                            factory=list)
-    format: DataFormat = doc("auto | pretrain | conversation | alpaca | openai | sharegpt", "auto")
+    format: DataFormat = doc(" | ".join(FORMATS), "auto")
     skip_invalid: bool = doc("leave out bad records (counted and named in a warning) instead of stopping; "
                              "for large sets with a few broken lines", False)
     template: str = doc("auto = the tokenizer's chat template, or a named template", "auto")
@@ -163,7 +165,7 @@ class LayoutConfig:
     node_rank: int = doc("this node's rank (0 = master)", 0)
     master_addr: str = doc("address of node 0", "127.0.0.1")
     master_port: int = doc("port on node 0", 29500)
-    deepspeed: DeepSpeed = doc("none | zero1 | zero2 | zero3 | zero2_offload | zero3_offload", "none")
+    deepspeed: DeepSpeed = doc(" | ".join(DEEPSPEED), "none")
     join_timeout_s: int = doc("seconds to wait for every node to join", 300)
 
     @property
@@ -181,7 +183,7 @@ class Config:
     name: str = doc("run name; the run directory is <output_dir>/<name>-<timestamp>", "run")
     output_dir: str = doc("folder that holds the runs", "work_dirs")
     model: ModelConfig = doc("base model", factory=ModelConfig)
-    method: Method = doc("full | lora | qlora", "lora")
+    method: Method = doc(" | ".join(METHODS), "lora")
     stage: Stage = doc("sft (loss on answers) | pretrain (loss on every token)", "sft")
     lora: LoraConfig = doc("LoRA settings (lora and qlora)", factory=LoraConfig)
     quant: QuantConfig = doc("quantization settings (qlora)", factory=QuantConfig)
@@ -193,7 +195,7 @@ class Config:
     @property
     def uses_adapter(self) -> bool:
         """LoRA or QLoRA: a frozen base with a trained adapter (converted to adapter/, merged)."""
-        return self.method in ("lora", "qlora")
+        return self.method in ADAPTER_METHODS
 
     @property
     def quantized(self) -> bool:
