@@ -104,12 +104,27 @@ ALLOCATOR_SLACK = 0.08
 # A CPU process's resident memory besides the model: Python, torch, transformers, peft, the
 # tokenizer (tiny-model CPU runs peak at 0.52-0.55 GiB).
 CPU_PROCESS_BASE_GIB = 0.5
-# The checkpoint's memory-mapped file pages stay resident beside the loaded weights.
-CPU_CHECKPOINT_RESIDENT = True
+# The checkpoint on the CPU: a checkpoint already in fp32 is not copied, its memory-mapped
+# pages are the weights (counted once, in "model"); one in another dtype is converted into
+# an fp32 copy while its pages are mapped, and unmapped once loaded. So the checkpoint adds
+# to the peak only while loading, when that moment is above the training's own peak
+# (measured on the demo model: fp32 checkpoint 0.60 GiB file-backed and 0.26 anonymous
+# after a forward pass; the same weights from a bf16 checkpoint 0.77 anonymous, 0.09
+# file-backed, 1.09 at the load's peak).
+CPU_CHECKPOINT_BYTES = {"float32": 0, "float16": 2, "bfloat16": 2}
 # What the CPU keeps beyond `_layer_bytes` (fp32): freed activations that the C allocator
-# does not hand back between micro-batches. Fitted on the demo model, batch 4 and 8 x 256
+# does not hand back between micro-batches. Fitted on the demo model, LoRA batch 4 and 8 x
+# 256 and the demo preset's run (docs/memory.md).
+CPU_ACTIVATION_FACTOR = 1.25
+# With gradient checkpointing on the CPU, each layer's recomputed activations are freed
+# after its backward pass, but glibc's heap does not hand all of that memory to the next
+# layer's recomputation (the gradients allocated in between split the freed blocks), so
+# the peak also holds this fraction of what every layer would keep without checkpointing.
+# The same demo-model run (LoRA, 8 x 256) peaks at 1.66 GiB with a fixed mmap threshold
+# (MALLOC_MMAP_THRESHOLD_=131072: freed blocks go back to the system) and at 4.56 without.
+# Fitted on five checkpointed demo-model runs, LoRA batch 1, 2, 4 and full batch 2, 4 x 256
 # (docs/memory.md).
-CPU_ACTIVATION_FACTOR = 1.15
+CPU_RECOMPUTE_KEPT = 0.25
 
 # --- the data ------------------------------------------------------------------------
 # engine/token_store.py: int32 ids + a uint8 trained mask per token, plus the indexes;
@@ -331,6 +346,8 @@ def estimate(cfg: Config, facts: ModelFacts, devices: int, world: int | None = N
     if cfg.train.gradient_checkpointing:
         kept = shape.layers * shape.hidden * dtype_bytes * tokens   # every layer's input
         recompute = layer * tokens
+        if on_cpu:
+            recompute += CPU_RECOMPUTE_KEPT * shape.layers * layer * tokens
         activations = kept + recompute + scratch
     else:
         activations = shape.layers * layer * tokens + scratch
@@ -349,12 +366,12 @@ def estimate(cfg: Config, facts: ModelFacts, devices: int, world: int | None = N
         loss = tokens * shape.vocab * per
     parts["loss"] = loss / GIB
     if on_cpu:
-        resident = shape.params * _CHECKPOINT_BYTES.get(facts.dtype, 2) if CPU_CHECKPOINT_RESIDENT else 0
-        parts["process"] = CPU_PROCESS_BASE_GIB + resident / GIB
+        # Loading a converted checkpoint holds its pages beside the fp32 weights; training
+        # holds the weights beside everything else: the peak is the larger of the two.
+        loading = shape.params * CPU_CHECKPOINT_BYTES.get(facts.dtype, 2) / GIB
+        training = sum(v for k, v in parts.items() if k != "model")
+        parts["process"] = CPU_PROCESS_BASE_GIB + max(0.0, loading - training)
     return MemoryEstimate(parts, on_cpu, devices, world, notes)
-
-
-_CHECKPOINT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def _layer_bytes(shape: Shape, cfg: Config, trainable_base: bool, on_cpu: bool = False) -> float:
