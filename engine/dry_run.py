@@ -52,6 +52,7 @@ def dry_run(config: str, node_rank: int | None = None, gpu_memory_gib: float | N
     say(f"model   {note or describe_model(facts)}")
     capacity, device = capacity_of(plan, on_gpus, here, gpu_memory_gib)
     fit = me.check_fit(cfg, facts, devices, capacity, device, world=plan.world_size) if facts else None
+    regrouped = None
     if fit is not None and fit.capacity_gib is None:
         say("        no GPU here to check against: --gpu-memory GIB checks the fit for GPUs of that size")
     if fit is None:
@@ -62,11 +63,15 @@ def dry_run(config: str, node_rank: int | None = None, gpu_memory_gib: float | N
             say(f"        {line}")
         total, used = first_gpu_memory(plan, here, gpu_memory_gib)
         say(f"batch   {auto_batch.preview(cfg, facts, devices, total, used, world=plan.world_size)}")
+        regrouped = auto_batch.regrouped_fit(cfg, fit, facts, devices, total, used, capacity, device, plan.world_size)
     say(me.estimate_data(cfg.data.files).describe().replace("data: ", "data    ", 1))
+    done = "nothing was written or tokenized (dry run); train with the same command without --dry-run"
     if fit is not None and not fit.fits:
-        key = fit.fixes[0].key if fit.fixes else "train.batch_size"
-        raise ConfigError(f"{where(cfg, key)}: {fit.shortfall()}", fit.remedy())
-    say("fits    nothing was written or tokenized (dry run); train with the same command without --dry-run")
+        if regrouped is None:
+            key = fit.fixes[0].key if fit.fixes else "train.batch_size"
+            raise ConfigError(f"{where(cfg, key)}: {fit.shortfall()}", fit.remedy())
+        done = f"as train.auto_batch regroups it (the batch line above); {done}"
+    say(f"fits    {done}")
     return 0
 
 

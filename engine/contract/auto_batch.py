@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
-from .memory_estimate import CUDA_CONTEXT_GIB, _with, estimate
+from .memory_estimate import CUDA_CONTEXT_GIB, Fit, _with, check_fit, estimate
 from .model_facts import ModelFacts
 
 # Tokens per micro-batch past which a bigger micro-batch no longer speeds a step up: on one
@@ -124,6 +124,21 @@ def preview(cfg: Config, facts: ModelFacts, devices: int, total_gib: float | Non
     if now == written:
         return f"train.auto_batch: keeps {written}, as written (nothing faster fits): {fit}"
     return f"train.auto_batch: regroups to {now} (config: {written}): {fit}; train.auto_batch: false keeps the config's"
+
+
+def regrouped_fit(cfg: Config, fit: Fit | None, facts: ModelFacts, devices: int, total_gib: float | None,
+                  used_gib: float, capacity_gib: float | None, device: str, world: int | None = None) -> Fit | None:
+    """The fit of what this module will train instead, where the config as written does not
+    fit (`fit`) and choose() finds a grouping that does; None otherwise. The run makes the
+    same choice when it starts, so the dry run and the wizard's Review, which call this,
+    never refuse a run that would train."""
+    if fit is None or fit.fits or total_gib is None:
+        return None
+    choice = choose(cfg, facts, devices, expected_free_gib(total_gib, used_gib), world)
+    if choice is None:
+        return None
+    after = check_fit(apply(cfg, choice), facts, devices, capacity_gib, device, world=world)
+    return after if after is not None and after.fits else None
 
 
 def apply(cfg: Config, choice: BatchChoice | None) -> Config:

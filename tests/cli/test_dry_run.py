@@ -110,7 +110,8 @@ def test_the_dry_run_shows_what_auto_batch_picks_for_the_gpu(cli, tmp_path):
 
 
 def test_a_run_that_does_not_fit_names_the_setting_to_change(cli, tmp_path):
-    config = write_config(tmp_path, model_folder(tmp_path, SHAPE_1_8B), batch_size=8, gradient_checkpointing=False)
+    config = write_config(tmp_path, model_folder(tmp_path, SHAPE_1_8B), batch_size=8, gradient_checkpointing=False,
+                          auto_batch=False)
     r = cli("train", str(config), "--dry-run", "--gpu-memory", "40", cwd=tmp_path, env=NO_GPU)
     assert r.returncode == 1
     [line] = r.stderr.strip().splitlines()
@@ -129,6 +130,22 @@ def test_a_run_that_does_not_fit_names_the_setting_to_change(cli, tmp_path):
     config.write_text(yaml.safe_dump(fixed))
     r = cli("train", str(config), "--dry-run", "--gpu-memory", "40", cwd=tmp_path, env=NO_GPU)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_run_that_fits_only_as_auto_batch_regroups_it_is_not_refused(cli, tmp_path):
+    """The run makes the same choice when it starts, so the dry run checks what will train."""
+    folder = model_folder(tmp_path, SHAPE_1_8B)
+    config = write_config(tmp_path, folder, batch_size=8, gradient_checkpointing=False)
+    r = cli("train", str(config), "--dry-run", "--gpu-memory", "40", cwd=tmp_path, env=NO_GPU)
+    assert r.returncode == 0, r.stderr
+    assert "regroups to micro-batch" in batch_line(r.stdout)
+    fits = next(line for line in r.stdout.splitlines() if line.startswith("fits    "))
+    assert fits.startswith("fits    as train.auto_batch regroups it (the batch line above); nothing was written")
+    assert_nothing_written(tmp_path)
+    # Nothing it could regroup to fits: still refused, with the setting to change.
+    config = write_config(tmp_path, folder, batch_size=8, gradient_checkpointing=False)
+    r = cli("train", str(config), "--dry-run", "--gpu-memory", "4", cwd=tmp_path, env=NO_GPU)
+    assert r.returncode == 1 and "needs ≈ " in r.stderr and "Traceback" not in r.stderr
 
 
 def test_a_cpu_run_is_checked_against_this_machines_ram(cli, tmp_path):

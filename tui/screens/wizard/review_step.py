@@ -120,18 +120,23 @@ class ReviewStep(WizardStep):
             return
         n_gpus = gpu_count(cfg.layout.gpus, len(gpus))
         capacity, device = device_memory(cfg.layout.gpus, gpus)
-        fit = memory_estimate.check_fit(cfg, facts, n_gpus, capacity, device, world=n_gpus * cfg.layout.nnodes or None)
+        world = n_gpus * cfg.layout.nnodes or None
+        fit = memory_estimate.check_fit(cfg, facts, n_gpus, capacity, device, world=world)
+        total, used = first_gpu_memory(cfg.layout.gpus, gpus)
+        regrouped = auto_batch.regrouped_fit(cfg, fit, facts, n_gpus, total, used, capacity, device, world)
         if fit is None:
             text = styled("memory: unknown for this model (no sizes in its config.json)")
         elif fit.fits:
             text = styled(("memory ", "bold"), fit.estimate.describe(),
                           f"; fits {device} ({capacity:.0f} GiB)" if capacity else "")
+        elif regrouped is not None:
+            # The run regroups the batch the same way when it starts: it will train.
+            text = styled(("memory ", "bold"), regrouped.estimate.describe(),
+                          f"; fits {device} ({capacity:.0f} GiB) as train.auto_batch regroups it")
         else:
             text = styled(("won't fit: ", "bold red"), (fit.shortfall(), "red"), "\n",
                           ("change: ", "bold"), (fit.remedy(), "bold"))
         if fit is not None:
-            total, used = first_gpu_memory(cfg.layout.gpus, gpus)
-            world = n_gpus * cfg.layout.nnodes or None
             text = styled(text, "\n", auto_batch.preview(cfg, facts, n_gpus, total, used, world=world))
         data = memory_estimate.estimate_data(cfg.data.files).short()
         self.post_message(MemoryEstimated(styled(text, "\n", data)))
