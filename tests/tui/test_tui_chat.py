@@ -176,7 +176,8 @@ async def test_a_pretrain_run_chats_raw_and_ctrl_r_switches(tiny_model, tmp_path
     async with app.run_test(size=(80, 24)) as pilot:
         screen = ChatScreen(run=run, side_by_side=True)
         app.push_screen(screen)
-        await wait_for(pilot, lambda: app.screen is screen and screen.ready, timeout=30)
+        # The servers are starting (each column has its state) and the status line says so.
+        await wait_for(pilot, lambda: app.screen is screen and len(screen.ready) == 2, timeout=30)
         assert screen.raw and "mode: raw" in await painted(pilot)
         # The key and what it does in the footer at 80x24, beside ctrl+x (which the input hid).
         await wait_for(pilot, lambda: all(k in screen_text(app).splitlines()[-1] for k in ("^r raw/chat", "^x stop")))

@@ -126,5 +126,8 @@ class ChatClient:
                 self.proc.stdin.close()  # the server exits when its stdin closes...
                 await asyncio.wait_for(self.proc.wait(), 1)  # ...unless it is still loading
             except (asyncio.TimeoutError, BrokenPipeError, ConnectionResetError):
-                self.proc.kill()
+                try:
+                    self.proc.kill()
+                except ProcessLookupError:  # it ended on its own after the wait gave up
+                    pass
                 await self.proc.wait()
