@@ -7,12 +7,8 @@ loss curve match a single-GPU run of the same global batch.
 
 from __future__ import annotations
 
-STAGES = {"zero1": (1, False), "zero2": (2, False), "zero3": (3, False),
-          "zero2_offload": (2, True), "zero3_offload": (3, True)}
-
-
 def deepspeed_config(cfg, world_size: int) -> dict:
-    stage, offload = STAGES[cfg.layout.deepspeed]
+    stage, offload = cfg.layout.zero_stage, cfg.layout.offloads
     t = cfg.train
     dtype = t.dtype if t.dtype != "auto" else _auto_dtype()
     zero: dict = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True,

@@ -173,9 +173,20 @@ class LayoutConfig:
         return self.deepspeed != "none"
 
     @property
+    def zero_stage(self) -> int:
+        """The ZeRO stage layout.deepspeed names (0 without DeepSpeed): 1 shards the optimizer
+        states over the ranks, 2 the gradients too, 3 the parameters too."""
+        return 0 if self.deepspeed == "none" else int(self.deepspeed[len("zero")])
+
+    @property
+    def offloads(self) -> bool:
+        """Optimizer states (and at stage 3 the parameters) kept in host memory."""
+        return self.deepspeed.endswith("_offload")
+
+    @property
     def zero3(self) -> bool:
         """Parameters sharded across ranks: they must exist partitioned before the weights load."""
-        return self.deepspeed in ("zero3", "zero3_offload")
+        return self.zero_stage == 3
 
 
 @dataclass

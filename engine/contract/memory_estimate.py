@@ -294,7 +294,7 @@ def estimate(cfg: Config, facts: ModelFacts, devices: int, world: int | None = N
         # ZeRO stage 1 splits the optimizer states over the processes, 2 the grads too, 3
         # the weights too; offload moves the optimizer states (and with stage 3 the
         # weights) to host RAM.
-        stage, offload = int(ds[4]), ds.endswith("offload")
+        stage, offload = cfg.layout.zero_stage, cfg.layout.offloads
         w, g, o = DS_WEIGHT_BYTES, DS_GRAD_BYTES, (0 if offload else DS_OPTIMIZER_BYTES)
         if offload:
             notes.append("optimizer states in host RAM (offload)")
@@ -439,9 +439,9 @@ def fixes(cfg: Config, facts: ModelFacts, devices: int, capacity_gib: float, wor
                 if cfg.train.batch_size % b == 0 else ""
             found.append(Fix("train.batch_size", b, f"lower train.batch_size to {b}{accum}"))
             break
-    if devices > 1 and cfg.method == "full" and cfg.layout.deepspeed in ("none", "zero1", "zero2"):
+    if devices > 1 and cfg.method == "full" and not cfg.layout.offloads and cfg.layout.zero_stage < 3:
         for stage in ("zero2", "zero3"):
-            if stage > cfg.layout.deepspeed and fits(_with(cfg, "layout", deepspeed=stage)):
+            if int(stage[-1]) > cfg.layout.zero_stage and fits(_with(cfg, "layout", deepspeed=stage)):
                 found.append(Fix("layout.deepspeed", stage, f"set layout.deepspeed: {stage}"))
                 break
     for n in _halvings(cfg.data.max_length, floor=256):

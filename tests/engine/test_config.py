@@ -299,3 +299,12 @@ def test_numbers_past_64_bits_are_out_of_range(tmp_path, text, needle):
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text))
     assert needle in e.value.one_line() and len(e.value.one_line()) < 300
+
+
+def test_the_zero_stage_and_offload_are_read_from_layout_deepspeed_in_one_place():
+    from tunewiz.engine.contract.config import DEEPSPEED
+
+    got = {ds: (config_from_dict({"layout": {"deepspeed": ds}}).layout.zero_stage,
+                config_from_dict({"layout": {"deepspeed": ds}}).layout.offloads) for ds in DEEPSPEED}
+    assert got == {"none": (0, False), "zero1": (1, False), "zero2": (2, False), "zero3": (3, False),
+                   "zero2_offload": (2, True), "zero3_offload": (3, True)}
