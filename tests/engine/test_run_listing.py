@@ -135,7 +135,7 @@ async def test_home_lists_the_other_runs_beside_a_bad_one(tmp_path, monkeypatch)
     from tunewiz.tui.app import TunewizApp
     from tunewiz.tui.services.engine_cli import EngineCli
 
-    from support.tui import painted, wait_for, wait_for_text
+    from support.tui import painted, runs_listed, wait_for
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUNEWIZ_CACHE", str(tmp_path / "cache"))
@@ -145,7 +145,8 @@ async def test_home_lists_the_other_runs_beside_a_bad_one(tmp_path, monkeypatch)
     fake = FAKE_ENGINE
     app = TunewizApp(root, engine=EngineCli(prefix=fake, output_dir=str(root)), cursor_blink=False)
     async with app.run_test(size=(100, 32)) as pilot:
-        text = await wait_for_text(pilot, runs["good"].name)
+        await wait_for(pilot, lambda: runs_listed(app.screen, *(r.name for r in runs.values())))
+        text = await painted(pilot)
         assert "completed" in text and "unreadable" in text
         assert all(r.name in text for r in runs.values())
         while app.screen.selected_run() != runs["loss"]:

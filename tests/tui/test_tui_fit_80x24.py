@@ -15,7 +15,8 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import convert_finished, monitor_shows, painted, screen_text, wait_for, wait_for_screen, wait_for_text
+from support.tui import (convert_finished, monitor_shows, painted, runs_listed, screen_text, wait_for,
+                         wait_for_screen)
 from support import FAKE_ENGINE
 
 SIZE = (80, 24)
@@ -79,7 +80,7 @@ async def test_every_footer_key_shows_on_every_screen(engine, tmp_path, monkeypa
         await wait_for(pilot, lambda: footer_problems(app) == [])
         await pilot.press("q")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "HomeScreen")
-        await wait_for_text(pilot, "assistant-")
+        await wait_for(pilot, lambda: runs_listed(app.screen, run.name))
         await wait_for(pilot, lambda: footer_problems(app) == [])
         engine.stop(run)
         app.open_convert(run)

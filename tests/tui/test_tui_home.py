@@ -10,7 +10,8 @@ import pytest
 from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from support.tui import convert_finished, monitor_drew_the_end, painted, runs_listed, wait_for, wait_for_text
+from support.tui import (MessageLog, convert_finished, monitor_drew_the_end, painted, runs_listed, screen_text,
+                         wait_for)
 from support import FAKE_ENGINE
 from support.recorded_runs import T0, recorded_run, sample_runs, step
 
@@ -28,12 +29,34 @@ def make_app(root: Path) -> TunewizApp:
     return TunewizApp(root, engine=EngineCli(prefix=FAKE_ENGINE, output_dir=str(root)), cursor_blink=False)
 
 
+class PaintOnceLoaded(MessageLog):
+    """Logs Home's RunsLoaded and, once armed, paints the screen at the first message
+    dispatched after the next RunsLoaded (its handler has filled the table by then): the
+    moment a terminal's repaint can land before the table's own idle work, when a table that
+    measures its columns only then paints its rows at the old widths and keeps that paint."""
+
+    def __init__(self, app):
+        from tunewiz.tui.screens.home import RunsLoaded
+
+        super().__init__(RunsLoaded)
+        self.app, self.armed, self.early = app, None, None
+
+    def arm(self) -> int:
+        self.armed, self.early = self.mark(), None
+        return self.armed
+
+    def __call__(self, message) -> None:
+        if self.armed is not None and len(self.seen) > self.armed and self.early is None:
+            self.early = screen_text(self.app)
+        super().__call__(message)
+
+
 async def test_home_lists_runs_and_attaches(runs, tmp_path):
     app = make_app(tmp_path / "work_dirs")
     async with app.run_test(size=(80, 24)) as pilot:
-        # Waits on the painted table: Textual's DataTable may repaint its re-measured columns
-        # only at the next refresh, so the rows being loaded does not mean they are shown whole.
-        text = await wait_for_text(pilot, "assistant-20251122-080000")
+        await wait_for(pilot, lambda: runs_listed(app.screen, "assistant-20251122-080000", "pretrain-20251122-070000"))
+        text = await painted(pilot)
+        assert "assistant-20251122-080000" in text and "pretrain-20251122-070000" in text
         assert "completed" in text and "40/40" in text and "0.0500" in text
         assert "failed" in text
         await pilot.press("enter")  # the newest run is selected first
@@ -45,6 +68,27 @@ async def test_home_lists_runs_and_attaches(runs, tmp_path):
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))
         text = await painted(pilot)
         assert "Failed" in text and "data/x.jsonl:7: no text" in text and "fix the record" in text
+
+
+async def test_a_new_run_with_a_longer_name_shows_whole_at_once(runs, tmp_path):
+    from tunewiz.tui.screens.home import RunsLoaded
+
+    app = make_app(tmp_path / "work_dirs")
+    log = PaintOnceLoaded(app)
+    async with app.run_test(size=(100, 24), message_hook=log) as pilot:
+        await wait_for(pilot, lambda: runs_listed(app.screen, "assistant-20251122-080000"))
+        # A run started while Home is open, with a name wider than the run column so far.
+        longer = recorded_run(tmp_path / "work_dirs", "assistant-with-a-longer-name", "20251122-090000",
+                              [step(1, 40, 3.0), {"t": T0 + 2, "type": "done", "status": "completed", "path": None}],
+                              {"status": "completed"})
+        os.utime(longer, (T0 + 200, T0 + 200))
+        since = log.arm()
+        await pilot.press("r")
+        await log.wait(pilot, RunsLoaded, since=since)
+        assert log.early is not None
+        text = await painted(pilot)
+        # Whole now, not only after Home's next refresh tick five seconds on.
+        assert "assistant-with-a-longer-name-20251122-090000" in text, text
 
 
 async def test_convert_and_merge_then_offers_chat(runs, tmp_path):

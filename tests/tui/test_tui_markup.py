@@ -17,7 +17,7 @@ from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.engine.contract.config import Config, dump_yaml
 
 from support.recorded_runs import T0, step
-from support.tui import MessageLog, convert_finished, monitor_drew_the_end, painted, wait_for, wait_for_text
+from support.tui import MessageLog, convert_finished, monitor_drew_the_end, painted, runs_listed, wait_for
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten
 from tunewiz.tui.screens.wizard.model_step import FoldersFound
 from tunewiz.tui.widgets.chat.chat_column import Bubble
@@ -65,8 +65,9 @@ async def test_home_and_monitor_show_markup_literally(root):
     os.utime(run, (T0, T0))
     app = make_app(root)
     async with app.run_test(size=(100, 32)) as pilot:
-        # Home's table is waited for as painted (see test_tui_home: the DataTable repaints late).
-        text = await wait_for_text(pilot, "r[old]-20251122-080000")
+        await wait_for(pilot, lambda: runs_listed(app.screen, "r[old]-20251122-080000"))
+        text = await painted(pilot)
+        assert "r[old]-20251122-080000" in text
         assert "work[old]dirs" in text
         await pilot.press("enter")
         await wait_for(pilot, lambda: monitor_drew_the_end(app.screen))

@@ -20,7 +20,7 @@ from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
 from support.recorded_runs import sample_runs
-from support.tui import convert_finished, holds, monitor_drew_the_end, wait_for, wait_for_screen, wait_for_text
+from support.tui import convert_finished, holds, monitor_drew_the_end, runs_listed, wait_for, wait_for_screen
 from tunewiz.tui.widgets.chat.chat_column import Bubble
 from support import FAKE_ENGINE
 
@@ -71,7 +71,7 @@ class TestHome:
     @pytest.mark.parametrize("size", [SMALL, LARGE])
     def test_runs_table(self, pinned, snap_compare, size):
         async def run_before(pilot):
-            await wait_for_text(pilot, "assistant-20251122-080000")
+            await wait_for(pilot, lambda: runs_listed(pilot.app.screen, "assistant-20251122-080000"))
 
         assert snap_compare(make_app(), terminal_size=size, run_before=run_before)
 

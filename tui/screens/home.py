@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from tunewiz.engine.contract.progress_meter import SURE_AFTER
@@ -81,6 +82,36 @@ def _row(r) -> RunRow:
     return RunRow(r.path, r.name, r.status, r.step, r.total, r.loss, r.started, r.eta_s, r.problem)
 
 
+COLUMNS = ("run", "status", "step", "loss", "started", "ETA")
+
+
+def cells(row: RunRow) -> tuple:
+    return (Text(row.name), status_text(row.status), f"{row.step}/{row.total}" if row.total else "–",
+            loss(row.loss), clock(row.started), eta(row.eta_s, guess=row.step < SURE_AFTER))
+
+
+def column_widths(table_cells: list[tuple]) -> list[int]:
+    """Each column as wide as its header or its widest cell, whichever is wider."""
+    widths = [cell_len(label) for label in COLUMNS]
+    for row in table_cells:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], cell_len(cell.plain if isinstance(cell, Text) else cell))
+    return widths
+
+
+def fill(table: DataTable, rows: list[RunRow]) -> None:
+    """Puts the rows in the table with its columns sized to them before anything is painted.
+    A DataTable left to size its columns itself measures them only on its next idle, and a
+    repaint that lands before then keeps the rows cut at the old widths until the table next
+    changes (Home's refresh tick, seconds later): so the widths are set here, with the rows."""
+    table_cells = [cells(row) for row in rows]
+    table.clear(columns=True)
+    for label, width in zip(COLUMNS, column_widths(table_cells)):
+        table.add_column(label, width=width, key=label)
+    for row, row_cells in zip(rows, table_cells):
+        table.add_row(*row_cells, key=str(row.path))
+
+
 HINT = "n new run · enter attach · m convert & merge · c chat · v base vs tuned"
 
 
@@ -105,8 +136,7 @@ class HomeScreen(Screen):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_columns("run", "status", "step", "loss", "started", "ETA")
+        fill(self.query_one(DataTable), [])
         self.action_refresh()
         # Runs progress while Home is open; a slow refresh keeps the table honest.
         self.set_interval(5, self.action_refresh)
@@ -125,12 +155,7 @@ class HomeScreen(Screen):
         self.rows = {str(r.path): r for r in message.rows}
         table = self.query_one(DataTable)
         selected = self.selected_run()
-        table.clear()
-        for row in message.rows:
-            table.add_row(Text(row.name), status_text(row.status),
-                          f"{row.step}/{row.total}" if row.total else "–",
-                          loss(row.loss), clock(row.started),
-                          eta(row.eta_s, guess=row.step < SURE_AFTER), key=str(row.path))
+        fill(table, message.rows)
         title = self.query_one("#home-title", Static)
         if message.rows:
             title.update(styled("Runs in ", (str(self.app.output_dir), "bold")))
