@@ -121,3 +121,22 @@ def convert_finished(screen) -> bool:
 
 def sleep(seconds: float):
     return asyncio.sleep(seconds)
+
+
+WIZARD_GPU_STEPS = ("preset_step", "layout_step", "review_step")
+
+
+def machine_with(monkeypatch, gpus: list) -> None:
+    """The wizard's steps see these GPUs (tui.services.gpus.Gpu rows; [] for a CPU machine)."""
+    for step in WIZARD_GPU_STEPS:
+        monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: list(gpus))
+
+
+async def pick_preset(pilot, stem: str) -> None:
+    """Highlight a preset on the Preset step with the keyboard, as a user would, and wait
+    until the step took it."""
+    options = pilot.app.screen.query_one("#preset-list")
+    ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
+    options.focus()
+    await pilot.press("home", *["down"] * ids.index(stem))
+    await wait_for(pilot, lambda: pilot.app.screen.state.preset == stem)

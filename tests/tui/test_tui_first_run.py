@@ -11,17 +11,12 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import MessageLog, holds, painted, wait_for, wait_for_screen
+from support.tui import MessageLog, holds, machine_with, painted, pick_preset, wait_for, wait_for_screen
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
 from tunewiz.tui.screens.wizard.review_step import Launched, MemoryEstimated
 from support import FAKE_ENGINE
 
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4)
-
-
-def machine_with(monkeypatch, gpus: list) -> None:
-    for step in ("preset_step", "layout_step", "review_step"):
-        monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: list(gpus))
 
 
 def make_app(workdir: Path) -> TunewizApp:
@@ -42,14 +37,6 @@ def warned(screen, text: str) -> bool:
     """The Preset step shows a warning that holds text."""
     warning = screen.query_one("#preset-warning")
     return warning.display and text in holds(screen, "#preset-warning")
-
-
-async def pick_preset(pilot, stem: str) -> None:
-    options = pilot.app.screen.query_one("#preset-list")
-    ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
-    options.focus()
-    await pilot.press("home", *["down"] * ids.index(stem))
-    await wait_for(pilot, lambda: pilot.app.screen.state.preset == stem)
 
 
 async def test_qlora_without_cuda_is_warned_in_preset_and_not_launched(workdir, monkeypatch):

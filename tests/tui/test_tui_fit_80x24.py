@@ -15,7 +15,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import (convert_finished, monitor_shows, painted, runs_listed, screen_text, wait_for,
+from support.tui import (convert_finished, machine_with, monitor_shows, painted, runs_listed, screen_text, wait_for,
                          wait_for_screen)
 from support import FAKE_ENGINE
 
@@ -26,9 +26,7 @@ SIZE = (80, 24)
 def engine(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_sample_datasets(tmp_path / "data", "Alice")
-    gpus = [Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4)]
-    for step in ("preset_step", "layout_step", "review_step"):
-        monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: gpus)
+    machine_with(monkeypatch, [Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4)])
     return EngineCli(prefix=FAKE_ENGINE, output_dir=str(tmp_path / "work_dirs"))
 
 

@@ -20,7 +20,7 @@ from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
 from support.recorded_runs import sample_runs
-from support.tui import convert_finished, holds, monitor_drew_the_end, runs_listed, wait_for, wait_for_screen
+from support.tui import convert_finished, holds, machine_with, monitor_drew_the_end, runs_listed, wait_for, wait_for_screen
 from tunewiz.tui.widgets.chat.chat_column import Bubble
 from support import FAKE_ENGINE
 
@@ -36,9 +36,7 @@ def pinned(tmp_path, monkeypatch):
     monkeypatch.setattr("tunewiz.tui.screens.wizard.model_step.find_model_folders",
                         lambda: [Path("models/internlm2-chat-1_8b"), Path("models/qwen2-7b-instruct")])
     gpus = [Gpu(0, "NVIDIA H100 80GB HBM3", 81559, 4), Gpu(1, "NVIDIA H100 80GB HBM3", 81559, 30112)]
-    monkeypatch.setattr("tunewiz.tui.screens.wizard.preset_step.detect_gpus", lambda: gpus)
-    monkeypatch.setattr("tunewiz.tui.screens.wizard.layout_step.detect_gpus", lambda: gpus)
-    monkeypatch.setattr("tunewiz.tui.screens.wizard.review_step.detect_gpus", lambda: gpus)
+    machine_with(monkeypatch, gpus)
     write_sample_datasets(Path("data"), "Alice")
     return sample_runs(Path("work_dirs"))
 

@@ -11,7 +11,8 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import preset_files
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from support.tui import MessageLog, holds, monitor_drew_the_end, painted, wait_for, wait_for_screen
+from support.tui import (MessageLog, holds, machine_with, monitor_drew_the_end, painted, pick_preset, wait_for,
+                         wait_for_screen)
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
 from tunewiz.tui.screens.wizard.layout_step import CommandsPlanned, SlurmWritten
 from tunewiz.tui.screens.wizard.review_step import MemoryEstimated
@@ -83,11 +84,7 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
         await pilot.press("enter")
         await goto(pilot, "PresetStep")
         # Pick the sft-lora preset with the keyboard, then edit some settings.
-        options = app.screen.query_one("#preset-list")
-        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
-        options.focus()
-        await pilot.press("home", *["down"] * ids.index("sft-lora"))
-        await wait_for(pilot, lambda: app.screen.state.preset == "sft-lora")
+        await pick_preset(pilot, "sft-lora")
         edits = {"#set-name": "alice-bot", "#set-train-max_steps": "7", "#set-train-lr": "3e-4",
                  "#set-eval-inputs": "Who are you? | 你是谁？", "#set-data-system": "Be brief."}
         for selector, value in edits.items():
@@ -134,6 +131,15 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
     assert written == expected
 
 
+async def review_the_defaults(pilot, log: MessageLog) -> None:
+    """Next through every step with what it offers, to the Review's memory estimate."""
+    for step in ("ModelStep", "PresetStep", "DatasetStep", "LayoutStep"):
+        await goto(pilot, step)
+        await pilot.press("ctrl+n")
+    await goto(pilot, "ReviewStep")
+    await log.wait(pilot, MemoryEstimated)
+
+
 def review_memory(app) -> str:
     """The Review step's memory lines as plain text (the Static's content, not its wrapping)."""
     return str(app.screen.query_one("#review-memory").content)
@@ -142,19 +148,14 @@ def review_memory(app) -> str:
 async def test_review_shows_what_auto_batch_picks_for_the_gpu(workdir, monkeypatch):
     from tunewiz.tui.services.gpus import Gpu
 
-    big = [Gpu(0, "Big GPU", 80 * 1024, 0)]
-    for step in ("preset_step", "layout_step", "review_step"):
-        monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: big)
+    machine_with(monkeypatch, [Gpu(0, "Big GPU", 80 * 1024, 0)])
     app, log = make_app(workdir), MessageLog(MemoryEstimated)
     async with app.run_test(size=(80, 24), message_hook=log) as pilot:
         await goto(pilot, "ModelStep")
         await pilot.press("ctrl+n")
         await goto(pilot, "PresetStep")
         # sft-lora as written: 1 x 16 with checkpointing at 2,048 tokens.
-        options = app.screen.query_one("#preset-list")
-        ids = [options.get_option_at_index(i).id for i in range(options.option_count)]
-        options.focus()
-        await pilot.press("home", *["down"] * ids.index("sft-lora"))
+        await pick_preset(pilot, "sft-lora")
         await wait_for(pilot, lambda: app.screen.query_one("#set-train-grad_accum").value == "16")
         for step in ("PresetStep", "DatasetStep", "LayoutStep"):
             await goto(pilot, step)
@@ -171,16 +172,12 @@ async def test_review_shows_what_auto_batch_picks_for_the_gpu(workdir, monkeypat
 async def test_review_says_which_setting_to_change_when_the_gpu_is_too_small(workdir, monkeypatch):
     from tunewiz.tui.services.gpus import Gpu
 
-    small = [Gpu(0, "Small GPU", 2048, 0)]      # 2 GiB: the demo preset needs about 2.6 with the CUDA context
-    for step in ("preset_step", "layout_step", "review_step"):
-        monkeypatch.setattr(f"tunewiz.tui.screens.wizard.{step}.detect_gpus", lambda: small)
+    # 2 GiB: the demo preset needs about 2.5 with the CUDA context, and 1.5 of the 1.4 free
+    # with checkpointing on (so auto_batch finds nothing that fits either).
+    machine_with(monkeypatch, [Gpu(0, "Small GPU", 2048, 0)])
     app, log = make_app(workdir), MessageLog(MemoryEstimated)
     async with app.run_test(size=(80, 24), message_hook=log) as pilot:
-        for step in ("ModelStep", "PresetStep", "DatasetStep", "LayoutStep"):
-            await goto(pilot, step)
-            await pilot.press("ctrl+n")
-        await goto(pilot, "ReviewStep")
-        await log.wait(pilot, MemoryEstimated)
+        await review_the_defaults(pilot, log)
         text = " ".join((await painted(pilot)).split())
         assert "won't fit" in text and "GiB per GPU and GPU 0 has 2.0 GiB" in text
         assert "change: set train.gradient_checkpointing: true or lower train.batch_size to " in text
@@ -199,6 +196,23 @@ async def test_review_says_which_setting_to_change_when_the_gpu_is_too_small(wor
         await log.wait(pilot, MemoryEstimated, since=estimates)
         text = " ".join((await painted(pilot)).split())
         assert "fits GPU 0" in text and "won't fit" not in text and "GiB per GPU" in text
+
+
+async def test_review_fits_a_run_that_auto_batch_regroups_to_fit(workdir, monkeypatch):
+    """The run makes the same choice when it starts, so the Review counts what will train,
+    as `tunewiz train CONFIG --dry-run` does."""
+    from tunewiz.tui.services.gpus import Gpu
+
+    # 2.4 GiB: the demo preset as written (4 rows, no checkpointing) needs about 2.5 with the
+    # CUDA context; with checkpointing on, which auto_batch picks, about 1.5 of the 1.8 free.
+    machine_with(monkeypatch, [Gpu(0, "Mid GPU", int(2.4 * 1024), 0)])
+    app, log = make_app(workdir), MessageLog(MemoryEstimated)
+    async with app.run_test(size=(100, 30), message_hook=log) as pilot:
+        await review_the_defaults(pilot, log)
+        text = " ".join(review_memory(app).split())
+        assert "won't fit" not in text, text
+        assert "fits GPU 0 (2 GiB) as train.auto_batch regroups it" in text, text
+        assert "regroups to micro-batch 4 x grad_accum 1, checkpointing on" in text, text
 
 
 async def test_bad_input_keeps_the_user_on_the_step(workdir):
