@@ -7,6 +7,7 @@ loss curve match a single-GPU run of the same global batch.
 
 from __future__ import annotations
 
+
 def deepspeed_config(cfg, world_size: int) -> dict:
     stage, offload = cfg.layout.zero_stage, cfg.layout.offloads
     t = cfg.train

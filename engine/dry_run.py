@@ -61,7 +61,8 @@ def dry_run(config: str, node_rank: int | None = None, gpu_memory_gib: float | N
         say(f"memory  {fit.summary()}")
         for line in fit.estimate.notes:
             say(f"        {line}")
-        total, used = first_gpu_memory(plan, here, gpu_memory_gib)
+        total, used = ((gpu_memory_gib, 0.0) if gpu_memory_gib is not None
+                       else auto_batch.first_gpu_memory(here, plan.devices or []))
         say(f"batch   {auto_batch.preview(cfg, facts, devices, total, used, world=plan.world_size)}")
         regrouped = auto_batch.regrouped_fit(cfg, fit, facts, devices, total, used, capacity, device, plan.world_size)
     say(me.estimate_data(cfg.data.files).describe().replace("data: ", "data    ", 1))
@@ -149,13 +150,3 @@ def capacity_of(plan: Plan, on_gpus: bool, here, gpu_memory_gib: float | None) -
     small = min(chosen, key=lambda g: g.memory_total_mib)
     return small.memory_total_gib, f"GPU {small.index} ({small.name})"
 
-
-def first_gpu_memory(plan: Plan, here, gpu_memory_gib: float | None) -> tuple[float | None, float]:
-    """(total, used) GiB of the GPU rank 0 trains on, whose free memory train.auto_batch
-    decides from; (None, 0) when it is not known here."""
-    if gpu_memory_gib is not None:
-        return gpu_memory_gib, 0.0
-    first = next((g for g in here if plan.devices and g.index == plan.devices[0]), None)
-    if first is None:
-        return None, 0.0
-    return first.memory_total_gib, first.memory_used_mib / 1024

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import Config
+from .gpus import Gpu
 from .memory_estimate import CUDA_CONTEXT_GIB, Fit, _with, check_fit, estimate
 from .model_facts import ModelFacts
 
@@ -89,6 +90,16 @@ def choose(cfg: Config, facts: ModelFacts, devices: int, free_gib: float,
             if best is None or pace > best[0] + 1e-9:
                 best = (pace, choice)
     return best[1] if best else None
+
+
+def first_gpu_memory(gpus: list[Gpu], ids: list[int] | None = None) -> tuple[float | None, float]:
+    """(total, used) GiB of the GPU the first process trains on, whose free memory choose()
+    decides from: ids[0] when the run was given GPU ids (the first of them is rank 0's),
+    else the first of `gpus`; (None, 0.0) when that GPU is not among them."""
+    first = next((g for g in gpus if ids is None or (ids and g.index == ids[0])), None)
+    if first is None:
+        return None, 0.0
+    return first.memory_total_gib, first.memory_used_mib / 1024
 
 
 def expected_free_gib(total_gib: float, used_gib: float = 0.0) -> float:

@@ -440,8 +440,8 @@ def fixes(cfg: Config, facts: ModelFacts, devices: int, capacity_gib: float, wor
             found.append(Fix("train.batch_size", b, f"lower train.batch_size to {b}{accum}"))
             break
     if devices > 1 and cfg.method == "full" and not cfg.layout.offloads and cfg.layout.zero_stage < 3:
-        for stage in ("zero2", "zero3"):
-            if int(stage[-1]) > cfg.layout.zero_stage and fits(_with(cfg, "layout", deepspeed=stage)):
+        for stage in (f"zero{n}" for n in (2, 3) if n > cfg.layout.zero_stage):
+            if fits(_with(cfg, "layout", deepspeed=stage)):
                 found.append(Fix("layout.deepspeed", stage, f"set layout.deepspeed: {stage}"))
                 break
     for n in _halvings(cfg.data.max_length, floor=256):

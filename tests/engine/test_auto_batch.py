@@ -85,3 +85,13 @@ def test_auto_batch_is_a_checked_bool():
 
     with pytest.raises(ConfigError, match="auto_batch"):
         preset_config(train={"auto_batch": "sometimes"})
+
+
+def test_the_gpu_it_decides_from_is_the_first_process_s():
+    from tunewiz.engine.contract.gpus import Gpu
+
+    gpus = [Gpu(1, "A", 40 * 1024, 1024), Gpu(3, "B", 80 * 1024, 2048)]
+    assert auto_batch.first_gpu_memory(gpus) == (40.0, 1.0)            # all of them: the first
+    assert auto_batch.first_gpu_memory(gpus, [3, 1]) == (80.0, 2.0)    # layout.gpus [3, 1]: rank 0 is on 3
+    assert auto_batch.first_gpu_memory(gpus, []) == (None, 0.0)        # no GPU for this run
+    assert auto_batch.first_gpu_memory(gpus, [7]) == (None, 0.0)       # not on this machine

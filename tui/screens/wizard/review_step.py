@@ -58,15 +58,6 @@ def device_memory(layout_gpus, detected: list) -> tuple[float | None, str]:
     return small.memory_total_gib, f"GPU {small.index}"
 
 
-def first_gpu_memory(layout_gpus, detected: list) -> tuple[float | None, float]:
-    """(total, used) GiB of the GPU the first process trains on: train.auto_batch decides
-    from its free memory. (None, 0) without GPUs."""
-    chosen = [g for g in detected if g.index in layout_gpus] if isinstance(layout_gpus, list) else detected
-    if not chosen:
-        return None, 0.0
-    return chosen[0].memory_total_gib, chosen[0].memory_used_mib / 1024
-
-
 class MemoryEstimated(Message):
     """What the memory estimate says for this config (or why there is none), for the step."""
 
@@ -122,7 +113,8 @@ class ReviewStep(WizardStep):
         capacity, device = device_memory(cfg.layout.gpus, gpus)
         world = n_gpus * cfg.layout.nnodes or None
         fit = memory_estimate.check_fit(cfg, facts, n_gpus, capacity, device, world=world)
-        total, used = first_gpu_memory(cfg.layout.gpus, gpus)
+        layout_ids = cfg.layout.gpus if isinstance(cfg.layout.gpus, list) else None
+        total, used = auto_batch.first_gpu_memory(gpus, layout_ids)
         regrouped = auto_batch.regrouped_fit(cfg, fit, facts, n_gpus, total, used, capacity, device, world)
         if fit is None:
             text = styled("memory: unknown for this model (no sizes in its config.json)")
