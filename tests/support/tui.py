@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import time
@@ -32,13 +31,6 @@ async def wait_for(pilot, predicate, timeout: float = 10.0, interval: float = 0.
         if predicate():
             return
     raise AssertionError(f"timed out waiting; the screen shows:\n{screen_text(pilot.app)}")
-
-
-async def wait_for_text(pilot, text: str, timeout: float = 10.0) -> str:
-    """Waits on what is painted: only for text that no app state stands for (prefer wait_for
-    on a screen's state, then `painted`)."""
-    await wait_for(pilot, lambda: text in screen_text(pilot.app), timeout)
-    return screen_text(pilot.app)
 
 
 async def painted(pilot) -> str:
@@ -117,10 +109,6 @@ def runs_listed(screen, *names: str) -> bool:
 def convert_finished(screen) -> bool:
     """Convert & merge has run its commands to the end (done or failed)."""
     return type(screen).__name__ == "ConvertMergeScreen" and screen.finished
-
-
-def sleep(seconds: float):
-    return asyncio.sleep(seconds)
 
 
 WIZARD_GPU_STEPS = ("preset_step", "layout_step", "review_step")
