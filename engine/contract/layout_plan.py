@@ -65,7 +65,7 @@ def make_plan(cfg: Config, node_rank: int | None = None, launching: bool = True)
         return _plan(layout, nproc, wanted[:nproc], None)
     visible = visible_gpus()
     if visible:
-        chosen = _chosen_gpus(layout.gpus, visible)
+        chosen = chosen_gpus(layout.gpus, visible)
         nproc = int(env_nproc) if env_nproc else len(chosen)
         chosen = chosen[:nproc]
         devices, cuda_visible = [g.index for g in chosen], ",".join(g.cuda_id for g in chosen)
@@ -84,7 +84,7 @@ def _plan(layout: LayoutConfig, nproc: int, devices: list[int] | None, cuda_visi
                 cuda_visible=cuda_visible)
 
 
-def _chosen_gpus(wanted: str | int | list[int], visible: list[Gpu]) -> list[Gpu]:
+def chosen_gpus(wanted: str | int | list[int], visible: list[Gpu]) -> list[Gpu]:
     """The visible GPUs that layout.gpus picks (all, the first N, or these ids)."""
     ids = [g.index for g in visible]
     if wanted == "all":

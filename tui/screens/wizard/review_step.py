@@ -14,7 +14,7 @@ from textual.content import Content
 from textual.message import Message
 from textual.widgets import Button, Input, Static
 
-from tunewiz.engine.contract import auto_batch, memory_estimate
+from tunewiz.engine.contract import auto_batch, layout_plan, memory_estimate
 from tunewiz.engine.contract.errors import TunewizError
 
 from ...formatting import styled
@@ -30,32 +30,6 @@ class Launched(Message):
         super().__init__()
         self.run, self.problem = run, problem
         self.refused = refused          # not tried: it cannot train here
-
-
-def gpu_count(layout_gpus, detected: int) -> int:
-    """GPUs the run will use; 0 on a machine without any (CPU training)."""
-    if detected == 0:
-        return 0
-    if isinstance(layout_gpus, list):
-        return len(layout_gpus)
-    if isinstance(layout_gpus, int):
-        return layout_gpus
-    return detected
-
-
-def device_memory(layout_gpus, detected: list) -> tuple[float | None, str]:
-    """The memory each process has: the smallest GPU the layout picks, or the RAM on a
-    machine without GPUs."""
-    if not detected:
-        return memory_estimate.ram_gib(), "this machine's RAM"
-    if isinstance(layout_gpus, list):
-        chosen = [g for g in detected if g.index in layout_gpus] or detected
-    elif isinstance(layout_gpus, int):
-        chosen = detected[:layout_gpus]
-    else:
-        chosen = detected
-    small = min(chosen, key=lambda g: g.memory_total_mib)
-    return small.memory_total_gib, f"GPU {small.index}"
 
 
 class MemoryEstimated(Message):
@@ -109,12 +83,22 @@ class ReviewStep(WizardStep):
                           " (or save only, for a GPU machine)")
             self.post_message(MemoryEstimated(text))
             return
-        n_gpus = gpu_count(cfg.layout.gpus, len(gpus))
-        capacity, device = device_memory(cfg.layout.gpus, gpus)
+        try:
+            # The GPUs the launch will take, in rank order (the launch's own rule).
+            chosen = layout_plan.chosen_gpus(cfg.layout.gpus, gpus) if gpus else []
+        except TunewizError as e:
+            self.post_message(MemoryEstimated(styled(("layout: ", "bold red"), (e.one_line(), "red"))))
+            return
+        n_gpus = len(chosen)
+        if chosen:
+            # Each process has its own GPU: the smallest one bounds them all.
+            small = min(chosen, key=lambda g: g.memory_total_mib)
+            capacity, device = small.memory_total_gib, f"GPU {small.index}"
+        else:
+            capacity, device = memory_estimate.ram_gib(), "this machine's RAM"
         world = n_gpus * cfg.layout.nnodes or None
         fit = memory_estimate.check_fit(cfg, facts, n_gpus, capacity, device, world=world)
-        layout_ids = cfg.layout.gpus if isinstance(cfg.layout.gpus, list) else None
-        total, used = auto_batch.first_gpu_memory(gpus, layout_ids)
+        total, used = auto_batch.first_gpu_memory(chosen)
         regrouped = auto_batch.regrouped_fit(cfg, fit, facts, n_gpus, total, used, capacity, device, world)
         if fit is None:
             text = styled("memory: unknown for this model (no sizes in its config.json)")
