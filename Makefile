@@ -16,15 +16,18 @@ HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/
 # constraints.txt pins the CPU set-up's torch and its neighbours. On a GPU machine the venv
 # sees the system's CUDA torch (and what came with it) through --system-site-packages, and
 # those pins would make pip install other versions in front of them: the GPU path installs
-# with a venv-local copy that leaves out what the system site already has.
+# with a venv-local copy that leaves out what the system site already has. Where python3 is
+# itself in a venv (a CUDA torch installed into one), tools/parent_site.py lets the new venv
+# see that venv's packages too: --system-site-packages alone shows only the base python's.
 GPU_CONSTRAINTS := $(VENV)/constraints-gpu.txt
 CONSTRAINTS := $(if $(HAS_GPU),$(GPU_CONSTRAINTS),constraints.txt)
 
 # CPU machines get the pinned CPU wheel of torch (an unpinned torch pulls a multi-GB CUDA
 # build). GPU machines keep the system's CUDA torch, or get the pinned (CUDA) wheel.
-$(STAMP): pyproject.toml constraints.txt tools/system_constraints.py
+$(STAMP): pyproject.toml constraints.txt tools/system_constraints.py tools/parent_site.py
 	@if [ -n "$(HAS_GPU)" ]; then \
 	  python3 -m venv --system-site-packages $(VENV); \
+	  python3 tools/parent_site.py $(VENV); \
 	  $(PY) tools/system_constraints.py constraints.txt > $(GPU_CONSTRAINTS); \
 	  $(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install -q -c $(GPU_CONSTRAINTS) torch; \
 	else \

@@ -77,13 +77,16 @@ def setup_commands(tmp_path: Path, gpu: bool) -> list[str]:
     r = subprocess.run(["make", "-n", "-W", "pyproject.toml", "setup", f"VENV={tmp_path / 'v'}"], cwd=REPO,
                        capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
-    return [line for line in r.stdout.splitlines() if "pip install" in line or "system_constraints" in line]
+    return [line for line in r.stdout.splitlines()
+            if "pip install" in line or "system_constraints" in line or "parent_site" in line]
 
 
 def test_make_setup_uses_the_system_free_constraints_on_the_gpu_path_only(tmp_path):
     venv_file = f"{tmp_path / 'v'}/constraints-gpu.txt"
     gpu = setup_commands(tmp_path, gpu=True)
     assert any(f"tools/system_constraints.py constraints.txt > {venv_file}" in line for line in gpu)
+    # A python3 that is itself in a venv hands its packages on (tools/parent_site.py).
+    assert any(f"python3 tools/parent_site.py {tmp_path / 'v'}" in line for line in gpu)
     installs = [line for line in gpu if "pip install" in line and "torch==2.13.0" not in line]
     assert installs and all(f"-c {venv_file}" in line for line in installs), installs
     assert not any("-c constraints.txt" in line for line in gpu)
