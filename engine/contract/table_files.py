@@ -64,7 +64,9 @@ def arrow_rows_hint(path: Path) -> int:
         with pa.memory_map(str(path)) as source:
             if source.read(len(ARROW_FILE_MAGIC)) == ARROW_FILE_MAGIC:
                 source.seek(0)
-                return pa.ipc.open_file(source).count_rows()
+                reader = pa.ipc.open_file(source)
+                # count_rows() is pyarrow 26's; a batch from the map is its header and views.
+                return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
             source.seek(0)
             return sum(batch.num_rows for batch in pa.ipc.open_stream(source))
     except (pa.ArrowException, OSError) as e:
