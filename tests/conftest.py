@@ -58,3 +58,11 @@ def pytest_unconfigure(config):
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """CUDA hidden from the processes this test starts, as on a machine without a GPU. A test
+    of the CPU path (gloo ranks, an answer checked against a CPU reference, a "needs a GPU"
+    error) then means the same on a GPU machine, where `make test` also runs."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

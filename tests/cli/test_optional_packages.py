@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+from support.hidden_packages import hiding
 from support.runs import write_config, write_data
 
 
@@ -25,8 +26,10 @@ def _fake_gpu_machine(tmp_path) -> dict:
 def test_every_missing_package_is_named_with_one_install_command(tmp_path, tiny_model):
     cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), method="qlora",
                        layout={"gpus": 1, "deepspeed": "zero2"})
+    # Missing on this machine whatever it has (a GPU machine's `make setup` installs both).
+    env = hiding(tmp_path / "hidden", ["bitsandbytes", "deepspeed"], _fake_gpu_machine(tmp_path))
     r = subprocess.run([sys.executable, "-m", "tunewiz", "train", str(cfg)], capture_output=True, text=True,
-                       env=_fake_gpu_machine(tmp_path), timeout=120)
+                       env=env, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -41,3 +44,14 @@ def test_qlora_without_cuda_still_says_cuda_first(tmp_path, tiny_model, cli):
     r = cli("train", str(cfg), env={"CUDA_VISIBLE_DEVICES": ""})
     assert r.returncode == 1
     assert "QLoRA needs a CUDA GPU" in r.stderr and "bitsandbytes" not in r.stderr.splitlines()[-1]
+
+
+def test_a_hidden_package_is_missing_even_where_it_is_installed(tmp_path):
+    """What the test above relies on, on a package every machine has (PyYAML)."""
+    env = hiding(tmp_path / "hidden", ["yaml"])
+    probe = ("from tunewiz.engine.contract.optional_packages import _installed\n"
+             "print(_installed('yaml'), _installed('json'))\n"
+             "import yaml.constructor\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert r.stdout.split() == ["False", "True"], r.stdout + r.stderr
+    assert r.returncode == 1 and "No module named 'yaml'" in r.stderr

@@ -1,4 +1,5 @@
-"""Several processes through torchrun on CPU (gloo): one node x 2, and two "nodes" on localhost."""
+"""Several processes through torchrun on CPU (gloo): one node x 2, and two "nodes" on localhost.
+On a GPU machine too: every test here hides CUDA (the no_gpu fixture)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ import pytest
 from tunewiz.engine.contract import rundir
 from tunewiz.engine.contract.events import read_events
 from support.runs import assert_user_error, write_config, write_data
+
+
+pytestmark = pytest.mark.usefixtures("no_gpu")
 
 
 def free_port() -> int:

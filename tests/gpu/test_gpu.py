@@ -187,8 +187,8 @@ def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
     """Out of memory: an `oom` error naming what to try; the last checkpoint resumes."""
     from support.tiny_model import build_tiny_model
 
-    model = build_tiny_model(tmp_path / "wide", hidden_size=512, intermediate_size=1024, vocab_size=92544,
-                             max_position_embeddings=65536)
+    model = build_tiny_model(tmp_path / "wide", hidden_size=2048, intermediate_size=4096, vocab_size=92544,
+                             max_position_embeddings=131072)
     words = " ".join(f"word{i % 97} lighthouse" for i in range(40000))
     data = tmp_path / "long.jsonl"
     data.write_text("\n".join(json.dumps({"text": words}) for _ in range(16)) + "\n")
@@ -201,11 +201,12 @@ def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
     run = only_run(tmp_path)
     completed(r, run)
     before = sorted(p.name for p in rundir.checkpoints(run))
-    # What a user might try next: far longer rows in bigger batches. The logits alone
-    # (16 x 32768 x 92544) need hundreds of GiB.
+    # What a user might try next: far longer rows in bigger batches. The fused loss keeps
+    # the logits small, so it is the activations: 16 rows x 131072 tokens, about 300 GiB by
+    # `tunewiz train --dry-run` (twice any GPU's memory; `train` itself does not refuse it).
     conf = yaml.safe_load((run / "config.yaml").read_text())
     conf["train"].update(max_steps=6, batch_size=16, gradient_checkpointing=False, auto_batch=False)
-    conf["data"].update(max_length=32768)
+    conf["data"].update(max_length=131072)
     (run / "config.yaml").write_text(yaml.safe_dump(conf))
     r = cli("train", str(run), "--resume")
     assert r.returncode == 1 and "out of GPU memory" in r.stderr and "batch_size" in r.stderr, r.stderr[-2000:]
