@@ -1,0 +1,133 @@
+"""What FP8 matrix products would give full fine-tuning on this GPU, before tunewiz offers them.
+
+Full fine-tuning runs its step almost entirely in bf16 matrix products (docs/bench.md), so
+the one lever left is FP8 (torchao's float8 training, on Hopper and later). This measures it
+on the same model, rows and optimizer, each variant in the same compiled form:
+
+    python bench/bench_fp8.py --recipes bf16,tensorwise,rowwise --steps 10
+
+Variants: `bf16` (as tunewiz trains today), and torchao's recipes (`tensorwise`, `rowwise`,
+`rowwise_with_gw_hp`) applied to every Linear but the LM head. It prints tokens/s, peak
+GiB, the ratio to bf16, and the loss after the timed steps: every variant starts from the
+same weights and sees the same batches, so a loss that moves away from bf16's is the
+numerics changing, which is why FP8 would need a parity run of its own before it could be
+a default. Needs a GPU of compute capability 8.9 or later and the torchao package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_models import SHAPES  # noqa: E402
+
+RECIPES = ("bf16", "tensorwise", "rowwise", "rowwise_with_gw_hp")
+
+
+def build(shape: str, recipe: str, seed: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    dims = dict(SHAPES[shape])
+    dims["vocab_size"] = dims["vocab_size"] or 32000
+    torch.manual_seed(seed)
+    config = LlamaConfig(**dims, max_position_embeddings=4096, attn_implementation="sdpa",
+                         torch_dtype="bfloat16")
+    model = LlamaForCausalLM(config).to("cuda", torch.bfloat16)
+    if recipe != "bf16":
+        from torchao.float8 import Float8LinearConfig, convert_to_float8_training
+
+        # The LM head's vocab-wide product is left in bf16, as torchao's own examples do.
+        convert_to_float8_training(model, config=Float8LinearConfig.from_recipe_name(recipe),
+                                   module_filter_fn=lambda module, fqn: fqn != "lm_head")
+    for layer in model.model.layers:
+        layer.compile()
+    return model
+
+
+def run(recipe: str, args) -> dict:
+    import torch
+
+    model = build(args.shape, recipe, args.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    generator = torch.Generator(device="cuda").manual_seed(args.seed + 1)
+    vocab = model.config.vocab_size
+    batches = [torch.randint(0, vocab, (args.batch_size, args.max_length), device="cuda", generator=generator)
+               for _ in range(args.warmup_steps + args.steps)]
+    torch.cuda.reset_peak_memory_stats()
+    losses, start = [], None
+    for i, ids in enumerate(batches):
+        if i == args.warmup_steps:
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+        # No KV cache: a cache object handed to every layer makes each compiled layer
+        # recompile (the layer index is in its guards) until dynamo gives up and runs eager.
+        loss = model(input_ids=ids, labels=ids, use_cache=False).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+    torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    tokens = args.steps * args.batch_size * args.max_length
+    result = {"recipe": recipe, "tokens_per_s": round(tokens / seconds), "s_per_step": round(seconds / args.steps, 4),
+              "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+              "last_loss": round(float(losses[-1]), 4), "first_loss": round(float(losses[0]), 4)}
+    del model, optimizer
+    torch.cuda.empty_cache()
+    return result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", default="internlm2-1.8b-shape", choices=[s for s in SHAPES if s != "tiny"])
+    p.add_argument("--recipes", default="bf16,tensorwise,rowwise", help=f"comma-separated: {', '.join(RECIPES)}")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--max-length", type=int, default=2048)
+    p.add_argument("--steps", type=int, default=10, help="timed optimizer steps (one micro-batch each)")
+    p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (compilation)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="OUT", help="also write the results here")
+    args = p.parse_args(argv)
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        p.error(f"--recipes: unknown {', '.join(unknown)}; choose from {', '.join(RECIPES)}")
+    try:
+        import torch
+    except ImportError:
+        print("bench_fp8.py: needs torch", file=sys.stderr)
+        return 1
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
+        print("bench_fp8.py: needs a CUDA GPU of compute capability 8.9 or later (FP8 matrix products)", file=sys.stderr)
+        return 1
+    if any(r != "bf16" for r in recipes):
+        try:
+            import torchao.float8  # noqa: F401
+        except ImportError as e:
+            print(f"bench_fp8.py: the FP8 recipes need torchao ({e}); pip install torchao", file=sys.stderr)
+            return 1
+    results = []
+    for recipe in recipes:
+        results.append(run(recipe, args))
+        print(json.dumps(results[-1]), flush=True)
+    base = next((r for r in results if r["recipe"] == "bf16"), None)
+    print(f"\n{'recipe':<20}{'tokens/s':>10}{'peak GiB':>10}{'x bf16':>8}{'last loss':>11}")
+    for r in results:
+        ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "-"
+        print(f"{r['recipe']:<20}{r['tokens_per_s']:>10,}{r['peak_gib']:>10.1f}{ratio:>8}{r['last_loss']:>11.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"shape": args.shape, "batch_size": args.batch_size,
+                                               "max_length": args.max_length, "steps": args.steps,
+                                               "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
