@@ -50,11 +50,11 @@ run: $(STAMP)
 
 # One test worker per core (-n auto); the longest tests start first and idle workers
 # steal queued ones, so the suite takes about as long as its longest test allows.
-# On a CUDA machine the GPU tests run after the rest, one at a time: a GPU test may take the
-# whole GPU (the OOM test fills it on purpose), which would fail its neighbours at random.
+# A test marked whole_gpu fills the GPU on purpose (out of memory): beside the parallel
+# workers it could fail their GPU tests at random, so a CUDA machine runs it alone, after.
 test: $(STAMP)
-	$(PY) tests/lint_imports.py && $(PY) -m pytest -q -n auto --dist worksteal --durations=15 $(if $(HAS_GPU),-m "not gpu")
-	$(if $(HAS_GPU),$(PY) -m pytest -q -m gpu --durations=10)
+	$(PY) tests/lint_imports.py && $(PY) -m pytest -q -n auto --dist worksteal --durations=15 -m "not whole_gpu"
+	$(if $(HAS_GPU),$(PY) -m pytest -q -m whole_gpu)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -n auto --dist worksteal -m "not slow"

@@ -183,6 +183,7 @@ def test_auto_batch_regroups_the_step_and_learns_the_same(tiny_model, tmp_path, 
     assert curves[True] == pytest.approx(curves[False], rel=2e-2)
 
 
+@pytest.mark.whole_gpu
 def test_oom_ends_with_a_hint_and_keeps_the_checkpoint(tmp_path, cli):
     """Out of memory: an `oom` error naming what to try; the last checkpoint resumes."""
     from support.tiny_model import build_tiny_model

@@ -102,14 +102,21 @@ def test_make_setup_uses_the_system_free_constraints_on_the_gpu_path_only(tmp_pa
     assert any("pip install -q torch==2.13.0" in line for line in cpu)
 
 
-def test_make_test_runs_the_gpu_tests_alone_after_the_rest_on_a_gpu_machine(tmp_path):
-    """A GPU test may take the whole GPU (the OOM test does): beside the parallel workers it
-    would fail their GPU tests at random, so a CUDA machine runs them after, one at a time."""
+def test_make_test_runs_the_whole_gpu_test_alone_after_the_rest_on_a_gpu_machine(tmp_path):
+    """The OOM test fills the GPU: beside the parallel workers it could fail their GPU tests
+    at random, so a CUDA machine runs it after them, alone."""
     python = f"{tmp_path / 'v'}/bin/python"
     gpu = [line for line in make_commands(tmp_path, gpu=True, target="test") if "-m pytest" in line]
     assert len(gpu) == 2, gpu
-    assert "-n auto" in gpu[0] and gpu[0].endswith('-m "not gpu"')
-    assert gpu[1].startswith(f"{python} -m pytest -q -m gpu") and "-n" not in gpu[1].split()
-    # A CPU machine: the one parallel run as before (its GPU tests skip there).
+    assert "-n auto" in gpu[0] and gpu[0].rstrip().endswith('-m "not whole_gpu"')
+    assert gpu[1].strip() == f"{python} -m pytest -q -m whole_gpu"
+    # A CPU machine: the one parallel run (the GPU tests skip there).
     cpu = [line for line in make_commands(tmp_path, gpu=False, target="test") if "-m pytest" in line]
-    assert len(cpu) == 1 and "-n auto" in cpu[0] and "gpu" not in cpu[0].replace(str(tmp_path), ""), cpu
+    assert len(cpu) == 1 and "-n auto" in cpu[0], cpu
+
+
+def test_the_oom_test_is_the_whole_gpu_one():
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-m", "whole_gpu", "tests/gpu"],
+                       cwd=REPO, capture_output=True, text=True)
+    collected = [line for line in r.stdout.splitlines() if "::" in line]
+    assert collected == ["tests/gpu/test_gpu.py::test_oom_ends_with_a_hint_and_keeps_the_checkpoint"], r.stdout
