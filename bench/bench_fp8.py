@@ -37,9 +37,9 @@ def build(shape: str, recipe: str, seed: int):
     dims = dict(SHAPES[shape])
     dims["vocab_size"] = dims["vocab_size"] or 32000
     torch.manual_seed(seed)
-    config = LlamaConfig(**dims, max_position_embeddings=4096, attn_implementation="sdpa",
-                         torch_dtype="bfloat16")
-    model = LlamaForCausalLM(config).to("cuda", torch.bfloat16)
+    config = LlamaConfig(**dims, max_position_embeddings=4096, attn_implementation="sdpa")
+    with torch.device("cuda"):   # initialised on the GPU: seconds, not a minute on the CPU
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
     if recipe != "bf16":
         from torchao.float8 import Float8LinearConfig, convert_to_float8_training
 
