@@ -82,7 +82,7 @@ def test_incremental_decode_keeps_chinese_whole(loaded):
 
 # --------------------------------------------------------------------------- the CLI
 
-def test_chat_prompt_answers_once(cli, tiny_model, loaded, no_gpu):
+def test_chat_prompt_answers_once(cli, tiny_model, loaded):
     model, tok = loaded
     res = cli("chat", str(tiny_model), "--prompt", "Who are you?", "--max-new-tokens", "12")
     assert res.returncode == 0, res.stderr

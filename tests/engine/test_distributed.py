@@ -1,5 +1,4 @@
-"""Several processes through torchrun on CPU (gloo): one node x 2, and two "nodes" on localhost.
-On a GPU machine too: every test here hides CUDA (the no_gpu fixture)."""
+"""Several processes through torchrun on CPU (gloo): one node x 2, and two "nodes" on localhost."""
 
 from __future__ import annotations
 
@@ -14,9 +13,6 @@ import pytest
 from tunewiz.engine.contract import rundir
 from tunewiz.engine.contract.events import read_events
 from support.runs import assert_user_error, write_config, write_data
-
-
-pytestmark = pytest.mark.usefixtures("no_gpu")
 
 
 def free_port() -> int:

@@ -78,7 +78,7 @@ def test_remote_code_needs_opt_in(tmp_path, cli):
     assert_failed_run(tmp_path, "model")
 
 
-def test_qlora_without_cuda_suggests_lora(tiny_model, tmp_path, cli, no_gpu):
+def test_qlora_without_cuda_suggests_lora(tiny_model, tmp_path, cli):
     r = cli("train", str(write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), method="qlora")))
     assert_user_error(r, "QLoRA needs a CUDA GPU")
     assert "method: lora" in r.stderr

@@ -1,0 +1,46 @@
+"""`make test` on a GPU machine: the tests written for CPU machines see no GPU there, the
+`gpu` tests see the machine's (tests/conftest.py). Checked by running pytest with the
+suite's conftest on a two-test file, with and without an nvidia-smi on PATH."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PROBE = '''
+import os
+import pytest
+
+def test_written_for_the_cpu():
+    print("cpu-tier", repr(os.environ.get("CUDA_VISIBLE_DEVICES")))
+
+@pytest.mark.gpu
+def test_on_the_gpu():
+    print("gpu-tier", repr(os.environ.get("CUDA_VISIBLE_DEVICES")))
+'''
+
+
+def seen(tmp_path: Path, with_nvidia_smi: bool) -> list[str]:
+    probe = tmp_path / "probe" / "test_probe.py"
+    probe.parent.mkdir(exist_ok=True)
+    probe.write_text(PROBE)
+    bin_dir = tmp_path / f"bin-{with_nvidia_smi}"
+    bin_dir.mkdir()
+    if with_nvidia_smi:
+        (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-0)'\n")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env.update(PATH=f"{bin_dir}:/usr/bin:/bin", TUNEWIZ_TEST_COLD="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p", "conftest",
+                        "--rootdir", str(REPO), "-c", str(REPO / "pyproject.toml"), str(probe)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return sorted(re.findall(r"(?:cpu|gpu)-tier \S+", r.stdout))   # -q's progress dots share the lines
+
+
+def test_cpu_tests_see_no_gpu_on_a_gpu_machine_and_gpu_tests_see_it(tmp_path):
+    assert seen(tmp_path, with_nvidia_smi=True) == ["cpu-tier ''", "gpu-tier None"]
+    # A CPU machine: nothing is changed.
+    assert seen(tmp_path, with_nvidia_smi=False) == ["cpu-tier None", "gpu-tier None"]
