@@ -11,7 +11,8 @@ Variants: `bf16` (as tunewiz trains today), and torchao's recipes (`tensorwise`,
 GiB, the ratio to bf16, and the loss after the timed steps: every variant starts from the
 same weights and sees the same batches, so a loss that moves away from bf16's is the
 numerics changing, which is why FP8 would need a parity run of its own before it could be
-a default. Needs a GPU of compute capability 8.9 or later and the torchao package.
+a default. The FP8 recipes need a GPU of compute capability 8.9 or later and the torchao
+package; `--device cpu` runs the bf16 variant alone (a check of the script itself).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from bench_models import SHAPES  # noqa: E402
 RECIPES = ("bf16", "tensorwise", "rowwise", "rowwise_with_gw_hp")
 
 
-def build(shape: str, recipe: str, seed: int):
+def build(shape: str, recipe: str, seed: int, device: str):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -38,7 +39,7 @@ def build(shape: str, recipe: str, seed: int):
     dims["vocab_size"] = dims["vocab_size"] or 32000
     torch.manual_seed(seed)
     config = LlamaConfig(**dims, max_position_embeddings=4096, attn_implementation="sdpa")
-    with torch.device("cuda"):   # initialised on the GPU: seconds, not a minute on the CPU
+    with torch.device(device):   # initialised where it trains: on a GPU, seconds, not a minute
         model = LlamaForCausalLM(config).to(torch.bfloat16)
     if recipe != "bf16":
         from torchao.float8 import Float8LinearConfig, convert_to_float8_training
@@ -54,17 +55,20 @@ def build(shape: str, recipe: str, seed: int):
 def run(recipe: str, args) -> dict:
     import torch
 
-    model = build(args.shape, recipe, args.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-    generator = torch.Generator(device="cuda").manual_seed(args.seed + 1)
+    cuda = args.device == "cuda"
+    model = build(args.shape, recipe, args.seed, args.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=cuda)
+    generator = torch.Generator(device=args.device).manual_seed(args.seed + 1)
     vocab = model.config.vocab_size
-    batches = [torch.randint(0, vocab, (args.batch_size, args.max_length), device="cuda", generator=generator)
+    batches = [torch.randint(0, vocab, (args.batch_size, args.max_length), device=args.device, generator=generator)
                for _ in range(args.warmup_steps + args.steps)]
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     losses, start = [], None
     for i, ids in enumerate(batches):
         if i == args.warmup_steps:
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             start = time.perf_counter()
         # No KV cache: a cache object handed to every layer makes each compiled layer
         # recompile (the layer index is in its guards) until dynamo gives up and runs eager.
@@ -73,20 +77,23 @@ def run(recipe: str, args) -> dict:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
-    torch.cuda.synchronize()
+    if cuda:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     tokens = args.steps * args.batch_size * args.max_length
     result = {"recipe": recipe, "tokens_per_s": round(tokens / seconds), "s_per_step": round(seconds / args.steps, 4),
-              "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+              "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
               "last_loss": round(float(losses[-1]), 4), "first_loss": round(float(losses[0]), 4)}
     del model, optimizer
-    torch.cuda.empty_cache()
+    if cuda:
+        torch.cuda.empty_cache()
     return result
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shape", default="internlm2-1.8b-shape", choices=[s for s in SHAPES if s != "tiny"])
+    p.add_argument("--shape", default="internlm2-1.8b-shape", choices=sorted(SHAPES))
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: bf16 only, to check the script")
     p.add_argument("--recipes", default="bf16,tensorwise,rowwise", help=f"comma-separated: {', '.join(RECIPES)}")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--max-length", type=int, default=2048)
@@ -104,10 +111,18 @@ def main(argv=None) -> int:
     except ImportError:
         print("bench_fp8.py: needs torch", file=sys.stderr)
         return 1
-    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9):
-        print("bench_fp8.py: needs a CUDA GPU of compute capability 8.9 or later (FP8 matrix products)", file=sys.stderr)
+    fp8 = [r for r in recipes if r != "bf16"]
+    if args.device == "cpu" and fp8:
+        print(f"bench_fp8.py: {', '.join(fp8)} need --device cuda (FP8 matrix products); --device cpu runs bf16 only",
+              file=sys.stderr)
         return 1
-    if any(r != "bf16" for r in recipes):
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_fp8.py: no CUDA GPU here; --device cpu --recipes bf16 checks the script", file=sys.stderr)
+        return 1
+    if fp8 and torch.cuda.get_device_capability() < (8, 9):
+        print("bench_fp8.py: FP8 needs a GPU of compute capability 8.9 or later", file=sys.stderr)
+        return 1
+    if fp8:
         try:
             import torchao.float8  # noqa: F401
         except ImportError as e:
@@ -121,9 +136,10 @@ def main(argv=None) -> int:
     print(f"\n{'recipe':<20}{'tokens/s':>10}{'peak GiB':>10}{'x bf16':>8}{'last loss':>11}")
     for r in results:
         ratio = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "-"
-        print(f"{r['recipe']:<20}{r['tokens_per_s']:>10,}{r['peak_gib']:>10.1f}{ratio:>8}{r['last_loss']:>11.4f}")
+        peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "-"
+        print(f"{r['recipe']:<20}{r['tokens_per_s']:>10,}{peak:>10}{ratio:>8}{r['last_loss']:>11.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"shape": args.shape, "batch_size": args.batch_size,
+        Path(args.json).write_text(json.dumps({"shape": args.shape, "device": args.device, "batch_size": args.batch_size,
                                                "max_length": args.max_length, "steps": args.steps,
                                                "results": results}, indent=1))
     return 0
