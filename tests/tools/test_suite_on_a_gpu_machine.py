@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.fake_nvidia_smi import fake_nvidia_smi
+
 REPO = Path(__file__).resolve().parents[2]
 PROBE = '''
 import os
@@ -29,8 +31,7 @@ def seen(tmp_path: Path, with_nvidia_smi: bool) -> list[str]:
     bin_dir = tmp_path / f"bin-{with_nvidia_smi}"
     bin_dir.mkdir()
     if with_nvidia_smi:
-        (bin_dir / "nvidia-smi").write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-0)'\n")
-        (bin_dir / "nvidia-smi").chmod(0o755)
+        fake_nvidia_smi(bin_dir)
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
     env.update(PATH=f"{bin_dir}:/usr/bin:/bin", TUNEWIZ_TEST_COLD="1")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p", "conftest",

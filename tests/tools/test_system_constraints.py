@@ -9,6 +9,8 @@ import sys
 import venv
 from pathlib import Path
 
+from support.fake_nvidia_smi import fake_nvidia_smi
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tools" / "system_constraints.py"
 
@@ -69,11 +71,7 @@ def test_a_venv_drops_what_its_system_site_has_and_keeps_what_it_installed(tmp_p
 
 def make_commands(tmp_path: Path, gpu: bool, target: str = "setup") -> list[str]:
     """What `make TARGET` would run (make -n) with an nvidia-smi that does or does not list a GPU."""
-    bin_dir = tmp_path / (("gpu-bin" if gpu else "cpu-bin") + f"-{target}")
-    bin_dir.mkdir()
-    smi = bin_dir / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho 'GPU 0: Fake GPU (UUID: GPU-0)'\n" if gpu else "#!/bin/sh\nexit 9\n")
-    smi.chmod(0o755)
+    bin_dir = fake_nvidia_smi(tmp_path / (("gpu-bin" if gpu else "cpu-bin") + f"-{target}"), lists_a_gpu=gpu)
     r = subprocess.run(["make", "-n", "-W", "pyproject.toml", target, f"VENV={tmp_path / 'v'}"], cwd=REPO,
                        capture_output=True, text=True, env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
