@@ -3,9 +3,14 @@ rows with masked labels, for LoRA and full training, in fp32 and under bf16 auto
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from tunewiz.engine import fused_loss
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 
 def packed_batch(tokenizer, rows: int = 2, width: int = 40):
@@ -106,28 +111,19 @@ def test_models_the_fused_loss_does_not_know_keep_their_own(tiny_model):
 
 
 @pytest.mark.parametrize("hidden_size,rows,head_trains", [(4096, 2048, False), (2048, 8192, True)])
-def test_the_loss_holds_one_chunk_of_logits_at_a_time(monkeypatch, hidden_size, rows, head_trains):
+def test_the_loss_holds_one_chunk_of_logits_at_a_time(hidden_size, rows, head_trains):
     """On a 92k vocabulary (7B QLoRA's frozen head, 1.8B full fine-tuning's trained one), the
     loss's forward keeps its fp32 gradient sums and, at any moment, one chunk's logits and
     probabilities: no gradient of the chunk before, no second copy of a sum while scaling it.
-    Counted on the meta device (support.live_bytes): no compute, real sizes."""
-    import contextlib
+    Counted on the meta device (bench/bench_loss_memory.py): no compute, real sizes."""
+    from bench_loss_memory import VOCAB, loss_forward_peak, on_meta
 
-    import torch
-
-    from support.live_bytes import LiveBytes
-
-    monkeypatch.setattr(torch, "autocast", lambda *a, **k: contextlib.nullcontext())   # none on meta
-    vocab, mib = 92544, 2**20
-    hidden = torch.empty(rows, hidden_size, dtype=torch.bfloat16, device="meta", requires_grad=True)
-    weight = torch.empty(vocab, hidden_size, dtype=torch.bfloat16, device="meta", requires_grad=head_trains)
-    targets = torch.zeros(rows, dtype=torch.long, device="meta")
-    counted = LiveBytes(already_there=(hidden, weight, targets))
-    with counted:
-        fused_loss.LinearCrossEntropy.apply(hidden, weight, targets, rows, torch.bfloat16)
-    chunk = (fused_loss.TRAINED_HEAD_CHUNK_ELEMENTS if head_trains else fused_loss.CHUNK_ELEMENTS) // vocab
-    sums = rows * hidden_size * 4 + (vocab * hidden_size * 4 if head_trains else 0)
+    with on_meta("as-is"):
+        peak = loss_forward_peak(fused_loss, hidden_size, rows, head_trains)
+    chunk = (fused_loss.TRAINED_HEAD_CHUNK_ELEMENTS if head_trains else fused_loss.CHUNK_ELEMENTS) // VOCAB
+    sums = rows * hidden_size * 4 + (VOCAB * hidden_size * 4 if head_trains else 0)
     # One chunk: bf16 logits, and fp32 probabilities twice (off CUDA, softmax(dtype=float32)
     # converts its input first; CUDA's half-to-float kernel writes them once).
-    one_chunk = chunk * vocab * (2 + 4 + 4)
-    assert counted.peak <= sums + one_chunk + 8 * mib, (counted.peak / mib, (sums + one_chunk) / mib)
+    one_chunk = chunk * VOCAB * (2 + 4 + 4)
+    mib = 2**20
+    assert peak <= sums + one_chunk + 8 * mib, (peak / mib, (sums + one_chunk) / mib)
