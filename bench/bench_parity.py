@@ -157,7 +157,8 @@ def run_tunewiz(config: Path, runs: Path, n: int, timeout: float, log: Path) -> 
             "tokens": [e["tokens"] for e in steps], "peak_gib": max(e["mem_gib"] for e in steps),
             "seconds": steps[-1]["t"] - steps[0]["t"],
             "setup": f"{start.get('attention')} attention, {start.get('loss')} loss, "
-                     f"compile {start['config']['train']['compile']}, {start.get('dtype')}"}
+                     f"compile {start['config']['train']['compile']}, {start.get('dtype')}"
+                     + (", FP8 products" if start.get("float8") else "")}
 
 
 def run_peer(side: str, config: Path, n: int, timeout: float, log: Path) -> dict:

@@ -171,7 +171,8 @@ def run_tunewiz(side: str, workload: str, args, model: Path, data: Path, work: P
             "trained_share": sum(e["trained_tokens"] for e in measured) / tokens,
             "median_step_tokens_per_s": statistics.median(e["tokens_per_s"] for e in measured),
             "setup": f"{start.get('attention')} attention, {start.get('loss')} loss, "
-                     f"compile {start['config']['train']['compile']}", "warnings": warnings}
+                     f"compile {start['config']['train']['compile']}"
+                     + (", FP8 products" if start.get("float8") else ""), "warnings": warnings}
 
 
 def _wait_for_step(proc, runs: Path, last: int, deadline: float) -> list[dict] | None:

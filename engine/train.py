@@ -35,6 +35,7 @@ class Recipe:
         self.loss_kind = "model"
         self.memory_pressure = MemoryPressure()
         self.compiled = False
+        self.float8 = False
 
     # ------------------------------------------------------------------ setup
     def preflight(self) -> None:
@@ -121,7 +122,7 @@ class Recipe:
             "start", name=cfg.name, config=to_dict(cfg), world_size=rt.world_size, total_steps=self.total,
             model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
             dtype=str(self.dtype).replace("torch.", ""), attention=self.attn_backend, loss=self.loss_kind,
-            compiled=self.compiled,
+            compiled=self.compiled, float8=self.float8,
             data=self.data_stats,
             truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step,
             auto_batch=asdict(self.batch_choice) if self.batch_choice else None)
@@ -242,10 +243,40 @@ class Recipe:
                 self.log(f"train.compile is on, but {why_not}: this run trains uncompiled", level="warning")
             elif auto_why:  # a GPU run that the default leaves uncompiled says so (the start event too)
                 self.log(f"train.compile: auto leaves this run uncompiled: {auto_why}")
+            self._float8(model, compiled=False)   # says why a run that asked for FP8 has none
             return False
+        self.float8 = self._float8(model, compiled=True)
         n = step_speed.compile_layers(model)
         self.log(f"compiling {n} layers (the first steps include the compile)")
         return n > 0
+
+    def _float8(self, model, compiled: bool) -> bool:
+        """train.float8, before the layers are compiled; True when the decoder products now
+        run in FP8."""
+        import importlib.util
+
+        import torch
+
+        from . import step_speed
+
+        setting = self.cfg.train.float8
+        capability = torch.cuda.get_device_capability(self.rt.device) if self.rt.device.startswith("cuda") else None
+        on, why_not = step_speed.should_float8(setting, self.cfg.method, compiled, capability,
+                                               importlib.util.find_spec("torchao") is not None)
+        if not on:
+            if why_not and setting is True:
+                self.log(f"train.float8 is on, but {why_not}: this run trains in {self._dtype_name()}",
+                         level="warning")
+            elif why_not and capability is not None:   # a CPU run was never meant to have FP8
+                self.log(f"train.float8: auto keeps {self._dtype_name()} products: {why_not}")
+            return False
+        n = step_speed.float8_linears(model)
+        self.log(f"FP8 matrix products in {n} decoder Linear layers (torchao float8, "
+                 f"{step_speed.FLOAT8_RECIPE} scaling; train.float8: false keeps {self._dtype_name()})")
+        return n > 0
+
+    def _dtype_name(self) -> str:
+        return str(self.dtype).replace("torch.", "")
 
     def should_stop(self) -> bool:
         """Every rank must stop at the same step, and a signal reaches one process only."""

@@ -141,6 +141,12 @@ class TrainConfig:
         "the compile, about 30 s). auto: on for one-process CUDA runs without DeepSpeed, where it was "
         "measured faster and leaner than uncompiled (docs/bench.md); off on CPUs, under DeepSpeed "
         "(its parameter hooks) and with several processes (not yet measured there)", "auto")
+    float8: Union[bool, str] = doc(
+        "auto | true | false: full fine-tuning's decoder matrix products in FP8 (torchao's float8 "
+        "training, tensorwise scaling; the output layer stays bf16) on GPUs of compute capability 8.9+ "
+        "(H100/H200, L40, RTX 4090). Needs compiled layers and torchao (the gpu extra). auto: on for "
+        "full fine-tuning where train.compile compiles, torchao is installed and the GPU has FP8; "
+        "LoRA and QLoRA keep bf16 (their step is not bound by the frozen base's products)", "auto")
     fused_loss: bool = doc("compute the loss chunk by chunk from the last hidden states, never holding the "
                            "full logits (plain-head architectures, no DeepSpeed; others use the model's own)",
                            True)
@@ -216,6 +222,7 @@ class Config:
     def __post_init__(self) -> None:
         choices = dict(_literal_fields(self))
         choices["train.compile"] = (self.train.compile, ("auto", True, False))
+        choices["train.float8"] = (self.train.float8, ("auto", True, False))
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{key}: {shown(value)} is not one of {', '.join(_yaml_word(a) for a in allowed)}",

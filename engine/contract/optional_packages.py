@@ -23,6 +23,8 @@ def needed_packages(cfg, cuda: bool = True) -> list[tuple[str, str]]:
         need.append(("bitsandbytes", "method: qlora (4-bit base)"))
     if cfg.layout.uses_deepspeed:
         need.append(("deepspeed", f"layout.deepspeed: {cfg.layout.deepspeed}"))
+    if getattr(cfg.train, "float8", False) is True and cuda:
+        need.append(("torchao", "train.float8: true"))
     for tracker in getattr(cfg.train, "report_to", None) or ():
         need.append((tracker, f"train.report_to: {tracker}"))
     return need
@@ -44,7 +46,7 @@ def require_packages(cfg, where: str = "the config", cuda: bool = True) -> None:
                          if any(pkg in GPU_EXTRA for pkg, _ in missing) else ""))
 
 
-GPU_EXTRA = ("bitsandbytes", "deepspeed")   # pyproject's `gpu` extra
+GPU_EXTRA = ("bitsandbytes", "deepspeed", "torchao")   # pyproject's `gpu` extra
 
 
 def _installed(package: str) -> bool:

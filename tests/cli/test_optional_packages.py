@@ -1,4 +1,4 @@
-"""A fresh GPU box without bitsandbytes / deepspeed hears it at launch, before anything slow."""
+"""A fresh GPU box without bitsandbytes / deepspeed / torchao hears it at launch, before anything slow."""
 
 import os
 import subprocess
@@ -25,16 +25,17 @@ def _fake_gpu_machine(tmp_path) -> dict:
 
 def test_every_missing_package_is_named_with_one_install_command(tmp_path, tiny_model):
     cfg = write_config(tmp_path, tiny_model, write_data(tmp_path / "d.jsonl"), method="qlora",
-                       layout={"gpus": 1, "deepspeed": "zero2"})
+                       layout={"gpus": 1, "deepspeed": "zero2"}, train__float8=True)
     # Missing on this machine whatever it has (a GPU machine's `make setup` installs both).
-    env = hiding(tmp_path / "hidden", ["bitsandbytes", "deepspeed"], _fake_gpu_machine(tmp_path))
+    env = hiding(tmp_path / "hidden", ["bitsandbytes", "deepspeed", "torchao"], _fake_gpu_machine(tmp_path))
     r = subprocess.run([sys.executable, "-m", "tunewiz", "train", str(cfg)], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 1, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert "bitsandbytes (for method: qlora" in lines[0] and "deepspeed (for layout.deepspeed: zero2)" in lines[0]
-    assert "pip install bitsandbytes deepspeed" in lines[0] and str(cfg) in lines[0]
+    assert "torchao (for train.float8: true)" in lines[0]
+    assert "pip install bitsandbytes deepspeed torchao" in lines[0] and str(cfg) in lines[0]
     assert not (tmp_path / "runs").exists()  # refused before a run directory was made
 
 

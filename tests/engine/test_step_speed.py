@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunewiz.engine.step_speed import should_compile
+from tunewiz.engine.step_speed import should_compile, should_float8
 
 
 @pytest.mark.parametrize("setting, device, deepspeed, world, expected", [
@@ -34,6 +34,40 @@ def test_compile_defaults_to_auto_and_takes_only_auto_true_false():
         assert config_from_dict({"train": {"compile": value}}).train.compile == value
     with pytest.raises(ConfigError, match="train.compile: 'fast' is not one of auto, true, false"):
         config_from_dict({"train": {"compile": "fast"}})
+
+
+H200, ADA, A100 = (9, 0), (8, 9), (8, 0)
+
+
+@pytest.mark.parametrize("setting, method, compiled, capability, torchao, expected, says", [
+    ("auto", "full", True, H200, True, True, ""),          # the default where it was measured
+    ("auto", "full", True, ADA, True, True, ""),
+    ("auto", "lora", True, H200, True, False, ""),         # adapters keep bf16, quietly
+    ("auto", "qlora", True, H200, True, False, ""),
+    ("auto", "full", True, A100, True, False, "8.9"),      # no FP8 tensor cores
+    ("auto", "full", False, H200, True, False, "compiled"),
+    ("auto", "full", True, H200, False, False, "torchao"),
+    ("auto", "full", True, None, True, False, "CUDA"),     # a CPU run
+    (True, "full", True, H200, True, True, ""),
+    (True, "lora", True, H200, True, False, "full fine-tuning"),
+    (True, "full", True, A100, True, False, "8.9"),
+    (False, "full", True, H200, True, False, ""),
+])
+def test_when_products_run_in_fp8(setting, method, compiled, capability, torchao, expected, says):
+    on, why_not = should_float8(setting, method, compiled, capability, torchao)
+    assert on is expected
+    assert (says in why_not) if says else why_not == ""
+
+
+def test_float8_defaults_to_auto_and_takes_only_auto_true_false():
+    from tunewiz.engine.contract.config import Config, config_from_dict
+    from tunewiz.engine.contract.errors import ConfigError
+
+    assert Config().train.float8 == "auto"
+    for value in ("auto", True, False):
+        assert config_from_dict({"train": {"float8": value}}).train.float8 == value
+    with pytest.raises(ConfigError, match="train.float8: 'e4m3' is not one of auto, true, false"):
+        config_from_dict({"train": {"float8": "e4m3"}})
 
 
 def test_adapters_without_input_casts_compute_the_same_under_autocast(tiny_model):

@@ -159,6 +159,43 @@ def test_compiled_layers_train_like_eager(tiny_model, tmp_path, cli, ckpt):
     assert curves[True] == pytest.approx(curves[False], rel=2e-2)
 
 
+fp8_gpu = pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.get_device_capability() < (8, 9)
+                             or importlib.util.find_spec("torchao") is None,
+                             reason="needs a GPU of compute capability 8.9+ and torchao")
+
+
+@fp8_gpu
+def test_full_fine_tuning_trains_in_fp8_by_default_and_learns_like_bf16(tiny_model, tmp_path, cli):
+    """train.float8: auto puts a compiled full fine-tuning run's decoder products in FP8:
+    its losses follow the bf16 run's (FP8 rounding apart), the eval answers (generated
+    uncompiled, through the FP8 layers) come out, it resumes, and what it converts to
+    loads with plain transformers: the saved weights are the plain bf16 ones."""
+    data = write_data(tmp_path / "d.jsonl", n=32)
+    curves = {}
+    for setting in (False, "auto"):
+        d = tmp_path / f"fp8-{setting}"
+        d.mkdir()
+        cfg = write_config(d, tiny_model, data, method="full", train__max_steps=12, train__save_every=6,
+                           train__lr=1e-3, train__float8=setting, train__auto_batch=False,
+                           eval={"inputs": ["Who are you?"], "every": 6, "max_new_tokens": 8}, layout={"gpus": 1})
+        r = cli("train", str(cfg))
+        run = only_run(d)
+        start = completed(r, run)
+        assert start["compiled"] is True and start["float8"] is (setting == "auto")
+        logs = " ".join(e["msg"] for e in read_events(run / "events.jsonl") if e["type"] == "log")
+        assert ("FP8 matrix products in 14 decoder Linear layers" in logs) == (setting == "auto"), logs
+        assert [e["step"] for e in read_events(run / "events.jsonl") if e["type"] == "eval"] == [0, 6, 12]
+        curves[setting] = losses(run)
+    fp8, bf16 = curves["auto"], curves[False]
+    assert fp8[-1] < fp8[0]
+    assert fp8 == pytest.approx(bf16, rel=5e-2), (fp8, bf16)
+    resume_for_more_steps(cli, run, 14)
+    out = run / "hf"
+    r = cli("convert", str(run), str(out))
+    assert r.returncode == 0, r.stderr
+    merged_logits_match(tiny_model, out, None)
+
+
 def test_auto_batch_regroups_the_step_and_learns_the_same(tiny_model, tmp_path, cli):
     """A preset's 1 x 16 with checkpointing becomes bigger micro-batches without it on a GPU
     (train.auto_batch, the default), and trains to the same losses as the config as written:
