@@ -54,6 +54,7 @@ WORKLOADS = {
     "qlora-b8-ckpt": ("qlora", 8, True),
     "full-b4": ("full", 4, False),
     "full-b8": ("full", 8, False),   # the tuned peer's other batch: ratios are against its best
+    "full-b16": ("full", 16, False),  # where FP8's products outgrow bf16's at batch 8
     "qlora7b-b1-ckpt": ("qlora", 1, True),
 }
 # Workloads that fix their own model shape (whatever --model says).

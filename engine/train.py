@@ -99,6 +99,7 @@ class Recipe:
         self._say_attention()
         model = wrap_for_method(model, cfg)
         self.params, self.trainable = count_params(model)
+        self.host_embedding = self._place_embedding(model)
         self.compiled = self._speed_up(model)
         self.progress("load", 2, 3)
 
@@ -122,7 +123,7 @@ class Recipe:
             "start", name=cfg.name, config=to_dict(cfg), world_size=rt.world_size, total_steps=self.total,
             model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
             dtype=str(self.dtype).replace("torch.", ""), attention=self.attn_backend, loss=self.loss_kind,
-            compiled=self.compiled, float8=self.float8,
+            compiled=self.compiled, float8=self.float8, host_embedding=self.host_embedding is not None,
             data=self.data_stats,
             truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step,
             auto_batch=asdict(self.batch_choice) if self.batch_choice else None)
@@ -227,6 +228,25 @@ class Recipe:
             return "model"
         return "fused"
 
+    def _place_embedding(self, model):
+        """train.host_embedding: the HostEmbedding now holding the input table, or None
+        where it stays on the GPU (contract/embedding_placement.py says which runs)."""
+        from . import host_embedding
+        from .contract.embedding_placement import why_embedding_stays_on_gpu
+
+        on_cuda = self.rt.device.startswith("cuda")
+        why = why_embedding_stays_on_gpu(self.cfg, on_cuda, on_cuda and host_embedding.tied(model))
+        if why is None and not host_embedding.movable(model):
+            why = "this model's input embedding is not a plain frozen nn.Embedding"
+        if why is not None:
+            if why and self.cfg.train.host_embedding and self.cfg.uses_adapter:
+                self.log(f"train.host_embedding: the input embedding stays on the GPU: {why}")
+            return None
+        host = host_embedding.keep_on_host(model, self.rt.device)
+        self.log(f"input embedding table in host memory ({host.table.numel() * host.table.element_size() / 2**30:.2f} "
+                 f"GiB off the GPU; train.host_embedding: false keeps it there)")
+        return host
+
     def _speed_up(self, model) -> bool:
         """The step_speed settings that apply to this run; True when layers were compiled."""
         from . import step_speed
@@ -260,7 +280,8 @@ class Recipe:
         from . import step_speed
 
         setting = self.cfg.train.float8
-        capability = torch.cuda.get_device_capability(self.rt.device) if self.rt.device.startswith("cuda") else None
+        on_cuda = self.rt.device.startswith("cuda") and torch.cuda.is_available()
+        capability = torch.cuda.get_device_capability(self.rt.device) if on_cuda else None
         on, why_not = step_speed.should_float8(setting, self.cfg.method, compiled, capability,
                                                importlib.util.find_spec("torchao") is not None)
         if not on:
@@ -303,6 +324,9 @@ class Recipe:
             from .fused_loss import trained_rows
 
             batch.update(trained_rows(batch["labels"]))  # on the CPU too
+        if self.host_embedding is not None:
+            # Looked up here, on the CPU, and sent with the batch: no sync, no table on the GPU.
+            batch["inputs_embeds"] = self.host_embedding.lookup(batch.pop("input_ids"))
         out = {k: v.to(self.rt.device, non_blocking=True) if hasattr(v, "to") else v for k, v in batch.items()}
         if self.compiled and varlen:
             import torch._dynamo

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import Config
+from .embedding_placement import why_embedding_stays_on_gpu
 from .model_facts import ModelFacts
 
 GIB = 1024**3
@@ -325,6 +326,9 @@ def estimate(cfg: Config, facts: ModelFacts, devices: int, world: int | None = N
         # DDP's buckets (engine/backends.py leaves gradient_as_bucket_view off) hold a second
         # copy of every gradient for the all-reduce.
         state += (lora * 4 if adapter else shape.params * dtype_bytes) * DDP_BUCKET_COPIES
+    if why_embedding_stays_on_gpu(cfg, not on_cpu, shape.tied) is None:
+        weights -= shape.vocab * shape.hidden * (2 if quantized else dtype_bytes)
+        notes.append("input embedding in host memory (train.host_embedding)")
     parts["model"] = weights / GIB
     parts["adapter" if adapter else "grads+optimizer"] = state / GIB
 
