@@ -16,11 +16,25 @@ import sys
 from typing import Callable
 
 
+# Said by bitsandbytes at import on CPUs with AVX512-BF16 when the optional `kernels`
+# package is missing. It falls back to its own kernel, and tunewiz never runs 4-bit on a
+# CPU (QLoRA needs CUDA), so the line would only be noise above a command's one-line output.
+QUIET_LIBRARY_LINES = {"bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward"}
+
+
+def quiet_library_noise() -> None:
+    import logging
+
+    for name, start in QUIET_LIBRARY_LINES.items():
+        logging.getLogger(name).addFilter(lambda record, start=start: not str(record.msg).startswith(start))
+
+
 def run_entry(main: Callable[[], int | None]) -> int:
     try:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     except (OSError, ValueError, AttributeError):  # stderr is no real file (captured, embedded)
         pass
+    quiet_library_noise()
     from .contract.errors import TunewizError
 
     try:

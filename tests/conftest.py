@@ -67,7 +67,33 @@ def cli():
 GPU_MACHINE = shutil.which("nvidia-smi") is not None
 
 
+GPU_MACHINE_DEVICES = os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def _marked_gpu(module) -> bool:
+    marks = getattr(module, "pytestmark", [])
+    return any(m.name == "gpu" for m in (marks if isinstance(marks, list) else [marks]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cpu_modules_see_no_gpu(request):
+    """The same for a module's own fixtures (a reference run trained once per module):
+    they start before any test's fixture could hide the GPU."""
+    if not GPU_MACHINE or _marked_gpu(request.module):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CUDA_VISIBLE_DEVICES", "")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def cpu_tests_see_no_gpu(request, monkeypatch):
-    if GPU_MACHINE and request.node.get_closest_marker("gpu") is None:
+    if not GPU_MACHINE:
+        return
+    if request.node.get_closest_marker("gpu") is None:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    elif GPU_MACHINE_DEVICES is None:   # a gpu test in a module hidden as a whole
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", GPU_MACHINE_DEVICES)
