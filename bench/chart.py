@@ -21,7 +21,7 @@ from pathlib import Path
 
 LABELS = {"tunewiz": "tunewiz defaults", "liger": "HF Trainer + peft + Liger", "hf": "HF Trainer + peft"}
 TITLES = {"lora-b4": "LoRA\nbatch 4", "lora-b8": "LoRA\nbatch 8", "qlora-b8-ckpt": "QLoRA\nbatch 8, ckpt",
-          "full-b4": "full\nbatch 4", "qlora7b-b1-ckpt": "7B QLoRA\nbatch 1, ckpt"}
+          "full-b4": "full\nbatch 4", "full-b16": "full\nbatch 16", "qlora7b-b1-ckpt": "7B QLoRA\nbatch 1, ckpt"}
 PEERS = ("liger", "hf")
 
 
