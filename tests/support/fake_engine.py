@@ -130,9 +130,12 @@ def stop(run: str) -> int:
 
 
 def write_output(out: str, phase: str, marker: str) -> int:
-    for done in range(1, 4):
-        print(f"{phase}: {done}/3", flush=True)
+    # A progress bar as tqdm draws one into a pipe: redraws after \r, a newline at the end.
+    for done in range(0, 4):
+        sys.stdout.write(f"\r{phase} weights: {done * 100 // 3:3d}%|{'#' * done}{' ' * (3 - done)}| {done}/3")
+        sys.stdout.flush()
         time.sleep(0.02)
+    print()
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / marker).write_text("{}")
     print(f"wrote {out}")

@@ -142,3 +142,21 @@ async def test_the_merge_log_wraps_without_losing_characters(engine, tmp_path, m
         shown = "".join(row.rstrip(" ▁▂▃▄▅▆▇█▏▕▎▍▌▋▊▉") for row in region_text(app, log))
         for line in lines[-5:]:
             assert line in shown
+
+
+async def test_the_merge_log_keeps_a_progress_bar_s_last_state_only(engine, tmp_path, monkeypatch):
+    """A bar redraws itself with \\r many times (loading weights): the log keeps its finished
+    state once, so the commands stay in view on a small terminal."""
+    run = launch(engine, tmp_path, monkeypatch, steps=5, delay=0.0)
+    await_done = lambda: (run / "state.json").read_text().find("completed") >= 0  # noqa: E731
+    app = TunewizApp(engine.output_dir, engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, await_done)
+        app.open_convert(run)
+        await wait_for(pilot, lambda: convert_finished(app.screen))
+        assert app.screen.succeeded
+        lines = [strip.text.rstrip() for strip in app.screen.query_one("#cm-log").lines]
+        bars = [line for line in lines if "%|" in line]
+        assert bars == ["convert weights: 100%|###| 3/3", "merge weights: 100%|###| 3/3"], lines
+        assert [line.split()[2] for line in lines if line.startswith("$ tunewiz")] == ["convert", "merge"]
+        assert app.screen.query_one("#cm-log").max_scroll_y == 0   # all of it in view at 80 x 24

@@ -98,7 +98,7 @@ async def test_convert_and_merge_then_offers_chat(runs, tmp_path):
         await pilot.press("m")
         await wait_for(pilot, lambda: convert_finished(app.screen))
         text = await painted(pilot)
-        assert "Done:" in text and "$ tunewiz merge demo" in text and "merge: 3/3" in text
+        assert "Done:" in text and "$ tunewiz merge demo" in text and "merge weights: 100%|###| 3/3" in text
         assert "chat with it" in text
         await pilot.press("r")  # running it again is safe
         await wait_for(pilot, lambda: convert_finished(app.screen))

@@ -7,6 +7,7 @@ that write their folders atomically, so running this again is safe.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from textual import work
@@ -46,6 +47,17 @@ def plan(run: Path) -> list[list[str]]:
     return output_plan(run)
 
 
+# A progress bar ("Loading weights:  45%|████  | 120/272") redraws itself many times, and the
+# stream gives each redraw as a line (services/engine_cli.py). Only its finished state goes
+# into the log, so the commands and their own lines stay in view; the moving bar shows in
+# the result line while the work runs.
+PROGRESS_BAR = re.compile(r"\d{1,3}%\|")
+
+
+def is_unfinished_bar(line: str) -> bool:
+    return PROGRESS_BAR.search(line) is not None and "100%|" not in line
+
+
 def _short(arg: str) -> str:
     """Paths relative to the working directory when that is shorter: the log stays readable."""
     if "/" not in arg:
@@ -69,6 +81,7 @@ class ConvertMergeScreen(Screen):
         self.run = run
         self.finished = False
         self.succeeded = False
+        self.last_logged = ""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -111,10 +124,20 @@ class ConvertMergeScreen(Screen):
     def on_step_started(self, message: StepStarted) -> None:
         self.query_one("#cm-bar", ProgressBar).update(progress=message.index)
         shown = [_short(arg) for arg in message.argv]
-        self.query_one("#cm-log", RichLog).write(f"$ tunewiz {' '.join(shown)}")
+        self.last_logged = f"$ tunewiz {' '.join(shown)}"
+        self.query_one("#cm-log", RichLog).write(self.last_logged)
 
     def on_output_line(self, message: OutputLine) -> None:
-        self.query_one("#cm-log", RichLog).write(message.line)
+        result = self.query_one("#cm-result", Static)
+        if is_unfinished_bar(message.line):
+            if not self.finished:
+                result.update(f"working… {message.line}")
+            return
+        if not self.finished:
+            result.update("working…")
+        if message.line != self.last_logged:   # a bar's final state is often drawn twice
+            self.last_logged = message.line
+            self.query_one("#cm-log", RichLog).write(message.line)
 
     def on_convert_merge_finished(self, message: ConvertMergeFinished) -> None:
         self.finished = True
