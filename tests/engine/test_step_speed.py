@@ -25,15 +25,16 @@ def test_when_layers_are_compiled(setting, device, deepspeed, world, expected):
     assert ("CUDA" in why_not) == (setting is True and not on)
 
 
-def test_compile_defaults_to_auto_and_takes_only_auto_true_false():
+@pytest.mark.parametrize("key, bad", [("compile", "fast"), ("float8", "e4m3")])
+def test_speed_switches_default_to_auto_and_take_only_auto_true_false(key, bad):
     from tunewiz.engine.contract.config import Config, config_from_dict
     from tunewiz.engine.contract.errors import ConfigError
 
-    assert Config().train.compile == "auto"
+    assert getattr(Config().train, key) == "auto"
     for value in ("auto", True, False):
-        assert config_from_dict({"train": {"compile": value}}).train.compile == value
-    with pytest.raises(ConfigError, match="train.compile: 'fast' is not one of auto, true, false"):
-        config_from_dict({"train": {"compile": "fast"}})
+        assert getattr(config_from_dict({"train": {key: value}}).train, key) == value
+    with pytest.raises(ConfigError, match=f"train.{key}: '{bad}' is not one of auto, true, false"):
+        config_from_dict({"train": {key: bad}})
 
 
 H200, ADA, A100 = (9, 0), (8, 9), (8, 0)
@@ -57,17 +58,6 @@ def test_when_products_run_in_fp8(setting, method, compiled, capability, torchao
     on, why_not = should_float8(setting, method, compiled, capability, torchao)
     assert on is expected
     assert (says in why_not) if says else why_not == ""
-
-
-def test_float8_defaults_to_auto_and_takes_only_auto_true_false():
-    from tunewiz.engine.contract.config import Config, config_from_dict
-    from tunewiz.engine.contract.errors import ConfigError
-
-    assert Config().train.float8 == "auto"
-    for value in ("auto", True, False):
-        assert config_from_dict({"train": {"float8": value}}).train.float8 == value
-    with pytest.raises(ConfigError, match="train.float8: 'e4m3' is not one of auto, true, false"):
-        config_from_dict({"train": {"float8": "e4m3"}})
 
 
 def test_adapters_without_input_casts_compute_the_same_under_autocast(tiny_model):

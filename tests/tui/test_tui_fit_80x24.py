@@ -124,15 +124,19 @@ async def test_preset_help_texts_are_whole(engine):
             assert shown == "".join(row.help_text.split()), (row.label, screen_text(app))
 
 
+async def convert_a_finished_run(pilot, app, run: Path) -> None:
+    """Wait for the run to complete, then convert and merge it from its screen."""
+    await wait_for(pilot, lambda: "completed" in (run / "state.json").read_text())
+    app.open_convert(run)
+    await wait_for(pilot, lambda: convert_finished(app.screen))
+    assert app.screen.succeeded
+
+
 async def test_the_merge_log_wraps_without_losing_characters(engine, tmp_path, monkeypatch):
     run = launch(engine, tmp_path, monkeypatch, steps=5, delay=0.0)
-    await_done = lambda: (run / "state.json").read_text().find("completed") >= 0  # noqa: E731
     app = TunewizApp(engine.output_dir, engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, await_done)
-        app.open_convert(run)
-        await wait_for(pilot, lambda: convert_finished(app.screen))
-        assert app.screen.succeeded
+        await convert_a_finished_run(pilot, app, run)
         log = app.screen.query_one("#cm-log")
         # Long lines, more of them than the log is high: the scrollbar shows up.
         lines = [f"line{i:02d}-" + "abcdefghij" * 9 + f"-end{i:02d}" for i in range(30)]
@@ -148,13 +152,9 @@ async def test_the_merge_log_keeps_a_progress_bar_s_last_state_only(engine, tmp_
     """A bar redraws itself with \\r many times (loading weights): the log keeps its finished
     state once, so the commands stay in view on a small terminal."""
     run = launch(engine, tmp_path, monkeypatch, steps=5, delay=0.0)
-    await_done = lambda: (run / "state.json").read_text().find("completed") >= 0  # noqa: E731
     app = TunewizApp(engine.output_dir, engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, await_done)
-        app.open_convert(run)
-        await wait_for(pilot, lambda: convert_finished(app.screen))
-        assert app.screen.succeeded
+        await convert_a_finished_run(pilot, app, run)
         lines = [strip.text.rstrip() for strip in app.screen.query_one("#cm-log").lines]
         bars = [line for line in lines if "%|" in line]
         assert bars == ["convert weights: 100%|###| 3/3", "merge weights: 100%|###| 3/3"], lines
