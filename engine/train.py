@@ -36,6 +36,7 @@ class Recipe:
         self.memory_pressure = MemoryPressure()
         self.compiled = False
         self.float8 = False
+        self.host_embedding = None   # the HostEmbedding holding the input table (train.host_embedding)
 
     # ------------------------------------------------------------------ setup
     def preflight(self) -> None:
