@@ -27,6 +27,8 @@ class HostEmbedding(nn.Module):
         self.num_embeddings, self.embedding_dim = self.table.shape
         self.padding_idx = embedding.padding_idx
         self.target = torch.device(device)
+        # Page-locked rows let the copy to a GPU run without blocking; decided once, not per batch.
+        self.pin = self.target.type == "cuda" and torch.cuda.is_available()
 
     @property
     def weight(self) -> torch.Tensor:
@@ -36,8 +38,7 @@ class HostEmbedding(nn.Module):
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """The rows of CPU token ids, on the CPU, in page-locked memory where a GPU waits for
         them (so the copy to it can run without blocking)."""
-        rows = torch.empty((ids.numel(), self.embedding_dim), dtype=self.table.dtype,
-                           pin_memory=self.target.type == "cuda" and torch.cuda.is_available())
+        rows = torch.empty((ids.numel(), self.embedding_dim), dtype=self.table.dtype, pin_memory=self.pin)
         torch.index_select(self.table, 0, ids.reshape(-1), out=rows)
         return rows.view(*ids.shape, self.embedding_dim)
 

@@ -123,7 +123,7 @@ class Recipe:
         self.events.emit(
             "start", name=cfg.name, config=to_dict(cfg), world_size=rt.world_size, total_steps=self.total,
             model=str(path), params=self.params, trainable_params=self.trainable, device=rt.device,
-            dtype=str(self.dtype).replace("torch.", ""), attention=self.attn_backend, loss=self.loss_kind,
+            dtype=self._dtype_name(), attention=self.attn_backend, loss=self.loss_kind,
             compiled=self.compiled, float8=self.float8, host_embedding=self.host_embedding is not None,
             data=self.data_stats,
             truncated=self.data_stats.get("truncated", 0), resumed_from=self.resumed_from, step=self.step,

@@ -32,6 +32,8 @@ PACE_EXPONENT = 0.5
 # Full fine-tuning's step is nearly all matrix products, which keep gaining from bigger
 # micro-batches past saturation: on one H200 (1.8B shape, FP8 products, docs/bench.md) 4, 8
 # and 16 x 2,048-token rows ran at 54.4k, 56.4k and 59.5k tok/s, about 2^0.065 per doubling.
+# Without FP8 (bf16 products) past 4 rows is not measured: the rule applies there too, on the
+# grounds that bigger products are no slower.
 FULL_PACE_EXPONENT_PAST_SATURATION = 0.065
 # Gradient checkpointing recomputes each layer's forward pass: steps take about 1.3x as long.
 CHECKPOINTING_PACE = 1 / 1.3
