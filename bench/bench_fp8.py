@@ -5,6 +5,7 @@ the one lever left is FP8 (torchao's float8 training, on Hopper and later). This
 on the same model, rows and optimizer, each variant in the same compiled form:
 
     python bench/bench_fp8.py --recipes bf16,tensorwise,rowwise --steps 10
+    python bench/bench_fp8.py --recipes tensorwise --batch-size 16 --profile prof   # where the time goes
 
 Variants: `bf16` (as tunewiz trains today), and torchao's recipes (`tensorwise`, `rowwise`,
 `rowwise_with_gw_hp`) applied to every Linear but the LM head. It prints tokens/s, peak
@@ -65,7 +66,14 @@ def run(recipe: str, args) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     losses, start = [], None
+    profiler = _profiler() if cuda and args.profile else None
     for i, ids in enumerate(batches):
+        if profiler is not None and i == args.warmup_steps:
+            profiler.__enter__()
+        if profiler is not None and i == args.warmup_steps + 2:   # two profiled steps are enough
+            profiler.__exit__(None, None, None)
+            _write_profile(profiler, Path(f"{args.profile}.{recipe}.txt"))
+            profiler = None
         if i == args.warmup_steps:
             if cuda:
                 torch.cuda.synchronize()
@@ -90,6 +98,17 @@ def run(recipe: str, args) -> dict:
     return result
 
 
+def _profiler():
+    from torch.profiler import ProfilerActivity, profile
+
+    return profile(activities=[ProfilerActivity.CUDA])
+
+
+def _write_profile(profiler, path: Path) -> None:
+    """The kernels by GPU time over the profiled steps: where a step's time goes."""
+    path.write_text(profiler.key_averages().table(sort_by="cuda_time_total", row_limit=45, max_name_column_width=90))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", default="internlm2-1.8b-shape", choices=sorted(SHAPES))
@@ -101,6 +120,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps first (compilation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", metavar="OUT", help="also write the results here")
+    p.add_argument("--profile", metavar="PREFIX", help="write each recipe's top GPU kernels over two timed "
+                                                       "steps to PREFIX.RECIPE.txt (the timing then includes the profiler)")
     args = p.parse_args(argv)
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     unknown = [r for r in recipes if r not in RECIPES]

@@ -103,6 +103,7 @@ class _Server:
         self.pending = b""
         self.env = dict(env)
         self.ready = False
+        self.served = 0   # requests answered by a forked child (the probe tests read it)
         self.lock = threading.Lock()
 
     def _line(self, timeout: float | None) -> str:
@@ -140,6 +141,7 @@ class _Server:
                 os.kill(pid, signal.SIGKILL)
                 self._line(60)
                 raise subprocess.TimeoutExpired([sys.executable, "-m", "tunewiz", *args], timeout)
+            self.served += 1
             read = lambda name: files[name].read_text(encoding="utf-8", errors="replace")
             return subprocess.CompletedProcess([sys.executable, "-m", "tunewiz", *args], rc,
                                                read("stdout"), read("stderr"))
@@ -156,12 +158,19 @@ _server: _Server | None = None
 
 
 def start(env: dict) -> None:
-    """Start the server early so its imports overlap with test collection. Not on GPU
-    machines: the libraries may initialise the CUDA driver while importing, and a forked
-    child cannot use a driver its parent initialised."""
+    """Start the server early so its imports overlap with test collection.
+
+    On a GPU machine the server sees no GPU (CUDA_VISIBLE_DEVICES=""): a library could
+    initialise the CUDA driver while importing, and a forked child cannot use a driver its
+    parent initialised. That is exactly what the tests written for CPU machines see there
+    (tests/conftest.py hides the GPU from them), so their calls are served warm; a `gpu`
+    test's call differs in CUDA_VISIBLE_DEVICES and starts a fresh interpreter. Without
+    this, every CPU call there paid a whole interpreter start: the kill-and-resume chain
+    (26 calls) takes 10 s warm and 96 s cold on a 2-core CPU machine, and cold, on a busy
+    16-core GPU machine with CUDA libraries to load, it did not finish within 8 minutes."""
     global _server
-    if _server is None and os.environ.get("TUNEWIZ_TEST_COLD") != "1" and not shutil.which("nvidia-smi"):
-        _server = _Server(env)
+    if _server is None and os.environ.get("TUNEWIZ_TEST_COLD") != "1":
+        _server = _Server({**env, "CUDA_VISIBLE_DEVICES": ""} if shutil.which("nvidia-smi") else env)
 
 
 def stop() -> None:
