@@ -128,18 +128,14 @@ def _define_function():
         grad_hidden = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device)
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if wants_weight else None
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        tiny = torch.finfo(torch.float32).tiny
         for start in range(0, hidden.shape[0], chunk):
             h = hidden[start:start + chunk].to(dtype)
             y = targets[start:start + chunk, None]
-            prob = torch.softmax(h @ w.T, dim=-1, dtype=torch.float32)
-            # -log p(target) = logsumexp - logit; p underflows only past a loss of ~87.
-            loss -= prob.gather(1, y).clamp_min_(tiny).log_().sum()
-            grad = prob.scatter_add_(1, y, torch.full(y.shape, -1.0, device=y.device)).to(dtype)
-            del prob
+            chunk_loss, grad = softmax_gradient(h @ w.T, y, dtype)
+            loss += chunk_loss
             grad_hidden[start:start + chunk] = grad @ w
             if wants_weight:
-                grad_weight.add_(grad.T @ h)   # summed in fp32, with no fp32 copy of the product
+                add_weight_gradient(grad_weight, grad, h)
             # Freed before the next chunk's logits, not when the names are rebound after them:
             # that held one more [chunk x vocab] gradient at the loop's peak.
             del grad, h
@@ -154,3 +150,24 @@ def _define_function():
         return loss * scale
 
     return _LinearCrossEntropy
+
+
+# The two steps of a chunk that are not matrix products, named so that bench/bench_fused_loss.py
+# can time other ways of doing them against these (on an H200 they are about 6% of a full
+# fine-tuning step: docs/bench.md, "where the step's time goes").
+
+def softmax_gradient(logits, y, dtype):
+    """(sum of -log p(target), d loss / d logits in `dtype`) for a [rows x vocab] chunk of
+    logits and its [rows x 1] targets: one fp32 softmax, minus one at the target."""
+    import torch
+
+    prob = torch.softmax(logits, dim=-1, dtype=torch.float32)
+    del logits   # the caller passes a temporary: freed here, before the fp32 gradient's cast
+    # -log p(target) = logsumexp - logit; p underflows only past a loss of ~87.
+    loss = -prob.gather(1, y).clamp_min_(torch.finfo(torch.float32).tiny).log_().sum()
+    return loss, prob.scatter_add_(1, y, torch.full(y.shape, -1.0, device=y.device)).to(dtype)
+
+
+def add_weight_gradient(grad_weight, grad, h) -> None:
+    """grad_weight += grad.T @ h, summed in fp32 with no fp32 copy of the product."""
+    grad_weight.add_(grad.T @ h)

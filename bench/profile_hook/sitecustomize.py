@@ -11,6 +11,8 @@ GPU time, to PREFIX.PID.txt:
 It hooks every optimizer's step through torch's global step hook, so it sees tunewiz and
 the peers alike. TUNEWIZ_BENCH_PROFILE_FROM (default 3) optimizer steps are left alone
 first (compilation, warm-up), then TUNEWIZ_BENCH_PROFILE_STEPS (default 2) are profiled.
+With TUNEWIZ_BENCH_PROFILE_HOST=1 it also records the host side and writes its operators
+by CPU time to PREFIX.PID.host.txt: where a step that leaves the GPU idle spends its time.
 Without TUNEWIZ_BENCH_PROFILE it does nothing, not even import torch.
 """
 
@@ -31,6 +33,8 @@ def _install(prefix: str) -> None:
     cuda = torch.cuda.is_available()
     # On a CPU (a check of the hook itself) the table is of CPU operators instead.
     activity, key = (ProfilerActivity.CUDA, "self_cuda_time_total") if cuda else (ProfilerActivity.CPU, "self_cpu_time_total")
+    host = os.environ.get("TUNEWIZ_BENCH_PROFILE_HOST") == "1"
+    activities = sorted({activity, ProfilerActivity.CPU} if host else {activity}, key=str)
 
     def sync():
         if cuda:
@@ -40,16 +44,19 @@ def _install(prefix: str) -> None:
         state["steps"] += 1
         if state["steps"] == start:
             sync()
-            state["profiler"] = profile(activities=[activity])
+            state["profiler"] = profile(activities=activities)
             state["profiler"].__enter__()
         elif state["steps"] == start + count and state["profiler"] is not None:
             sync()
             prof, state["profiler"] = state["profiler"], None
             prof.__exit__(None, None, None)
-            table = prof.key_averages().table(sort_by=key, row_limit=60,
-                                              max_name_column_width=100)
-            with open(f"{prefix}.{os.getpid()}.txt", "w") as f:
-                f.write(f"{' '.join(sys.argv)[:300]}\n{count} optimizer steps after {start}\n{table}\n")
+            header = f"{' '.join(sys.argv)[:300]}\n{count} optimizer steps after {start}\n"
+            averages = prof.key_averages()
+            tables = {"": key, ".host": "self_cpu_time_total"} if host else {"": key}
+            for suffix, sort_key in tables.items():
+                table = averages.table(sort_by=sort_key, row_limit=60, max_name_column_width=100)
+                with open(f"{prefix}.{os.getpid()}{suffix}.txt", "w") as f:
+                    f.write(header + table + "\n")
 
     register_optimizer_step_post_hook(after_step)
 

@@ -32,10 +32,14 @@ def test_the_hook_profiles_the_optimizer_steps_of_a_real_training_run(tiny_model
     r = subprocess.run([sys.executable, "-m", "tunewiz", "train", str(cfg)], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300, env=_env(TUNEWIZ_BENCH_PROFILE=str(prefix),
                                                         TUNEWIZ_BENCH_PROFILE_FROM="2",
-                                                        TUNEWIZ_BENCH_PROFILE_STEPS="3"))
+                                                        TUNEWIZ_BENCH_PROFILE_STEPS="3",
+                                                        TUNEWIZ_BENCH_PROFILE_HOST="1"))
     assert r.returncode == 0, r.stderr[-2000:]
-    # Only the process that steps an optimizer writes one: the training itself.
-    [table] = list(tmp_path.glob("prof.*.txt"))
+    # Only the process that steps an optimizer writes them: the training itself.
+    [host] = list(tmp_path.glob("prof.*.host.txt"))
+    [table] = [p for p in tmp_path.glob("prof.*.txt") if p != host]
+    assert host.name == table.name.replace(".txt", ".host.txt")
+    assert "Self CPU" in host.read_text()
     command, window, *rows = table.read_text().splitlines()
     assert "tunewiz" in command and "train" in command
     assert window == "3 optimizer steps after 2"
