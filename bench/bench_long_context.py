@@ -151,7 +151,7 @@ def write_long_records(path: Path, length: int, records: int) -> Path:
 def tunewiz_trial(side: str, method: str, model: Path, length: int, timeout: float, budget_cut: bool,
                   work: Path, logs: Path) -> dict:
     """One ``tunewiz train`` of STEPS steps on rows of ``length`` tokens."""
-    from bench_peers import child_env, tunewiz_overrides
+    from bench_peers import child_env, tunewiz_sections
     from tunewiz.engine.contract.config import config_from_dict, dump_yaml
     from tunewiz.engine.contract.events import read_events
 
@@ -159,12 +159,13 @@ def tunewiz_trial(side: str, method: str, model: Path, length: int, timeout: flo
     runs = trial_dir / "runs"
     trial_dir.mkdir(parents=True, exist_ok=True)
     data = write_long_records(trial_dir / "long.jsonl", length, STEPS + 2)
+    train_keys, sections = tunewiz_sections(side)
     train = {"max_steps": STEPS, "batch_size": 1, "grad_accum": 1, "gradient_checkpointing": True, "auto_batch": False,
-             "lr": 2e-5 if method == "full" else 2e-4, "save_every": STEPS + 1, **tunewiz_overrides(side)}
+             "lr": 2e-5 if method == "full" else 2e-4, "save_every": STEPS + 1, **train_keys}
     cfg = config_from_dict({
         "name": "long", "output_dir": str(runs), "model": {"path": str(model)}, "method": method,
         "stage": "pretrain", "data": {"files": [str(data)], "format": "pretrain", "max_length": length},
-        "train": train, "eval": {"inputs": [], "every": 0}})
+        "train": train, "eval": {"inputs": [], "every": 0}, **sections})
     config = trial_dir / "config.yaml"
     config.write_text(dump_yaml(cfg), encoding="utf-8")
     log = logs / f"long.{side.replace('=', '-')}.{length}.log"

@@ -122,7 +122,8 @@ def write_source_text(path: Path, rows: int, max_length: int) -> Path:
     return path
 
 
-def write_config(path: Path, args, model: Path, data: Path, runs: Path, overrides: dict) -> Path:
+def write_config(path: Path, args, model: Path, data: Path, runs: Path, overrides: dict,
+                 sections: dict | None = None) -> Path:
     from tunewiz.engine.contract.config import config_from_dict, dump_yaml
 
     method = args.method or "lora"
@@ -136,7 +137,7 @@ def write_config(path: Path, args, model: Path, data: Path, runs: Path, override
         "train": {"max_steps": n, "batch_size": args.batch_size, "grad_accum": 1,
                   "lr": 2e-5 if method == "full" else 2e-4, "gradient_checkpointing": False, "auto_batch": False,
                   "save_every": n + 1, **overrides},
-        "eval": {"inputs": [], "every": 0}})
+        "eval": {"inputs": [], "every": 0}, **(sections or {})})
     path.write_text(dump_yaml(cfg), encoding="utf-8")
     return path
 
@@ -184,7 +185,7 @@ def run_peer(side: str, config: Path, n: int, timeout: float, log: Path) -> dict
 
 
 def main(args) -> int:
-    from bench_peers import PEERS, tunewiz_overrides
+    from bench_peers import PEERS, tunewiz_sections
 
     sides = (args.sides or "tunewiz,liger").split(",")
     if len(sides) != 2 or not sides[0].startswith("tunewiz") or sides[1] not in PEERS:
@@ -207,7 +208,7 @@ def main(args) -> int:
             data = write_sample_datasets(work / "data", "Ada")["conversation"]
         print(f"model and data ready in {time.time() - t0:.0f}s", flush=True)
         # The peer's config holds no tunewiz+KEY overrides: they name tunewiz's own settings.
-        tw_cfg = write_config(work / "tunewiz.yaml", args, model, data, work / "runs", tunewiz_overrides(sides[0]))
+        tw_cfg = write_config(work / "tunewiz.yaml", args, model, data, work / "runs", *tunewiz_sections(sides[0]))
         peer_cfg = write_config(work / "peer.yaml", args, model, data, work / "peer-runs", {})
         res = {}
         for side in sides:

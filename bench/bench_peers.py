@@ -8,7 +8,8 @@ another, each in a fresh process:
   (only the workload's method, batch and checkpointing are set). Its data is pretraining
   text long enough that every row is one full sample, so it trains every position of full
   rows, as the peers do. ``tunewiz+KEY=VALUE[+...]`` sets train.KEY too
-  (``tunewiz+compile=false``).
+  (``tunewiz+compile=false``), ``SECTION.KEY=VALUE`` another section's key
+  (``tunewiz+quant.double_quant=false``).
 - ``liger``: HF Trainer + peft + ``use_liger_kernel=True`` on random full rows (peer_full_rows.py),
   the tuned peer a savvy user runs.
 - ``hf``: the same without Liger.
@@ -123,29 +124,45 @@ def write_text_data(path: Path, records: int, words: int) -> Path:
 
 
 def tunewiz_overrides(side: str) -> dict:
-    """'tunewiz+compile=false+fused_loss=true' -> {'compile': False, 'fused_loss': True}."""
+    """'tunewiz+compile=false+fused_loss=true' -> {'compile': False, 'fused_loss': True}: the
+    train keys a side sets. A dotted key sets another section's (quant.double_quant=false ->
+    {'quant': {'double_quant': False}}); tunewiz_sections() takes those out."""
     import yaml
 
-    out = {}
+    out: dict = {}
     for piece in side.split("+")[1:]:
         key, _, value = piece.partition("=")
-        out[key] = yaml.safe_load(value)
+        section, _, leaf = key.rpartition(".")
+        (out.setdefault(section, {}) if section else out)[leaf] = yaml.safe_load(value)
     return out
+
+
+def tunewiz_sections(side: str) -> tuple[dict, dict]:
+    """(train keys, {section: keys}) of a side."""
+    train = tunewiz_overrides(side)
+    return train, {k: train.pop(k) for k in [k for k, v in train.items() if isinstance(v, dict)]}
+
+
+def tunewiz_config(side: str, workload: str, args, model: Path, data: Path, runs: Path) -> dict:
+    """The config a tunewiz side trains with: the workload's method, batch and checkpointing,
+    the config's defaults for everything else, and what the side sets."""
+    method, batch, ckpt = WORKLOADS[workload]
+    total = args.warmup_steps + args.steps
+    train_keys, sections = tunewiz_sections(side)
+    train = {"max_steps": total, "batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt, "auto_batch": False,
+             "lr": 2e-5 if method == "full" else 2e-4, "save_every": total + 1, **train_keys}
+    return {"name": "bench", "output_dir": str(runs), "model": {"path": str(model)}, "method": method,
+            "stage": "pretrain", "data": {"files": [str(data)], "format": "pretrain", "max_length": args.max_length},
+            "train": train, "eval": {"inputs": [], "every": 0}, **sections}
 
 
 def run_tunewiz(side: str, workload: str, args, model: Path, data: Path, work: Path) -> dict:
     from tunewiz.engine.contract.config import config_from_dict, dump_yaml
     from tunewiz.engine.contract.events import read_events
 
-    method, batch, ckpt = WORKLOADS[workload]
     total = args.warmup_steps + args.steps
     runs = work / "runs"
-    train = {"max_steps": total, "batch_size": batch, "grad_accum": 1, "gradient_checkpointing": ckpt, "auto_batch": False,
-             "lr": 2e-5 if method == "full" else 2e-4, "save_every": total + 1, **tunewiz_overrides(side)}
-    cfg = config_from_dict({
-        "name": "bench", "output_dir": str(runs), "model": {"path": str(model)}, "method": method,
-        "stage": "pretrain", "data": {"files": [str(data)], "format": "pretrain", "max_length": args.max_length},
-        "train": train, "eval": {"inputs": [], "every": 0}})
+    cfg = config_from_dict(tunewiz_config(side, workload, args, model, data, runs))
     config = work / "config.yaml"
     config.write_text(dump_yaml(cfg), encoding="utf-8")
     shutil.rmtree(runs, ignore_errors=True)
