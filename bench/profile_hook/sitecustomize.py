@@ -13,7 +13,8 @@ the peers alike. TUNEWIZ_BENCH_PROFILE_FROM (default 3) optimizer steps are left
 first (compilation, warm-up), then TUNEWIZ_BENCH_PROFILE_STEPS (default 2) are profiled.
 With TUNEWIZ_BENCH_PROFILE_HOST=1 it also records the host side and writes its operators
 by CPU time to PREFIX.PID.host.txt: where a step that leaves the GPU idle spends its time.
-Without TUNEWIZ_BENCH_PROFILE it does nothing, not even import torch.
+Without TUNEWIZ_BENCH_PROFILE it does nothing, not even import torch. For the processes it
+reaches it stands in for any other sitecustomize module further along the path.
 """
 
 import os
