@@ -158,7 +158,6 @@ def tunewiz_config(side: str, workload: str, args, model: Path, data: Path, runs
 
 def run_tunewiz(side: str, workload: str, args, model: Path, data: Path, work: Path) -> dict:
     from tunewiz.engine.contract.config import config_from_dict, dump_yaml
-    from tunewiz.engine.contract.events import read_events
 
     total = args.warmup_steps + args.steps
     runs = work / "runs"

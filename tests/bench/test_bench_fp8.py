@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from support.bench_scripts import run_bench
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "bench_fp8.py"
 
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return run_bench(SCRIPT.name, *args, cwd=cwd, timeout=300)
 
 
 def test_the_bf16_run_times_its_steps_and_writes_the_json(tmp_path):

@@ -4,18 +4,16 @@ agree on a real loss and its gradients; what only a GPU can run says so in one l
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from support.bench_scripts import run_bench
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_fused_loss.py"
 
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return run_bench("bench_fused_loss.py", *args, cwd=cwd)
 
 
 def test_the_compiled_softmax_variant_matches_the_engine_on_a_trained_head(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,11 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import bench_long_context as lc  # noqa: E402
 
+from support.bench_scripts import run_bench
+
 
 def bench(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU, as on the GPU machine's CPU tier
-    return subprocess.run([sys.executable, str(REPO / "bench" / "bench_peers.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_bench("bench_peers.py", *args, cwd=tmp_path, timeout=300)
 
 
 def test_each_trial_trains_full_rows_of_its_length_and_the_longest_is_reported(tmp_path):

@@ -4,21 +4,19 @@ estimate, the table and the JSON (the GPU figures come from the same code on a G
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support.bench_scripts import run_bench
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "bench_memory.py"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=600)
+    return run_bench(SCRIPT.name, *args, cwd=cwd)
 
 
 def test_real_runs_on_the_cpu_give_the_table_and_the_json(tiny_model, tmp_path):

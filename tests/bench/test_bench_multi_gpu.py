@@ -4,21 +4,19 @@ the same global batch, through the real CLI and torchrun, as a 2-GPU machine run
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from support.bench_scripts import run_bench
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "bench_multi_gpu.py"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=600)
+    return run_bench(SCRIPT.name, *args, cwd=cwd, env={"OMP_NUM_THREADS": "1"})
 
 
 def table(stdout: str) -> list[str]:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.bench_scripts import run_bench
 from support.runs import write_config, write_data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,12 +69,10 @@ def test_the_summary_groups_a_gpu_table_by_kind_of_work():
 def test_the_summary_names_a_table_that_is_not_a_gpu_profile(tmp_path):
     cpu_table = tmp_path / "cpu.txt"
     cpu_table.write_text("Name  Self CPU %\nSelf CPU time total: 3.1ms\n")
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "profile_summary.py"), str(cpu_table)],
-                       capture_output=True, text=True, timeout=60)
+    r = run_bench("profile_summary.py", str(cpu_table), cwd=tmp_path, timeout=60)
     assert r.returncode == 1 and "cpu.txt: no 'Self CUDA time total' line" in r.stderr
 
 
 def test_bench_attention_off_a_gpu_is_a_one_line_error(tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / "bench" / "bench_attention.py")], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120, env=_env())
+    r = run_bench("bench_attention.py", cwd=tmp_path, timeout=120)
     assert r.returncode == 1 and r.stderr.strip() == "bench_attention needs a CUDA GPU"
