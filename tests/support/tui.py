@@ -40,6 +40,14 @@ async def painted(pilot) -> str:
     return screen_text(pilot.app)
 
 
+async def until_shown(pilot, text: str) -> str:
+    """Wait until the screen as painted shows text, then the screen. For what a step shows
+    right after it opens: its first full paint can come a frame after the state a test
+    waited on (seen once on a busy machine: a blank body under the header)."""
+    await wait_for(pilot, lambda: text in screen_text(pilot.app))
+    return screen_text(pilot.app)
+
+
 class MessageLog:
     """The messages of these kinds the app dispatches: give it to run_test as message_hook,
     then wait for the message a worker posts instead of for the text its handler paints."""

@@ -11,7 +11,7 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.services.engine_cli import EngineCli
 from tunewiz.tui.services.gpus import Gpu
 
-from support.tui import MessageLog, holds, machine_with, painted, pick_preset, wait_for, wait_for_screen
+from support.tui import MessageLog, holds, machine_with, painted, pick_preset, until_shown, wait_for, wait_for_screen
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
 from tunewiz.tui.screens.wizard.review_step import Launched, MemoryEstimated
 from support import FAKE_ENGINE
@@ -48,7 +48,7 @@ async def test_qlora_without_cuda_is_warned_in_preset_and_not_launched(workdir, 
         await goto(pilot, "PresetStep")
         await pick_preset(pilot, "sft-qlora")
         await wait_for(pilot, lambda: warned(app.screen, "QLoRA needs a CUDA GPU"))
-        assert "QLoRA needs a CUDA GPU" in await painted(pilot)
+        assert "QLoRA needs a CUDA GPU" in await until_shown(pilot, "QLoRA needs a CUDA GPU")
         assert "choose sft-lora" in shown(app, "#preset-warning")
         await pick_preset(pilot, "sft-lora")   # the warning goes with the recipe
         await wait_for(pilot, lambda: not app.screen.query_one("#preset-warning").display)
@@ -94,7 +94,7 @@ async def test_writing_the_assistant_set_refreshes_the_preview_of_the_same_path(
         await goto(pilot, "DatasetStep")
         assert app.screen.query_one("#data-path").value == "data/assistant.json"
         assert (await log.wait(pilot, DataChecked)).problems
-        assert "no such file" in await painted(pilot)
+        assert "no such file" in await until_shown(pilot, "no such file")
         owner = app.screen.query_one("#data-owner")
         owner.focus()
         await pilot.press(*"Bob", "enter")

@@ -17,7 +17,7 @@ from tunewiz.tui.screens.wizard.dataset_step import DataChecked
 from tunewiz.tui.services.engine_cli import EngineCli
 
 from support import FAKE_ENGINE
-from support.tui import MessageLog, holds, painted, wait_for, wait_for_screen
+from support.tui import MessageLog, holds, painted, until_shown, wait_for, wait_for_screen
 from support.xtuner_configs import QLORA_ALPACA, line_of
 
 HUB_MODEL = "'internlm/internlm2-chat-1_8b'"
@@ -89,7 +89,7 @@ async def test_every_step_shows_the_xtuner_config_and_review_lists_what_was_left
         await next_step(pilot, "DatasetStep")
         assert (value(app, "#data-path"), value(app, "#data-format")) == ("tatsu-lab/alpaca", "alpaca")
         await log.wait(pilot, DataChecked, lambda m: m.files == ["tatsu-lab/alpaca"])
-        assert "hub dataset tatsu-lab/alpaca" in await painted(pilot)
+        assert "hub dataset tatsu-lab/alpaca" in await until_shown(pilot, "hub dataset tatsu-lab/alpaca")
 
         await next_step(pilot, "LayoutStep")  # XTuner's file has no layout: one node, no DeepSpeed
         assert (value(app, "#layout-deepspeed"), value(app, "#layout-nnodes")) == ("none", "1")
@@ -175,7 +175,8 @@ async def test_a_config_typed_on_the_model_step_fills_the_wizard(workdir, xtuner
         options.focus()
         await pilot.press("down")
         await wait_for(pilot, lambda: app.screen.state.preset not in ("", FROM_FILE))
-        assert f"(preset {app.screen.state.preset})" in await painted(pilot)
+        chosen = f"(preset {app.screen.state.preset})"
+        assert chosen in await until_shown(pilot, chosen)
         await pilot.press("up")
         assert said in await until_holds(pilot, "#preset-method", said)
         assert (value(app, "#set-train-grad_accum"), value(app, "#set-lora-r")) == ("8", "32")

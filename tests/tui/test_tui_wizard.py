@@ -11,8 +11,8 @@ from tunewiz.tui.app import TunewizApp
 from tunewiz.tui.screens.wizard.state import preset_files
 from tunewiz.tui.services.engine_cli import EngineCli
 
-from support.tui import (MessageLog, holds, machine_with, monitor_drew_the_end, painted, pick_preset, wait_for,
-                         wait_for_screen)
+from support.tui import (MessageLog, holds, machine_with, monitor_drew_the_end, painted, pick_preset, until_shown,
+                         wait_for, wait_for_screen)
 from tunewiz.tui.screens.wizard.dataset_step import AssistantSetWritten, DataChecked, PreviewReady
 from tunewiz.tui.screens.wizard.layout_step import CommandsPlanned, SlurmWritten
 from tunewiz.tui.screens.wizard.review_step import MemoryEstimated
@@ -93,7 +93,7 @@ async def test_choices_land_in_the_config_and_back_keeps_them(workdir):
         await goto(pilot, "DatasetStep")
         app.screen.query_one("#data-path").value = "data/assistant_openai.jsonl"
         await log.wait(pilot, DataChecked, lambda m: m.files == ["data/assistant_openai.jsonl"])
-        assert "format openai" in await painted(pilot)
+        assert "format openai" in await until_shown(pilot, "format openai")
         await pilot.press("escape")  # back: the edits are still there
         await goto(pilot, "PresetStep")
         assert app.screen.query_one("#set-train-lr").value == "0.0003"
@@ -279,7 +279,7 @@ async def test_layout_shows_every_node_command_and_writes_the_slurm_script(workd
             await pilot.press("enter")
         await goto(pilot, "LayoutStep")
         await log.wait(pilot, CommandsPlanned)
-        assert "one node: nothing to run elsewhere" in await painted(pilot)
+        assert "one node: nothing to run elsewhere" in await until_shown(pilot, "one node: nothing to run elsewhere")
         app.screen.query_one("#layout-nnodes").value = "2"
         app.screen.query_one("#layout-addr").value = "10.0.0.1"
         await log.wait(pilot, CommandsPlanned, lambda m: "10.0.0.1" in m.text and "# node 1" in m.text)
