@@ -153,7 +153,7 @@ def _define_function():
 
 
 # The two steps of a chunk that are not matrix products, named so that bench/bench_fused_loss.py
-# can time other ways of doing them against these (on an H200 they are about 6% of a full
+# can time other ways of doing them against these (on an H200 they are 5-8% of a full
 # fine-tuning step: docs/bench.md, "where the step's time goes").
 
 def softmax_gradient(logits, y, dtype):
