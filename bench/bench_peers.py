@@ -123,24 +123,18 @@ def write_text_data(path: Path, records: int, words: int) -> Path:
     return path
 
 
-def tunewiz_overrides(side: str) -> dict:
-    """'tunewiz+compile=false+fused_loss=true' -> {'compile': False, 'fused_loss': True}: the
-    train keys a side sets. A dotted key sets another section's (quant.double_quant=false ->
-    {'quant': {'double_quant': False}}); tunewiz_sections() takes those out."""
+def tunewiz_sections(side: str) -> tuple[dict, dict]:
+    """A side's settings: (train keys, {section: keys}). 'tunewiz+compile=false' sets
+    train.compile; a dotted key sets another section's ('quant.double_quant=false')."""
     import yaml
 
-    out: dict = {}
+    train: dict = {}
+    sections: dict = {}
     for piece in side.split("+")[1:]:
         key, _, value = piece.partition("=")
         section, _, leaf = key.rpartition(".")
-        (out.setdefault(section, {}) if section else out)[leaf] = yaml.safe_load(value)
-    return out
-
-
-def tunewiz_sections(side: str) -> tuple[dict, dict]:
-    """(train keys, {section: keys}) of a side."""
-    train = tunewiz_overrides(side)
-    return train, {k: train.pop(k) for k in [k for k, v in train.items() if isinstance(v, dict)]}
+        (sections.setdefault(section, {}) if section else train)[leaf] = yaml.safe_load(value)
+    return train, sections
 
 
 def tunewiz_config(side: str, workload: str, args, model: Path, data: Path, runs: Path) -> dict:

@@ -23,7 +23,7 @@ import profile_summary  # noqa: E402
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWIZ_BENCH_PROFILE")}
     return {**env, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
-            "PYTHONPATH": os.pathsep.join([str(HOOK), str(REPO), env.get("PYTHONPATH", "")]), **extra}
+            "PYTHONPATH": os.pathsep.join([str(HOOK), env.get("PYTHONPATH", "")]), **extra}
 
 
 def test_the_hook_profiles_the_optimizer_steps_of_a_real_training_run(tiny_model, tmp_path):
