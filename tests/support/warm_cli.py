@@ -166,7 +166,8 @@ def start(env: dict) -> None:
     (tests/conftest.py hides the GPU from them), so their calls are served warm; a `gpu`
     test's call differs in CUDA_VISIBLE_DEVICES and starts a fresh interpreter. Without
     this, every CPU call there paid a whole interpreter start: the kill-and-resume chain
-    (26 calls) takes 10 s warm and 96 s cold on a 2-core CPU machine, and cold, on a busy
+    (26 calls; pytest tests/engine/test_faults.py, with and without TUNEWIZ_TEST_COLD=1)
+    takes 10 s warm and 96 s cold on a 2-core CPU machine, and cold, on a busy
     16-core GPU machine with CUDA libraries to load, it did not finish within 8 minutes."""
     global _server
     if _server is None and os.environ.get("TUNEWIZ_TEST_COLD") != "1":
